@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Everything they need is installed
+# from this checkout's own files into .venv (created with the machine's python3.11).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fedmark-installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: demo test test-slow test-all bench venv lock clean
+
+$(STAMP): setup.py overrides.txt requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.4"
+	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Re-resolve the pinned set after changing setup.py's dependencies.
+lock:
+	test -x $(BIN)/uv || ($(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q "uv>=0.4")
+	$(BIN)/uv pip compile --python-version 3.11 --override overrides.txt \
+	  --extra edge --extra server --extra build --extra dev setup.py -o requirements.lock
+
+demo: venv
+	$(BIN)/fedmark demo
+
+# The whole fast suite (CI runs this). Slow reliability checks: `make test-slow`.
+test: venv
+	$(PYTEST) -m "not slow"
+
+test-slow: venv
+	$(PYTEST) -m slow
+
+test-all: venv
+	$(PYTEST)
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) out var test-artifacts .pytest_cache

@@ -1,0 +1,31 @@
+"""fedmark: federated learning SDK for marketing models (see README.md)."""
+from setuptools import find_packages, setup
+
+EDGE = ["numpy>=1.24", "onnxruntime>=1.17"]
+SERVER = [
+    "flask>=3.0", "numpy>=1.24", "sqlalchemy>=2.0,<2.1", "alembic>=1.12",
+    "psycopg[binary]>=3.1", "dp-accounting>=0.4", "gunicorn>=21", "prometheus-client>=0.17",
+]
+BUILD = [
+    "tensorflow==2.14.1", "tensorflow-federated==0.87.0", "tf2onnx==1.17.0", "onnx==1.17.0",
+    "onnxruntime>=1.17",
+]
+DEV = [
+    "pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "requests>=2.31",
+    "matplotlib>=3.7", "tqdm>=4.66", "scikit-learn>=1.3", "psutil>=5.9",
+]
+
+setup(
+    name="fedmark",
+    version="0.1.0",
+    description="Governed edge federated learning for marketing models",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["fedmark", "fedmark.*", "edge_sdk", "edge_sdk.*",
+                                    "server", "server.*", "models", "models.*"]),
+    include_package_data=True,
+    package_data={"server": ["static/*", "templates/*", "migrations/*", "migrations/**/*"],
+                  "edge_sdk": ["web/*.js", "web/*.json"]},
+    install_requires=["numpy>=1.24"],
+    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV},
+    entry_points={"console_scripts": ["fedmark=fedmark.cli:main"]},
+)
