@@ -2,21 +2,26 @@
 
 The process guard: TFF's C++ runtime starts a ``worker_binary`` that outlives
 Python and can hold CI's output open until its time limit.  The code that starts
-TFF must stop it (models.tff_runtime); this guard records such processes at the
-start and fails the session if any new one is left at the end (after ending it,
-by pid, so CI never hangs).
+TFF must stop it (models.tff_runtime); this guard (which also watches the servers tests start)
+fails the session if one is left at the end (after ending it,
+by pid, so CI never hangs).  Only processes carrying this session's marker in
+their environment count: every process the suite starts inherits it (even one
+orphaned to init), while other sessions' processes on the same machine do not.
 """
 from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import pytest
 
-GUARDED = ("worker_binary",)
+GUARDED = ("worker_binary", "fedmark server", "gunicorn")
+MARKER = "FEDMARK_TEST_SESSION"
 
 
-def _guarded_pids() -> set[int]:
+def _guarded_pids(marker: str) -> set[int]:
+    tag = f"{MARKER}={marker}".encode()
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -26,18 +31,23 @@ def _guarded_pids() -> set[int]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(g in cmd for g in GUARDED):
-            pids.add(int(entry))
+        if not any(g in cmd for g in GUARDED):
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if tag in f.read().split(b"\0"):
+                    pids.add(int(entry))
+        except OSError:
+            continue
     return pids
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config._fedmark_pids_before = _guarded_pids()  # type: ignore[attr-defined]
+    os.environ.setdefault(MARKER, uuid.uuid4().hex)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    before = getattr(session.config, "_fedmark_pids_before", set())
-    left = _guarded_pids() - before
+    left = _guarded_pids(os.environ[MARKER])
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,317 @@
+// The one object an app embeds: Client (the JavaScript twin of edge_sdk/client.py).
+//
+// An app configures the SDK once (server, credentials, device id, region,
+// storage, onnxruntime module) and calls a few verbs — train, flush, score —
+// without knowing about tasks, manifests, clipping or queues.  The order is
+// the one the privacy design requires:
+//
+//   task → eligibility → model sync (verified) → consent → schema → local
+//   training → delta → clip (+ within-clip bit) → local noise → encode →
+//   durable outbox → upload with an idempotency key
+//
+// Nothing leaves the device except the encoded update and its headers (round,
+// version, example count, within-clip bit).
+
+import { ContractError } from './contract_errors.js';
+import {
+  HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_ROUND, HDR_WITHIN_CLIP, UPDATE_CONTENT_TYPE,
+} from './contract.js';
+import { CONSENT_FIELD } from './consent.js';
+import { prepareTabular, loadRecords } from './data.js';
+import { ensureEligible } from './eligibility.js';
+import {
+  AuthenticationError, ConfigurationError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
+  TransportError,
+} from './errors.js';
+import { Outbox } from './outbox.js';
+import { buildUpdate } from './prepare.js';
+import { secureRandom } from './random.js';
+import { getJSON, putJSON } from './storage.js';
+import { ModelCache } from './sync.js';
+import { parseTask } from './task.js';
+import { Trainer } from './trainer.js';
+import { RetryPolicy, Transport } from './transport.js';
+
+/** Server answers that mean a queued update can never be accepted: drop it. */
+export const EXPIRED_CODES = new Set(['round_closed', 'stale_version', 'unknown_round']);
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+function newKey() {
+  return globalThis.crypto.randomUUID().replaceAll('-', '');
+}
+
+/** Run `fn`, converting onnxruntime/contract failures into ModelError (EdgeErrors pass through). */
+async function converted(what, fn) {
+  try {
+    return await fn();
+  } catch (exc) {
+    if (exc instanceof EdgeError) throw exc;
+    if (exc instanceof ContractError) throw new ModelError(`${what} failed: ${exc.message}`, { cause: exc });
+    throw new ModelError(`${what} failed in onnxruntime: ${exc?.message ?? exc}`, { cause: exc });
+  }
+}
+
+export class Client {
+  /**
+   * @param {object} o
+   * @param {string} o.serverUrl  https URL (plain http only to loopback unless allowInsecureHttp)
+   * @param {string} o.deviceId
+   * @param {string} o.region
+   * @param {object} o.storage  see storage.js (IndexedDBStorage, FileStorage, MemoryStorage)
+   * @param {object} o.ort  the onnxruntime-web or onnxruntime-node module
+   * @param {string} [o.appKey]  enrols the device on first use; or pass `deviceToken`
+   */
+  constructor({ serverUrl, deviceId, region, storage, ort, appKey = null, deviceToken = null, timeout = 10.0,
+    downloadTimeout = 60.0, retry = null, allowInsecureHttp = false, threads = 1, consentField = CONSENT_FIELD,
+    fetch = globalThis.fetch, sleep = undefined, random = secureRandom, log = null } = {}) {
+    let url;
+    try {
+      url = new URL(serverUrl);
+    } catch {
+      throw new ConfigurationError(`serverUrl '${serverUrl}' is not an http(s) URL; pass e.g. 'https://fl.example.com'`);
+    }
+    if (!['http:', 'https:'].includes(url.protocol)) {
+      throw new ConfigurationError(`serverUrl '${serverUrl}' is not an http(s) URL; pass e.g. 'https://fl.example.com'`);
+    }
+    if (url.protocol === 'http:' && !LOOPBACK.has(url.hostname) && !allowInsecureHttp) {
+      throw new ConfigurationError(`serverUrl '${serverUrl}' uses plain http to a non-loopback host, which would expose `
+        + 'the device token; use https, or set allowInsecureHttp for a trusted test network');
+    }
+    if (!appKey && !deviceToken) throw new ConfigurationError('credentials missing: pass appKey (to enrol this device) or deviceToken');
+    for (const [name, value] of [['deviceId', deviceId], ['region', region]]) {
+      if (typeof value !== 'string' || !ID_RE.test(value)) {
+        throw new ConfigurationError(`${name} '${value}' is invalid: use 1-128 characters from letters, digits and . _ : @ -`);
+      }
+    }
+    if (!(timeout > 0 && downloadTimeout > 0)) throw new ConfigurationError('timeout and downloadTimeout must be > 0 seconds (timeouts are always on)');
+    if (!storage?.get || !storage?.put || !storage?.keys) throw new ConfigurationError('pass storage: an IndexedDBStorage, FileStorage or MemoryStorage');
+    if (!ort?.InferenceSession) throw new ConfigurationError('pass ort: the onnxruntime-web (browser) or onnxruntime-node module');
+    if (!consentField) throw new ConfigurationError('consentField must name the record field that lists consented purposes');
+    this.serverUrl = serverUrl.replace(/\/+$/, '');
+    Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField });
+    this._explicitToken = deviceToken;
+    this._token = deviceToken;
+    this._random = random;
+    this._log = log;
+    this.transport = new Transport(this.serverUrl, {
+      timeout, retry: retry instanceof RetryPolicy ? retry : new RetryPolicy(retry ?? {}), fetch, random: Math.random,
+      ...(sleep ? { sleep } : {}), log,
+    });
+    this.models = new ModelCache(storage);
+    this.outbox = new Outbox(storage, { log });
+    this._trainer = null;
+  }
+
+  // ------------------------------------------------------------------ credentials
+  async _storedToken() {
+    const d = await getJSON(this.storage, 'device.json');
+    if (d && d.server === this.serverUrl && d.device_id === this.deviceId && d.region === this.region
+        && typeof d.device_token === 'string') return d.device_token;
+    return null; // stored for another server/device: enrol afresh
+  }
+
+  /** Exchange the app key for a device token (POST /v1/devices/enroll) and store it. */
+  async enroll() {
+    if (!this.appKey) {
+      throw new ConfigurationError('the device token was refused and no appKey is configured to enrol again; pass a valid deviceToken or an appKey');
+    }
+    let resp;
+    try {
+      resp = await this.transport.request('POST', '/v1/devices/enroll',
+        { json: { app_key: this.appKey, device_id: this.deviceId, region: this.region } });
+    } catch (exc) {
+      if (exc instanceof ServerError && [400, 401, 403].includes(exc.status)) {
+        throw new AuthenticationError(exc.status, exc.code, `enrolment refused: ${exc.serverMessage} (check the app key, device id and region)`);
+      }
+      throw exc;
+    }
+    const data = resp.json();
+    if (typeof data?.device_token !== 'string' || !data.device_token) {
+      throw new ServerError(resp.status, 'bad_answer', 'enrolment answer has no device_token');
+    }
+    this._token = data.device_token;
+    this.partner = data.partner ?? null;
+    await putJSON(this.storage, 'device.json', { server: this.serverUrl, device_id: this.deviceId, region: this.region,
+      device_token: this._token });
+    return this._token;
+  }
+
+  async _headers() {
+    if (!this._token) this._token = await this._storedToken();
+    if (!this._token) await this.enroll();
+    return { Authorization: `Bearer ${this._token}` };
+  }
+
+  /** Run `call(authHeaders)`; on a refused token (401) enrol again once, if an app key is set, and retry. */
+  async _authed(call) {
+    try {
+      return await call(await this._headers());
+    } catch (exc) {
+      if (!(exc instanceof AuthenticationError) || exc.status !== 401 || !this.appKey) throw exc;
+      this._log?.(`device token refused (${exc.code}); enrolling again`);
+      this._token = null;
+      await this.storage.delete('device.json');
+      return call(await this._headers());
+    }
+  }
+
+  // ------------------------------------------------------------------ server calls
+  /** Ask for a training task for `model`; throws NoTaskError when no round is open. */
+  async getTask(model) {
+    const resp = await this._authed((h) => this.transport.request('POST', '/v1/tasks', { json: { model }, headers: h }));
+    return parseTask(resp.json());
+  }
+
+  /** The version the server currently publishes for `model`. */
+  async currentVersion(model) {
+    const resp = await this._authed((h) => this.transport.request('GET', `/v1/models/${encodeURIComponent(model)}`, { headers: h }));
+    const v = resp.json()?.current_version;
+    if (v === null || v === undefined) throw new ServerError(resp.status, 'no_version', `model '${model}' has no published version yet`);
+    return Number(v);
+  }
+
+  /** Make `model` (default: the server's current version) present and verified on this device. */
+  async sync(model, version = null, { manifestUrl = null } = {}) {
+    const v = version ?? await this.currentVersion(model);
+    return this._authed((h) => this.models.sync(this.transport, h, model, v, { manifestUrl, timeout: this.downloadTimeout }));
+  }
+
+  async _trainerFor(synced) {
+    const key = `${synced.manifest.model}@${synced.manifest.version}:${synced.manifest.files.params ?? ''}`;
+    if (this._trainer?.key !== key) {
+      await this._trainer?.trainer.close();
+      const trainer = await converted('loading the model', () => Trainer.create({
+        manifest: synced.manifest, files: synced.files, ort: this.ort, verify: false, threads: this.threads }));
+      this._trainer = { key, trainer }; // one model in memory at a time; files were verified by the sync
+    }
+    return this._trainer.trainer;
+  }
+
+  // ------------------------------------------------------------------ training
+  /**
+   * Run one federated training task for `model` on local `records` and upload the update.
+   *
+   * Options: `conditions` {charging, unmetered, idle, battery} (required), `seed`,
+   * `order` (explicit per-epoch row order over the usable rows, for reproducible runs),
+   * `strict`.  Throws NoTaskError, NotEligibleError, ConsentError / SchemaError,
+   * ArtifactIntegrityError, RejectedUpdateError.  A network failure during the
+   * upload does not throw: the update stays queued (status "queued"); flush() sends it.
+   */
+  async train(model, records, { conditions, seed = null, order = null, strict = false } = {}) {
+    const task = await this.getTask(model);
+    ensureEligible(task.eligibility, conditions);
+    const rows = loadRecords(records);
+    const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
+    const { manifest } = synced;
+    if (manifest.family !== 'propensity') {
+      throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity models (recommender training is not ported yet)`);
+    }
+    const trainer = await this._trainerFor(synced);
+    const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField });
+    const s = seed ?? Math.floor(this._random() * 2 ** 31);
+    const old = await converted('loading the initial parameters', () => trainer.initialParams());
+    const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
+    const lr = Number(task.hyperparams.learning_rate ?? manifest.hyperparams.learning_rate ?? 0.1);
+    const result = await converted('local training', () => trainer.train(old, { x: data.x, y: data.y },
+      { epochs, lr, seed: s, order }));
+    const prepared = buildUpdate(result.params, old, manifest.params, {
+      clipNorm: task.clipNorm, numExamples: result.numExamples, encoding: task.encoding, localNoise: task.localNoise,
+      random: this._random });
+    const key = newKey();
+    const headers = {
+      'Content-Type': UPDATE_CONTENT_TYPE, [HDR_MODEL_VERSION]: String(task.version),
+      [HDR_NUM_EXAMPLES]: String(prepared.numExamples), [HDR_WITHIN_CLIP]: prepared.within ? '1' : '0',
+      [HDR_IDEMPOTENCY]: key, [HDR_ROUND]: task.roundId,
+    };
+    await this.outbox.put({ key, uploadPath: task.uploadUrl, roundId: task.roundId, model, version: task.version,
+      headers, body: prepared.body });
+    const flushed = await this.flush();
+    const mine = flushed.outcomes.find((o) => o.key === key);
+    if (mine && (mine.status === 'expired' || mine.status === 'rejected')) {
+      throw new RejectedUpdateError(mine.httpStatus ?? 400, mine.code ?? 'rejected',
+        `the server refused this update (${mine.code}); it was dropped from the queue`);
+    }
+    return {
+      model, version: task.version, roundId: task.roundId, status: mine && mine.status !== 'pending' ? mine.status : 'queued',
+      idempotencyKey: key, updateId: mine?.updateId ?? null, numExamples: prepared.numExamples, loss: result.loss,
+      updateNorm: prepared.norm, withinClip: prepared.within, clipNorm: prepared.clipNorm, encoding: prepared.encoding,
+      uploadBytes: prepared.body.length, epochs, learningRate: lr, data: data.report, update: prepared,
+    };
+  }
+
+  /** How many updates wait in the outbox. */
+  pending() {
+    return this.outbox.size();
+  }
+
+  /**
+   * Send queued updates, oldest first, each with its original idempotency key.
+   * Accepted (202) or already stored (200) updates are removed; updates refused
+   * for good are dropped; a network failure stops the flush and keeps the rest.
+   */
+  async flush() {
+    return this.outbox.lock(async () => {
+      const outcomes = [];
+      for (const item of await this.outbox.entries()) {
+        const outcome = await this._send(item);
+        outcomes.push(outcome);
+        if (outcome.status === 'pending') break;
+        await this.outbox.remove(item.key);
+      }
+      const pending = await this.outbox.size();
+      return { outcomes, pending, sent: outcomes.filter((o) => ['accepted', 'duplicate'].includes(o.status)).length };
+    });
+  }
+
+  async _send(item) {
+    let resp;
+    try {
+      resp = await this._authed((h) => this.transport.request('POST', item.uploadPath,
+        { body: item.body, headers: { ...item.headers, ...h }, accept: [200, 202] }));
+    } catch (exc) {
+      if (exc instanceof TransportError) {
+        this._log?.(`upload ${item.key} stays queued: ${exc.message}`);
+        return { key: item.key, roundId: item.roundId, status: 'pending' };
+      }
+      if (exc instanceof AuthenticationError || !(exc instanceof ServerError)) throw exc;
+      if (exc.status >= 500) return { key: item.key, roundId: item.roundId, status: 'pending', code: exc.code, httpStatus: exc.status };
+      const status = EXPIRED_CODES.has(exc.code) ? 'expired' : 'rejected';
+      this._log?.(`dropping queued update ${item.key} for round ${item.roundId} (${status}): ${exc.message}`);
+      return { key: item.key, roundId: item.roundId, status, code: exc.code, httpStatus: exc.status };
+    }
+    const body = resp.body.length ? resp.json() : {};
+    return { key: item.key, roundId: item.roundId, status: resp.status === 200 ? 'duplicate' : 'accepted',
+      updateId: body?.update_id ?? null, httpStatus: resp.status };
+  }
+
+  // ------------------------------------------------------------------ on-device inference
+  /**
+   * Propensity scores in [0, 1], one per input record (Float64Array), computed on the device.
+   * Records without consent for the model's purpose, or refused by the schema, get NaN.
+   */
+  async score(model, records, { version = null } = {}) {
+    const rows = loadRecords(records);
+    const st = await this.models.state(model);
+    const synced = (version === null && st.current !== null) || (version !== null && [st.current, st.previous].includes(version))
+      ? await this.models.load(model, version) : await this.sync(model, version);
+    if (synced.manifest.family !== 'propensity') {
+      throw new ConfigurationError(`score() needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
+    }
+    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField });
+    const trainer = await this._trainerFor(synced);
+    const out = new Float64Array(rows.length).fill(NaN);
+    if (data.kept.length) {
+      const probs = await converted('scoring', () => trainer.predict(trainer.initialParams(), data.x));
+      data.kept.forEach((i, j) => { out[i] = probs[j]; });
+    }
+    return out;
+  }
+
+  /** Release onnxruntime sessions and the storage. */
+  async close() {
+    await this._trainer?.trainer.close();
+    this._trainer = null;
+    await this.storage.close?.();
+  }
+}

@@ -1,0 +1,4 @@
+// Node-only additions to the public API (file storage, artifact directories).
+export * from './index.js';
+export { FileStorage } from './node_storage.js';
+export { loadTrainer, readArtifactDir } from './node_artifact.js';

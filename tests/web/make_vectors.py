@@ -1,0 +1,289 @@
+"""Write test vectors produced by fedmark.contract for the JavaScript port to match.
+
+Why vectors and not a second specification: the Python module *is* the
+contract.  This script runs it on fixed inputs (update bodies, feature rows
+with missing/unknown/bad values, clip results, broken manifests) and records
+its exact outputs; tests/web/js/contract.test.mjs demands the same bytes and
+messages from edge_sdk/web/src/contract.js.
+
+Usage: python tests/web/make_vectors.py OUT.json
+
+Binary values travel as hex of their little-endian bytes so nothing is lost to
+JSON number formatting; NaN inside records travels as the string "__NaN__".
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from fedmark import contract as c
+
+NAN_TOKEN = "__NaN__"
+
+
+def _hex(a: np.ndarray, dtype: str) -> str:
+    return np.asarray(a, dtype=dtype).tobytes().hex()
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return NAN_TOKEN
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def update_vectors() -> dict[str, Any]:
+    """Encoded bodies (f32, f16, q8 with recorded uniform draws) and decoder refusals."""
+    rng = np.random.default_rng(7)
+    f16_edges = np.array([0.0, -0.0, 1.0, -2.5, 65504.0, -65504.0, 65503.9, 6.1e-5, 5.96e-8, 2.98e-8, 3e-8,
+                          1e-9, 1.0009765625, 1.00048828125, 1.00146484375, 2049.0, 2051.0, 0.1, 1 / 3],
+                         dtype=np.float32)
+    cases: list[tuple[str, np.ndarray]] = [
+        ("empty", np.zeros(0, np.float32)),
+        ("single", np.array([0.75], np.float32)),
+        ("constant", np.full(9, -1.25, np.float32)),
+        ("f16_edges", f16_edges),
+        ("normal_1000", rng.normal(0, 0.05, 1000).astype(np.float32)),
+        ("wide_range", (rng.standard_cauchy(300) * 10).clip(-6e4, 6e4).astype(np.float32)),
+        ("tiny", (rng.normal(0, 1e-6, 200)).astype(np.float32)),
+    ]
+    bodies = []
+    for name, vec in cases:
+        for enc in ("f32", "f16", "q8"):
+            entry: dict[str, Any] = {"name": name, "encoding": enc, "values": _hex(vec, "<f4")}
+            if enc == "q8":
+                seed = 1000 + len(bodies)
+                entry["draws"] = _hex(np.random.default_rng(seed).random(vec.size), "<f8")
+                body = c.encode_update(vec, enc, np.random.default_rng(seed))
+            else:
+                body = c.encode_update(vec, enc)
+            entry["body"] = body.hex()
+            entry["decoded"] = _hex(c.decode_update(body, expected_count=vec.size)[0], "<f4")
+            bodies.append(entry)
+
+    good = c.encode_update(np.arange(10, dtype=np.float32))
+    payload = np.array([np.nan], "<f4").tobytes()
+    forged_nan = c._HEADER.pack(b"FMU1", 0, 0, 0, 1, c.zlib.crc32(payload)) + payload
+    bad_enc = c._HEADER.pack(b"FMU1", 7, 0, 0, 0, 0)
+    damaged = [
+        ("short", good[:10], None),
+        ("magic", b"XXXX" + good[4:], None),
+        ("length", good[:-4], None),
+        ("checksum", good[:-1] + bytes([good[-1] ^ 1]), None),
+        ("count", good, 7),
+        ("nan", forged_nan, None),
+        ("encoding_id", bad_enc, None),
+    ]
+    decode_errors = []
+    for name, body, expected in damaged:
+        try:
+            c.decode_update(body, expected_count=expected)
+        except c.WireError as exc:
+            decode_errors.append({"name": name, "body": body.hex(), "expected_count": expected, "message": str(exc)})
+        else:  # pragma: no cover - the vectors themselves must be refusals
+            raise AssertionError(f"decode case {name} was accepted")
+    encode_errors = []
+    for name, vec, enc in [("inf", np.array([1.0, np.inf], np.float32), "f32"),
+                           ("f16_range", np.array([70000.0], np.float32), "f16"),
+                           ("unknown", np.ones(2, np.float32), "f64")]:
+        try:
+            c.encode_update(vec, enc)
+        except c.WireError as exc:
+            encode_errors.append({"name": name, "values": _hex(vec, "<f4"), "encoding": enc, "message": str(exc)})
+    return {"bodies": bodies, "decode_errors": decode_errors, "encode_errors": encode_errors}
+
+
+def clip_vectors() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(11)
+    out = []
+    for i in range(40):
+        n = int(rng.integers(1, 2000))
+        vec = (rng.normal(0, 1, n) * 10 ** rng.uniform(-4, 2)).astype(np.float32)
+        norm = float(np.linalg.norm(vec.astype(np.float64)))
+        # C within 1e-9 of the norm, not equal: the float64 norm itself may differ in the last bit
+        # between numpy (BLAS dot order) and the JS port (compensated sum), both within 1 ulp.
+        clip = norm * float(rng.choice([0.01, 0.5, 0.999, 1 - 1e-9, 1 + 1e-9, 1.001, 3.0]))
+        clipped, got_norm, within = c.l2_clip(vec, clip)
+        out.append({"values": _hex(vec, "<f4"), "clip": clip, "out": _hex(clipped, "<f4"),
+                    "norm": got_norm, "within": within})
+    return out
+
+
+SCHEMA_JSON = {
+    "columns": [
+        {"name": "age", "kind": "numeric", "mean": 41.3, "std": 9.7, "fill": 12.5},
+        {"name": "balance", "kind": "numeric", "mean": -3.25, "std": 1234.5},
+        {"name": "job", "kind": "onehot", "vocabulary": ["admin", "tech", "3", "2.5", "True", "1e-05", "São"]},
+        {"name": "city", "kind": "hash", "buckets": 7},
+        {"name": "code", "kind": "hash", "buckets": 1031},
+    ],
+    "label": "y", "positive": "yes",
+}
+
+# Hand-picked values that exercise Python's str()/float() rules and every missing/unknown path.
+TRICKY_RECORDS: list[Any] = [
+    {"age": 50, "balance": "1_000", "job": "tech", "city": "Lisbon", "code": 7, "y": "yes"},
+    {"age": None, "balance": " 12.5e2 ", "job": "pilot", "city": None, "code": 0.1, "y": "no"},
+    {"age": "", "balance": float("nan"), "job": 3, "city": "São Paulo", "code": True, "y": 1},
+    {"age": 33.5, "job": 2.5, "city": "東京🙂", "code": 1e-05, "y": True},
+    {"age": True, "balance": -7, "job": True, "city": "", "code": 123456789012, "y": 0},
+    {"age": "3.", "balance": ".5", "job": 1e-05, "city": 1.25e-12, "code": 1.5e-7, "y": "1"},
+    {"age": "-inf", "balance": 2, "job": "admin", "y": "yes"},
+    {"age": "0x10", "balance": "nan", "job": "admin", "y": "no"},
+    {"age": [1, 2], "balance": {"a": 1}, "job": "tech"},
+    ["not", "a", "mapping"],
+    {"age": 20, "job": "São", "city": 9007199254740991, "code": -0.0, "y": float("nan")},
+    {"age": "1e400", "balance": "Infinity", "job": None, "y": ""},
+    {"age": " 42 ", "balance": "+1_2.5_0", "job": "", "city": 0.0001, "code": 123.456, "y": "yes"},
+]
+
+
+def random_records(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(5)
+    jobs = ["admin", "tech", "pilot", "3", None, ""]
+    recs = []
+    for _ in range(n):
+        r: dict[str, Any] = {
+            "age": round(float(rng.normal(41, 12)), 3) if rng.random() > 0.1 else None,
+            "balance": float(rng.normal(0, 3000)) if rng.random() > 0.1 else None,
+            "job": jobs[int(rng.integers(0, len(jobs)))],
+            "city": f"city-{int(rng.integers(0, 500))}" if rng.random() > 0.1 else None,
+            "code": int(rng.integers(0, 10**6)),
+            "y": "yes" if rng.random() < 0.3 else "no",
+        }
+        recs.append(r)
+    return recs
+
+
+def feature_vectors() -> dict[str, Any]:
+    schema = c.FeatureSchema.from_json(SCHEMA_JSON)
+    out: dict[str, Any] = {"schema": SCHEMA_JSON, "width": schema.width, "cases": []}
+    for name, recs in [("tricky", TRICKY_RECORDS), ("random", random_records(300))]:
+        x, y, errors = schema.encode(recs, strict=False)
+        case: dict[str, Any] = {
+            "name": name, "records": _json_safe(recs), "x": _hex(x, "<f4"),
+            "y": _hex(y, "<f4") if y is not None else None, "rows": int(x.shape[0]),
+            "errors": [[e.row, e.column, e.reason] for e in errors],
+        }
+        try:
+            schema.encode(recs)
+            case["strict_message"] = None
+        except c.SchemaError as exc:
+            case["strict_message"] = str(exc)
+        xu, _, _ = schema.encode([r for r in recs if isinstance(r, dict)], with_label=False, strict=False)
+        case["x_unlabelled"] = _hex(xu, "<f4")
+        out["cases"].append(case)
+    buckets = []
+    for value, n in [("", 2), ("Lisbon", 4), ("São Paulo", 1031), ("東京🙂", 97), ("x" * 1000, 65536)]:
+        buckets.append([value, n, c.hash_bucket(value, n)])
+    out["hash_buckets"] = buckets
+    return out
+
+
+BASE_MANIFEST = {
+    "format": c.MANIFEST_FORMAT, "model": "m", "family": "propensity", "version": 1,
+    "params": [{"name": "w", "shape": [3, 2]}, {"name": "b", "shape": [2]}],
+    "batch_size": 8, "graphs": {"train": "train.onnx"},
+    "files": {"train.onnx": "sha256:" + "0" * 64, "params.bin": "sha256:" + "1" * 64},
+    "features": SCHEMA_JSON,
+}
+
+
+def manifest_vectors() -> list[dict[str, Any]]:
+    """Each case: a manifest object and either its parameter count or Python's exact error message."""
+    h = "sha256:" + "0" * 64
+    mutations: list[tuple[str, dict[str, Any] | None, list[str], bool]] = [
+        # name, fields to set (None value = delete), fields to delete, exact message comparable
+        ("ok", {}, [], True),
+        ("ok_local", {"local_params": [{"name": "u", "shape": [4]}], "version": "3"}, [], True),
+        ("ok_shape_truncates", {"params": [{"name": "w", "shape": [2.7, "3"]}]}, [], True),
+        ("format", {"format": "other/9"}, [], True),
+        ("format_missing", {}, ["format"], True),
+        ("missing_fields", {}, ["graphs", "batch_size"], True),
+        ("no_params", {"params": []}, [], True),
+        ("zero_dim", {"params": [{"name": "w", "shape": [0]}]}, [], True),
+        ("zero_dim_2d", {"params": [{"name": "w", "shape": [2, 0]}]}, [], True),
+        ("dtype", {"params": [{"name": "w", "shape": [2], "dtype": "float64"}]}, [], True),
+        ("param_no_shape", {"params": [{"name": "w"}]}, [], True),
+        ("param_bad_shape", {"params": [{"name": "w", "shape": ["x"]}]}, [], True),
+        ("param_not_mapping", {"params": [["w", [2]]]}, [], True),
+        ("graph_file", {"graphs": {"train": "missing.onnx"}}, [], True),
+        ("plain_name", {"files": {"train.onnx": h, "../x": h}}, [], True),
+        ("plain_name_dot", {"files": {"train.onnx": h, "..": h}}, [], True),
+        ("hash_form", {"files": {"train.onnx": "md5:abc"}}, [], True),
+        ("hash_len", {"files": {"train.onnx": h + "0"}}, [], True),
+        ("batch_zero", {"batch_size": 0}, [], True),
+        ("clip_negative", {"clip_norm": -1}, [], True),
+        ("duplicate", {"params": [{"name": "w", "shape": [1]}], "local_params": [{"name": "w", "shape": [1]}]}, [],
+         True),
+        ("version_text", {"version": "x"}, [], True),
+        ("version_none", {"version": None}, [], True),
+        ("clip_none", {"clip_norm": None}, [], True),
+        ("params_int", {"params": 5}, [], True),
+        ("graphs_none", {"graphs": None}, [], True),
+        ("not_object", None, [], True),
+    ]
+    out = []
+    for name, change, delete, exact in mutations:
+        if change is None:
+            d: Any = [1, 2]
+        else:
+            d = copy.deepcopy(BASE_MANIFEST)
+            d.update(change)
+            for k in delete:
+                del d[k]
+        try:
+            m = c.Manifest.from_json(d)
+            out.append({"name": name, "manifest": d, "num_params": m.num_params, "batch_size": m.batch_size,
+                        "version": m.version, "shapes": [list(p.shape) for p in m.params]})
+        except c.ManifestError as exc:
+            out.append({"name": name, "manifest": d, "message": str(exc), "exact": exact})
+    return out
+
+
+def schema_error_vectors() -> list[dict[str, Any]]:
+    cases = [
+        ("no_columns", {"columns": []}),
+        ("bad_kind", {"columns": [{"name": "a", "kind": "text"}]}),
+        ("std_zero", {"columns": [{"name": "a", "kind": "numeric", "std": 0}]}),
+        ("empty_vocab", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": []}]}),
+        ("one_bucket", {"columns": [{"name": "a", "kind": "hash", "buckets": 1}]}),
+        ("width", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "width": 4}),
+    ]
+    out = []
+    for name, d in cases:
+        try:
+            c.FeatureSchema.from_json(d)
+        except c.ManifestError as exc:
+            out.append({"name": name, "features": d, "message": str(exc)})
+        else:  # pragma: no cover
+            raise AssertionError(f"schema case {name} was accepted")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    vectors = {
+        "updates": update_vectors(), "clip": clip_vectors(), "features": feature_vectors(),
+        "manifests": manifest_vectors(), "schema_errors": schema_error_vectors(),
+        "headers": {"HDR_MODEL_VERSION": c.HDR_MODEL_VERSION, "HDR_NUM_EXAMPLES": c.HDR_NUM_EXAMPLES,
+                    "HDR_WITHIN_CLIP": c.HDR_WITHIN_CLIP, "HDR_IDEMPOTENCY": c.HDR_IDEMPOTENCY,
+                    "UPDATE_CONTENT_TYPE": c.UPDATE_CONTENT_TYPE, "MANIFEST_FORMAT": c.MANIFEST_FORMAT},
+    }
+    with open(argv[1], "w", encoding="utf-8") as f:
+        json.dump(vectors, f, allow_nan=False, ensure_ascii=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
