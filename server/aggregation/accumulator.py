@@ -1,0 +1,173 @@
+"""The per-round accumulator: where client updates are folded in as they arrive.
+
+Why its own object: the round loop calls ``add`` from request handlers, one
+update at a time, long before the round closes; the accumulator must therefore
+be small (O(parameters) for the mean), self-describing (it carries the clip norm
+and weighting it was opened with) and checkpointable (``to_bytes``).
+
+Recovery after a crash: either persist ``to_bytes()`` and ``Accumulator.from_bytes``
+it back, or re-add the stored updates in a fixed order (e.g. by update id).
+Float64 addition is not associative, so a *different* order gives a result
+equal only to ~1e-15 relative; the *same* order is bit-identical.
+
+The server re-clips every update and decides the adaptive-clipping bit itself
+from the received vector's norm (see ``clipping.BOUNDARY_RTOL``); the client's
+claimed bit is only compared, and disagreements are counted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import codec
+from .errors import BufferFull, StateError, UpdateRejected
+
+
+# Updates are folded in float64 slices of this many entries, so the only
+# model-sized buffer a streaming round holds is its float64 running sum.
+FOLD_CHUNK = 1 << 14
+
+
+def _chunked_norm(v: np.ndarray) -> float:
+    """L2 norm accumulated in float64 over slices (no model-sized float64 copy)."""
+    total = 0.0
+    for start in range(0, v.size, FOLD_CHUNK):
+        part = v[start:start + FOLD_CHUNK].astype(np.float64)
+        total += float(np.dot(part, part))
+    return math.sqrt(total)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What the server made of one update (for logs and per-update audit)."""
+
+    norm: float            # L2 norm of the vector as received
+    clipped: bool          # the server scaled it down (or it sat on the clipping sphere)
+    unclipped_bit: int     # the bit b the server counts: 1 iff norm <= C * (1 - rtol)
+    weight: float          # weight actually used (capped, or 1.0 under uniform weighting)
+    claim_mismatch: bool   # the client's within-clip claim disagrees with the server's bit
+
+
+class Accumulator:
+    """Running tally for one round.  Create with ``Aggregator.start``; never share across rounds."""
+
+    def __init__(self, *, round_index: int, num_params: int, clip_norm: float | None, uniform: bool,
+                 max_weight: float | None, boundary_rtol: float, capacity: int | None) -> None:
+        if not (isinstance(num_params, (int, np.integer)) and num_params >= 1):
+            raise StateError(f"num_params must be a positive integer, got {num_params!r}")
+        self.round_index = int(round_index)
+        self.num_params = int(num_params)
+        self.clip_norm = clip_norm
+        self.uniform = uniform
+        self.max_weight = max_weight
+        self.boundary_rtol = boundary_rtol
+        self.capacity = capacity
+        self.sum: np.ndarray | None = np.zeros(self.num_params, np.float64) if capacity is None else None
+        self.buffer: list[np.ndarray] = []
+        self.total_weight = 0.0
+        self.count = 0
+        self.unclipped = 0
+        self.mismatches = 0
+        self.max_norm = 0.0
+
+    # ------------------------------------------------------------------ folding
+    @property
+    def full(self) -> bool:
+        """True when a buffered (robust) round holds ``capacity`` updates; always False when streaming."""
+        return self.capacity is not None and len(self.buffer) >= self.capacity
+
+    def _weight(self, weight: float) -> float:
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise UpdateRejected(f"weight must be a number (the example count), got {weight!r}") from None
+        if not (math.isfinite(w) and w > 0):
+            raise UpdateRejected(f"weight must be a finite number > 0 (the example count), got {weight!r}")
+        if self.uniform:
+            return 1.0
+        return min(w, self.max_weight) if self.max_weight is not None else w
+
+    def add(self, vec: np.ndarray, weight: float = 1.0, within_clip: bool | None = None) -> Contribution:
+        """Fold one update in: validate, re-clip to C, count the bit, add weight x vector.
+
+        ``vec``: 1-D float32 delta of length ``num_params``; ``weight``: the
+        client's example count (capped; ignored under uniform weighting);
+        ``within_clip``: the client's claimed bit, or None if it sent none.
+        Raises :class:`UpdateRejected` (nothing changed) for a bad update and
+        :class:`BufferFull` when a robust round is full.
+        """
+        v = np.asarray(vec)
+        if v.ndim != 1 or v.size != self.num_params:
+            raise UpdateRejected(f"update has shape {v.shape}, expected ({self.num_params},): "
+                                 f"was it computed for this model version?")
+        if v.dtype.kind != "f":
+            raise UpdateRejected(f"update must be floating point, got {v.dtype}")
+        w = self._weight(weight)
+        if self.full:
+            raise BufferFull(f"this robust round already holds its capacity of {self.capacity} updates; "
+                             f"close the round (Accumulator.full) or raise robust.capacity")
+        norm = _chunked_norm(v)
+        if not math.isfinite(norm):
+            raise UpdateRejected("update contains NaN or Inf values")
+        clipped, bit, scale = False, 1, 1.0
+        if self.clip_norm is not None:
+            bit = int(norm <= self.clip_norm * (1.0 - self.boundary_rtol))
+            clipped = not bit
+            if norm > self.clip_norm:
+                # Scale strictly inside: float64 rounding can then never leave it above C.
+                scale = self.clip_norm / norm * (1.0 - 1e-12)
+        mismatch = within_clip is not None and bool(within_clip) != bool(bit)
+
+        if self.capacity is None:
+            assert self.sum is not None
+            factor = scale * w
+            for start in range(0, self.num_params, FOLD_CHUNK):
+                part = v[start:start + FOLD_CHUNK].astype(np.float64)
+                part *= factor
+                self.sum[start:start + FOLD_CHUNK] += part
+        else:
+            self.buffer.append((v.astype(np.float64) * scale).astype(np.float32) if scale != 1.0
+                               else v.astype(np.float32))
+        self.total_weight += w
+        self.count += 1
+        self.unclipped += bit
+        self.mismatches += int(mismatch)
+        self.max_norm = max(self.max_norm, norm)
+        return Contribution(norm=norm, clipped=clipped, unclipped_bit=bit, weight=w, claim_mismatch=mismatch)
+
+    # ------------------------------------------------------------------ persistence
+    def tree(self) -> dict[str, Any]:
+        return {
+            "round": self.round_index, "n": self.num_params, "clip_norm": self.clip_norm,
+            "uniform": self.uniform, "max_weight": self.max_weight, "rtol": self.boundary_rtol,
+            "capacity": self.capacity, "sum": self.sum, "buffer": list(self.buffer),
+            "total_weight": self.total_weight, "count": self.count, "unclipped": self.unclipped,
+            "mismatches": self.mismatches, "max_norm": self.max_norm,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint: float64 running sum (or float32 buffer) as raw bytes plus a JSON header."""
+        return codec.pack(self.tree())
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "Accumulator":
+        t = codec.unpack(data)
+        try:
+            acc = Accumulator(round_index=t["round"], num_params=t["n"], clip_norm=t["clip_norm"],
+                              uniform=bool(t["uniform"]), max_weight=t["max_weight"],
+                              boundary_rtol=float(t["rtol"]), capacity=t["capacity"])
+            acc.sum = t["sum"]
+            acc.buffer = [np.asarray(b, np.float32) for b in t["buffer"]]
+            acc.total_weight = float(t["total_weight"])
+            acc.count = int(t["count"])
+            acc.unclipped = int(t["unclipped"])
+            acc.mismatches = int(t["mismatches"])
+            acc.max_norm = float(t["max_norm"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"bad accumulator checkpoint: {exc}") from exc
+        if (acc.capacity is None) != (acc.sum is not None) or (acc.sum is not None and acc.sum.size != acc.num_params):
+            raise StateError("bad accumulator checkpoint: running sum missing or of the wrong length")
+        return acc

@@ -1,0 +1,1 @@
+"""HTTP blueprints, one per resource (health, admin, devices, models, training, openapi)."""

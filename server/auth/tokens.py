@@ -1,0 +1,99 @@
+"""Bearer tokens, roles and the ``requires`` decorator.
+
+Why hashes only: a leaked database must not leak working credentials, so
+tokens and app keys are stored as SHA-256 hashes (they are long random
+strings, so a plain hash is enough; no per-token salt is needed).  The admin
+secret comes from configuration and is compared in constant time.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from flask import current_app, g, request
+from sqlalchemy import select
+
+from server.errors import ApiError
+from server.storage import get_store, schema
+
+ROLES = ("device", "marketer", "admin")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: role plus, for devices, the device they are bound to."""
+
+    role: str
+    name: str
+    device_id: str | None = None
+    region: str | None = None
+    partner: str | None = None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_secret(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "bad_token", "missing or malformed Authorization header; send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def authenticate() -> Principal:
+    token = _bearer()
+    admin = current_app.config["ADMIN_TOKEN"]
+    if admin and hmac.compare_digest(token.encode(), str(admin).encode()):
+        return Principal("admin", "admin")
+    with get_store().read() as conn:
+        row = conn.execute(
+            select(schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
+                   schema.devices.c.region, schema.devices.c.partner)
+            .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id))
+            .where(schema.tokens.c.token_hash == hash_secret(token), schema.tokens.c.revoked.is_(False))
+        ).first()
+    if row is None:
+        raise ApiError(401, "bad_token", "unknown or revoked token; enrol the device again (POST /v1/devices/enroll) or ask an admin for a token")
+    return Principal(row.role, row.name, row.device_id, row.region, row.partner)
+
+
+def requires(*roles: str) -> Callable[[F], F]:
+    """Allow the listed roles (``"any"`` = every authenticated role); admins may call everything.
+
+    Device calls also pass the per-device rate limiter (429 + Retry-After).
+    """
+    allowed = set(ROLES) if "any" in roles else set(roles) | {"admin"}
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            who = authenticate()
+            if who.role not in allowed:
+                raise ApiError(403, "forbidden", f"this endpoint needs role {' or '.join(sorted(allowed))}; your token has role {who.role}")
+            if who.role == "device":
+                wait = current_app.extensions["fedmark_limiter"].take(who.device_id or who.name)
+                if wait > 0:
+                    raise ApiError(429, "rate_limited", f"too many requests from this device; retry after {wait:.1f} s",
+                                   retry_after=wait)
+            g.principal = who
+            return fn(*args, **kwargs)
+
+        wrapper.__fedmark_roles__ = tuple(sorted(allowed))  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def principal() -> Principal:
+    return g.principal

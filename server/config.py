@@ -1,0 +1,109 @@
+"""Configuration classes, read from the environment.
+
+Why classes (Flask's documented pattern): one place lists every knob with its
+default, ``create_app`` takes an instance, and tests build one in code instead
+of mutating ``os.environ``.  ``Config.from_env`` maps ``FEDMARK_*`` variables onto
+attributes; anything not set keeps the class default.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from server.clock import Clock, SystemClock
+
+
+def _default_data_dir() -> str:
+    return os.path.join(os.getcwd(), "var", "fedmark")
+
+
+class Config:
+    """Defaults for a single-node server: SQLite + artifact files under DATA_DIR."""
+
+    DATA_DIR: str = _default_data_dir()
+    #: SQLAlchemy URL; ``None`` means ``sqlite:///<DATA_DIR>/fedmark.db``.
+    DATABASE_URL: str | None = None
+    #: Secret of the admin role.  ``None``: a random one is generated and logged at start-up.
+    ADMIN_TOKEN: str | None = None
+    #: Largest request body accepted at all (artifact uploads); updates have a tighter per-request cap.
+    MAX_CONTENT_LENGTH: int = 512 * 1024 * 1024
+    #: Absolute cap on one update body, whatever the model size.
+    MAX_UPDATE_BYTES: int = 64 * 1024 * 1024
+    #: Per-device token bucket: sustained requests per second and burst size.
+    RATE_LIMIT_PER_S: float = 5.0
+    RATE_LIMIT_BURST: int = 30
+    #: Seconds between background deadline checks; 0 disables the timer (checks stay lazy + /v1/admin/tick).
+    TICK_SECONDS: float = 2.0
+    #: Seconds a device waits before asking again when no task is available.
+    NO_TASK_RETRY_S: int = 30
+    #: Apply Alembic migrations when the app starts.
+    MIGRATE_ON_START: bool = True
+    #: Seconds SQLite waits for a lock before a request fails with 503.
+    SQLITE_BUSY_TIMEOUT_S: float = 30.0
+    #: Server-side secret mixed into each round's noise seed; ``None``: generated once and kept in the database.
+    NOISE_SECRET: str | None = None
+    TESTING: bool = False
+    #: Time source; tests inject a :class:`server.clock.ManualClock`.
+    CLOCK: Clock = SystemClock()
+
+    _ENV: Mapping[str, tuple[str, type]] = {
+        "FEDMARK_DATA_DIR": ("DATA_DIR", str),
+        "FEDMARK_DATABASE_URL": ("DATABASE_URL", str),
+        "FEDMARK_ADMIN_TOKEN": ("ADMIN_TOKEN", str),
+        "FEDMARK_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+        "FEDMARK_MAX_UPDATE_BYTES": ("MAX_UPDATE_BYTES", int),
+        "FEDMARK_RATE_LIMIT_PER_S": ("RATE_LIMIT_PER_S", float),
+        "FEDMARK_RATE_LIMIT_BURST": ("RATE_LIMIT_BURST", int),
+        "FEDMARK_TICK_SECONDS": ("TICK_SECONDS", float),
+        "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
+        "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
+    }
+
+    def __init__(self, **overrides: Any) -> None:
+        for key, value in overrides.items():
+            if not key.isupper() or not hasattr(type(self), key):
+                raise ValueError(f"unknown config setting {key!r}; settings are the upper-case attributes of {type(self).__name__}")
+            setattr(self, key, value)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Build a config from ``FEDMARK_*`` variables; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (attr, typ) in cls._ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[attr] = typ(raw)
+            except ValueError as exc:
+                raise ValueError(f"environment variable {var}={raw!r} is not a valid {typ.__name__}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def database_url(self) -> str:
+        if self.DATABASE_URL:
+            return self.DATABASE_URL
+        return "sqlite:///" + str(Path(self.DATA_DIR).resolve() / "fedmark.db")
+
+    def finalize(self) -> "Config":
+        """Fill generated defaults (admin token) so the app never runs without one."""
+        if not self.ADMIN_TOKEN:
+            self.ADMIN_TOKEN = "adm_" + secrets.token_urlsafe(24)
+            self._generated_admin_token = True
+        return self
+
+    def as_flask(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in dir(self) if k.isupper() and not k.startswith("_")}
+
+
+class TestingConfig(Config):
+    """For tests: no background timer (tests call /v1/admin/tick or advance a ManualClock), lax rate limit."""
+
+    TESTING = True
+    TICK_SECONDS = 0.0
+    RATE_LIMIT_PER_S = 1000.0
+    RATE_LIMIT_BURST = 1000
+    NO_TASK_RETRY_S = 1

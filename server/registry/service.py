@@ -1,0 +1,187 @@
+"""The model registry: immutable, content-addressed versions with lineage.
+
+A version is a manifest plus the files it hashes.  Its address (``digest``) is
+``fedmark.contract.manifest_digest`` of the stored manifest, whose ``model`` and
+``version`` fields the server sets.  Publishing the same content again (same
+files, same manifest apart from version number) returns the existing version.
+Versions written by a round reuse the parent's graphs and carry a new
+``params.bin``; files are stored once per content hash (``BlobStore``).
+Every publish, round and rollback appends a lineage/audit event.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fedmark.contract import Manifest, manifest_digest
+from server.clock import iso
+from server.errors import ApiError
+from server.registry.artifacts import Artifact, params_file, params_from_bytes
+from server.rounds.state import abandon_open
+from server.storage import BlobStore, Store, schema
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def check_model_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ApiError(400, "bad_request", f"model name {name!r} must be 1-128 characters from A-Z a-z 0-9 . _ -")
+    return name
+
+
+def content_key(m: Manifest) -> str:
+    return manifest_digest(dataclasses.replace(m, version=0))
+
+
+def record_event(conn: Connection, model: str, kind: str, version: int | None, actor: str,
+                 detail: dict[str, Any], now: float) -> None:
+    conn.execute(schema.events.insert().values(model=model, kind=kind, version=version, actor=actor,
+                                               detail=json.dumps(detail, sort_keys=True), at=now))
+
+
+def _model_row(conn: Connection, name: str) -> Any:
+    return conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
+
+
+def require_model(conn: Connection, name: str) -> Any:
+    row = _model_row(conn, name)
+    if row is None:
+        raise ApiError(404, "unknown_model", f"no model named {name!r}; publish one with POST /v1/models/{name}/versions")
+    return row
+
+
+def version_row(conn: Connection, name: str, version: int) -> Any:
+    row = conn.execute(select(schema.versions).where(schema.versions.c.model == name,
+                                                     schema.versions.c.version == version)).first()
+    if row is None:
+        raise ApiError(404, "unknown_version", f"model {name!r} has no version {version}; GET /v1/models/{name} lists them")
+    return row
+
+
+def manifest_of(row: Any) -> Manifest:
+    return Manifest.loads(row.manifest)
+
+
+def load_params(blobs: BlobStore, m: Manifest) -> np.ndarray:
+    """The global parameters of a version as a flat float32 vector (manifest order)."""
+    return params_from_bytes(m, blobs.get(m.files[params_file(m)]))
+
+
+def version_json(row: Any) -> dict[str, Any]:
+    return {"version": row.version, "digest": row.digest, "kind": row.kind, "parent": row.parent,
+            "round_id": row.round_id, "contributors": row.contributors, "metrics": json.loads(row.metrics),
+            "epsilon": row.epsilon, "delta": row.delta, "created_at": iso(row.created_at)}
+
+
+def _insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent: int | None, now: float,
+                    **lineage: Any) -> tuple[int, str]:
+    """Insert the next version number of ``name`` with manifest ``m`` (version field rewritten)."""
+    nxt = int(conn.execute(select(func.coalesce(func.max(schema.versions.c.version), 0))
+                           .where(schema.versions.c.model == name)).scalar_one()) + 1
+    final = dataclasses.replace(m, model=name, version=nxt)
+    digest = manifest_digest(final)
+    conn.execute(schema.versions.insert().values(
+        model=name, version=nxt, digest=digest, content_key=content_key(final), kind=kind,
+        manifest=json.dumps(final.to_json(), sort_keys=True), parent=parent, created_at=now,
+        round_id=lineage.get("round_id"), contributors=int(lineage.get("contributors", 0)),
+        metrics=json.dumps(lineage.get("metrics", {}), sort_keys=True),
+        epsilon=lineage.get("epsilon"), delta=lineage.get("delta")))
+    conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=nxt))
+    return nxt, digest
+
+
+def _reset_optimizer(conn: Connection, name: str) -> None:
+    from server.rounds.aggregate import reset_optimizer
+
+    blob = conn.execute(select(schema.models.c.agg_state).where(schema.models.c.name == name)).scalar_one_or_none()
+    if blob:
+        conn.execute(update(schema.models).where(schema.models.c.name == name).values(agg_state=reset_optimizer(blob)))
+
+
+def publish(store: Store, blobs: BlobStore, name: str, artifact: Artifact, parent: int | None, actor: str,
+            now: float) -> tuple[dict[str, Any], bool]:
+    """Make ``artifact`` a new current version of ``name``; returns (answer, created)."""
+    check_model_name(name)
+    for data in artifact.files.values():
+        blobs.put(data)  # durable before the version row that points at it is committed
+    key = content_key(dataclasses.replace(artifact.manifest, model=name))
+    for _ in range(3):
+        try:
+            with store.write() as conn:
+                if _model_row(conn, name) is None:
+                    conn.execute(schema.models.insert().values(name=name, current_version=None, training=None,
+                                                               agg_state=None, stopped=None, created_at=now))
+                same = conn.execute(select(schema.versions).where(
+                    schema.versions.c.model == name, schema.versions.c.content_key == key,
+                    schema.versions.c.kind == "publish")).first()
+                if same is not None:
+                    return {"model": name, "version": same.version, "digest": same.digest}, False
+                if parent is not None:
+                    version_row(conn, name, parent)
+                version, digest = _insert_version(conn, name, artifact.manifest, "publish", parent, now)
+                abandon_open(conn, name, f"version {version} published", now)
+                _reset_optimizer(conn, name)
+                record_event(conn, name, "publish", version, actor, {"digest": digest, "parent": parent}, now)
+                return {"model": name, "version": version, "digest": digest}, True
+        except IntegrityError:
+            continue  # a concurrent publish took the version number; try the next one
+    raise ApiError(503, "unavailable", "concurrent publishes of this model; retry", retry_after=1)
+
+
+def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, new_params: np.ndarray, *,
+                      round_id: str, contributors: int, metrics: dict[str, Any], epsilon: float | None,
+                      delta: float | None, now: float) -> tuple[int, str]:
+    """Write the version a round produced: the base's graphs with new parameters (inside the caller's transaction)."""
+    m = manifest_of(base)
+    pname = params_file(m)
+    data = np.ascontiguousarray(new_params, dtype="<f4").tobytes()
+    if len(data) != 4 * m.num_params:
+        raise ValueError(f"new parameters have {len(data) // 4} values, the manifest needs {m.num_params}")
+    digest_params = blobs.put(data)
+    files = dict(m.files)
+    files[pname] = digest_params
+    new_m = dataclasses.replace(m, files=files)
+    version, digest = _insert_version(conn, name, new_m, "round", base.version, now, round_id=round_id,
+                                      contributors=contributors, metrics=metrics, epsilon=epsilon, delta=delta)
+    record_event(conn, name, "round", version, "server", {"round_id": round_id, "parent": base.version,
+                                                          "contributors": contributors}, now)
+    return version, digest
+
+
+def rollback(store: Store, name: str, version: int, actor: str, now: float) -> dict[str, Any]:
+    with store.write() as conn:
+        model = require_model(conn, name)
+        row = version_row(conn, name, version)
+        conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=version))
+        abandon_open(conn, name, f"rolled back to version {version}", now)
+        _reset_optimizer(conn, name)
+        record_event(conn, name, "rollback", version, actor, {"from": model.current_version, "to": version}, now)
+        return {"model": name, "current_version": version, "previous_version": model.current_version,
+                "digest": row.digest}
+
+
+def list_models(store: Store) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        counts = dict(conn.execute(select(schema.versions.c.model, func.count()).group_by(schema.versions.c.model)).all())
+        rows = conn.execute(select(schema.models).order_by(schema.models.c.name)).all()
+    return [{"name": r.name, "current_version": r.current_version, "num_versions": int(counts.get(r.name, 0)),
+             "training": r.training is not None, "stopped": r.stopped} for r in rows]
+
+
+def model_detail(store: Store, name: str) -> dict[str, Any]:
+    with store.read() as conn:
+        model = require_model(conn, name)
+        vers = conn.execute(select(schema.versions).where(schema.versions.c.model == name)
+                            .order_by(schema.versions.c.version)).all()
+        evs = conn.execute(select(schema.events).where(schema.events.c.model == name)
+                           .order_by(schema.events.c.id)).all()
+    return {"name": name, "current_version": model.current_version, "stopped": model.stopped,
+            "versions": [version_json(v) for v in vers],
+            "history": [{"kind": e.kind, "version": e.version, "actor": e.actor, "detail": json.loads(e.detail),
+                         "at": iso(e.at)} for e in evs]}

@@ -1,0 +1,283 @@
+"""Round lifecycle: training configuration, opening rounds, task assignment, deadlines.
+
+The mechanics live here (database rows, conditional updates); the policy is
+asked of a :mod:`server.rounds.strategy`; the maths happens in
+:mod:`server.rounds.aggregate` via ``server.aggregation``.
+
+Concurrency (several server processes on one database): at most one open
+round per model is guaranteed by the unique ``rounds.open_key``; every state
+transition is a conditional ``UPDATE`` whose row count says whether this
+process made it, so a round closes, folds or is abandoned exactly once.
+Deadlines are checked lazily on every request that touches the model, by the
+app's timer thread, and on demand (``POST /v1/admin/tick``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from server.auth.tokens import Principal
+from server.clock import Clock, iso
+from server.errors import ApiError
+from server.registry.service import load_params, manifest_of, record_event, require_model, version_row
+from server.rounds import aggregate
+from server.rounds.config import TrainingConfig
+from server.rounds.state import OPEN, abandon_open
+from server.rounds.strategy import RoundView, strategy_for
+from server.storage import BlobStore, Store, schema
+
+log = logging.getLogger("fedmark.server.rounds")
+
+
+class RoundService:
+    """Attached to the app with :meth:`init_app`; views reach it with :func:`get_rounds`."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.blobs: BlobStore | None = None
+        self.clock: Clock | None = None
+        self.secret = ""
+        self.no_task_retry = 30
+        self._timer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def init_app(self, app: Flask, store: Store, blobs: BlobStore) -> None:
+        self.store, self.blobs, self.clock = store, blobs, app.config["CLOCK"]
+        self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
+        self.secret = app.config.get("NOISE_SECRET") or store.setting("noise_secret", lambda: secrets.token_hex(32))
+        app.extensions["fedmark_rounds"] = self
+        period = float(app.config.get("TICK_SECONDS", 0) or 0)
+        if period > 0:
+            self._timer = threading.Thread(target=self._run_timer, args=(period,), name="fedmark-tick", daemon=True)
+            self._timer.start()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def now(self) -> float:
+        assert self.clock is not None
+        return self.clock.now()
+
+    def _st(self) -> Store:
+        assert self.store is not None
+        return self.store
+
+    def _run_timer(self, period: float) -> None:
+        try:  # warm up: the privacy accountant's first import takes ~1 s; pay it here, not inside a round close
+            import dp_accounting.rdp  # noqa: F401
+        except ImportError:
+            pass
+        while not self._stop.wait(period):
+            try:
+                self.tick()
+            except Exception:  # the timer must survive a bad round; the error is logged
+                log.exception("deadline timer")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @staticmethod
+    def _view(rnd: Any, buffered: int = 0) -> RoundView:
+        return RoundView(version=rnd.version, goal=rnd.goal, min_clients=rnd.min_clients, accepted=rnd.accepted,
+                         buffered=buffered, deadline=rnd.deadline)
+
+    def _open_round(self, model: str) -> Any:
+        with self._st().read() as conn:
+            return conn.execute(select(schema.rounds).where(schema.rounds.c.model == model,
+                                                            schema.rounds.c.state == OPEN)).first()
+
+    # ------------------------------------------------------------------ training config
+    def set_training(self, model: str, body: Any, actor: str) -> dict[str, Any]:
+        cfg = TrainingConfig.from_json(body)
+        now = self.now
+        with self._st().write() as conn:
+            row = require_model(conn, model)
+            if row.current_version is None:
+                raise ApiError(409, "no_version", f"model {model!r} has no version to train; publish one first")
+            conn.execute(update(schema.models).where(schema.models.c.name == model)
+                         .values(training=json.dumps(cfg.to_json(), sort_keys=True), stopped=None,
+                                 agg_state=aggregate.reset_optimizer(row.agg_state)))
+            abandon_open(conn, model, "training reconfigured", now)
+            record_event(conn, model, "training", row.current_version, actor, cfg.to_json(), now)
+        return cfg.to_json()
+
+    def get_training(self, model: str) -> dict[str, Any]:
+        with self._st().read() as conn:
+            row = require_model(conn, model)
+        if row.training is None:
+            raise ApiError(404, "no_training", f"model {model!r} has no training configuration; "
+                                               f"set one with PUT /v1/models/{model}/training")
+        out = json.loads(row.training)
+        out["stopped"] = row.stopped
+        return out
+
+    # ------------------------------------------------------------------ rounds
+    def ensure_open_round(self, model: str) -> Any:
+        """The model's open round, opening one if training is configured and the budget allows."""
+        rnd = self._open_round(model)
+        if rnd is not None:
+            return rnd
+        from server.aggregation import PrivacyBudgetExceeded
+
+        now = self.now
+        with self._st().read() as conn:
+            m = require_model(conn, model)
+            if m.training is None:
+                raise ApiError(409, "no_task", f"model {model!r} is not being trained (no training configuration)",
+                               retry_after=self.no_task_retry)
+            if m.current_version is None:
+                raise ApiError(409, "no_task", f"model {model!r} has no version yet", retry_after=self.no_task_retry)
+            base = version_row(conn, model, m.current_version)
+        if m.stopped:
+            raise ApiError(409, "privacy_budget_exhausted", m.stopped)
+        cfg = TrainingConfig.from_json(json.loads(m.training))
+        pipe = cfg.pipeline()
+        params = load_params(self.blobs, manifest_of(base))  # type: ignore[arg-type]
+        state = aggregate.load_state(pipe, m.agg_state, params)
+        try:
+            pipe.check_budget(state)
+        except PrivacyBudgetExceeded as exc:
+            self._stop_training(model, str(exc))
+            raise ApiError(409, "privacy_budget_exhausted", str(exc)) from exc
+        plan = strategy_for(cfg).plan(now)
+        clip = pipe.clip_norm(state)
+        try:
+            with self._st().write() as conn:
+                if m.agg_state is None:
+                    conn.execute(update(schema.models).where(schema.models.c.name == model,
+                                                             schema.models.c.agg_state.is_(None))
+                                 .values(agg_state=state.to_bytes()))
+                seq = int(conn.execute(select(func.count()).select_from(schema.rounds)
+                                       .where(schema.rounds.c.model == model)).scalar_one()) + 1
+                rid = "r_" + secrets.token_hex(8)
+                conn.execute(schema.rounds.insert().values(
+                    id=rid, model=model, seq=seq, mode=cfg.mode, state=OPEN, open_key=model, version=m.current_version,
+                    goal=plan.goal, min_clients=plan.min_clients, task_cap=plan.task_cap, deadline=plan.deadline,
+                    accepted=0, tasks_issued=0, folds=0, clip_norm=clip, config=json.dumps(cfg.to_json(), sort_keys=True),
+                    created_at=now))
+        except IntegrityError:
+            pass  # another process opened one first: use it
+        rnd = self._open_round(model)
+        if rnd is None:
+            raise ApiError(503, "unavailable", "the round changed state while opening; retry", retry_after=1)
+        return rnd
+
+    def _stop_training(self, model: str, reason: str) -> None:
+        with self._st().write() as conn:
+            conn.execute(update(schema.models).where(schema.models.c.name == model).values(stopped=reason))
+            abandon_open(conn, model, "privacy budget exhausted", self.now)
+
+    def maintain(self, model: str) -> None:
+        """Apply the strategy to the open round: aggregate if ready, close/abandon at the deadline."""
+        rnd = self._open_round(model)
+        if rnd is None:
+            return
+        strategy = strategy_for(TrainingConfig.from_json(json.loads(rnd.config)))
+        view = self._view(rnd, aggregate.buffered(self._st(), rnd.id))
+        action = strategy.at_deadline(view, self.now)
+        if action == "abandon":
+            if aggregate.abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
+                                                     f"{rnd.min_clients} updates", self.now):
+                log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
+        elif action == "close" or strategy.ready(view):
+            self.run_fold(rnd.id, model)
+
+    def maintain_quietly(self, model: str) -> None:
+        """:meth:`maintain` for request paths whose answer does not depend on it: a failing
+        aggregation is logged (and retried by the timer) instead of failing an unrelated request."""
+        try:
+            self.maintain(model)
+        except Exception:
+            log.exception("round maintenance of model %s failed; the timer will retry", model)
+
+    def run_fold(self, round_id: str, model: str) -> aggregate.FoldResult | None:
+        from server.aggregation import PrivacyBudgetExceeded
+
+        try:
+            return aggregate.fold(self._st(), self.blobs, round_id, self.secret, self.now)  # type: ignore[arg-type]
+        except PrivacyBudgetExceeded as exc:
+            self._stop_training(model, str(exc))
+            return None
+
+    def tick(self) -> list[str]:
+        """Check every model with an open round (deadlines, ready buffers); returns the models checked."""
+        with self._st().read() as conn:
+            models = [r[0] for r in conn.execute(select(schema.rounds.c.model).where(schema.rounds.c.state == OPEN))]
+        for model in models:
+            self.maintain(model)
+        return models
+
+    def round_info(self, round_id: str) -> dict[str, Any]:
+        with self._st().read() as conn:
+            rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
+        if rnd is None:
+            raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks) for a current one")
+        if rnd.state == OPEN:
+            self.maintain_quietly(rnd.model)
+            with self._st().read() as conn:
+                rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).one()
+        return {"round_id": rnd.id, "model": rnd.model, "version": rnd.version, "mode": rnd.mode, "state": rnd.state,
+                "accepted": rnd.accepted, "goal": rnd.goal, "min_clients": rnd.min_clients,
+                "tasks_issued": rnd.tasks_issued, "deadline": iso(rnd.deadline), "clip_norm": rnd.clip_norm,
+                "result_version": rnd.result_version, "folds": rnd.folds, "reason": rnd.reason}
+
+    # ------------------------------------------------------------------ tasks
+    def assign_task(self, who: Principal, model: str) -> dict[str, Any]:
+        """Give the device a task in the model's open round (idempotent while its task is pending)."""
+        if who.device_id is None:
+            raise ApiError(403, "forbidden", "tasks are for enrolled devices; use a device token")
+        self.maintain_quietly(model)
+        rnd = self.ensure_open_round(model)
+        cfg = TrainingConfig.from_json(json.loads(rnd.config))
+        strategy = strategy_for(cfg)
+        now = self.now
+        with self._st().write() as conn:
+            mine = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == rnd.id,
+                                                           schema.tasks.c.device_id == who.device_id)
+                                .order_by(schema.tasks.c.issued_at.desc())).all()
+            pending = [t for t in mine if t.state == "issued" and (cfg.mode == "sync" or t.version == rnd.version)]
+            if pending:
+                return self._task_json(pending[0], rnd, cfg)
+            if cfg.mode == "sync" and mine:
+                raise ApiError(409, "no_task", "this device already contributed to the current round; ask again later",
+                               retry_after=self._retry_after(rnd, now))
+            cond = [schema.rounds.c.id == rnd.id, schema.rounds.c.state == OPEN]
+            if cfg.mode == "sync":
+                cond.append(schema.rounds.c.tasks_issued < schema.rounds.c.task_cap)
+            res = conn.execute(update(schema.rounds).where(*cond).values(tasks_issued=schema.rounds.c.tasks_issued + 1))
+            if res.rowcount != 1:
+                raise ApiError(409, "no_task", "the current round has handed out all its tasks; ask again later",
+                               retry_after=self._retry_after(rnd, now))
+            current = conn.execute(select(schema.rounds).where(schema.rounds.c.id == rnd.id)).one()
+            tid = "t_" + secrets.token_hex(8)
+            deadline = strategy.task_deadline(self._view(current), now)
+            conn.execute(schema.tasks.insert().values(id=tid, round_id=rnd.id, device_id=who.device_id,
+                                                      version=current.version, state="issued", issued_at=now,
+                                                      deadline=deadline))
+            task = conn.execute(select(schema.tasks).where(schema.tasks.c.id == tid)).one()
+            return self._task_json(task, current, cfg)
+
+    def _retry_after(self, rnd: Any, now: float) -> float:
+        if rnd.deadline is not None and rnd.deadline > now:
+            return max(1.0, min(float(self.no_task_retry), rnd.deadline - now))
+        return float(self.no_task_retry)
+
+    @staticmethod
+    def _task_json(task: Any, rnd: Any, cfg: TrainingConfig) -> dict[str, Any]:
+        return {
+            "task_id": task.id, "round_id": rnd.id, "model": rnd.model, "version": task.version, "mode": cfg.mode,
+            "manifest_url": f"/v1/models/{rnd.model}/versions/{task.version}/manifest",
+            "upload_url": f"/v1/rounds/{rnd.id}/updates",
+            "hyperparams": dict(cfg.hyperparams), "clip_norm": rnd.clip_norm, "local_noise": cfg.local_noise,
+            "encoding": cfg.encoding, "deadline": iso(task.deadline), "eligibility": dict(cfg.eligibility),
+        }
+
+
+def get_rounds() -> RoundService:
+    return current_app.extensions["fedmark_rounds"]

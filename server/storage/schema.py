@@ -1,0 +1,165 @@
+"""The database schema (SQLAlchemy Core).
+
+Why Core, not the ORM: every state change here is a small conditional
+statement (``UPDATE rounds … WHERE state='open'``) whose row count decides who
+won a race between two server processes; Core keeps those statements explicit.
+Times are epoch seconds (float) so SQLite and PostgreSQL behave alike.
+The Alembic migration in ``server/migrations/versions`` creates exactly these
+tables; a test checks the two agree.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+                        UniqueConstraint)
+
+metadata = MetaData()
+
+#: Server-wide key/value settings (e.g. the generated noise secret).
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: App keys issued by an admin; devices trade one for a device token at enrolment.
+app_keys = Table(
+    "app_keys", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("partner", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Bearer tokens (marketer and device roles); only SHA-256 hashes are stored.
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("device_id", String(128), nullable=True, index=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("app_key_id", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: A model: its current version, training configuration and aggregation state (privacy ledger, clip norm …).
+models = Table(
+    "models", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("current_version", Integer, nullable=True),
+    Column("training", Text, nullable=True),
+    Column("agg_state", LargeBinary, nullable=True),
+    Column("stopped", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Immutable versions with their lineage.  ``content_key`` = digest of the manifest with version 0,
+#: so publishing the same content twice finds the existing version.
+versions = Table(
+    "versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("content_key", String(71), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("parent", Integer, nullable=True),
+    Column("round_id", String(40), nullable=True),
+    Column("contributors", Integer, nullable=False, default=0),
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("epsilon", Float, nullable=True),
+    Column("delta", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("model", "version", name="uq_versions_model_version"),
+    Index("ix_versions_model_content", "model", "content_key"),
+)
+
+#: Append-only lineage / audit events of the registry (publish, round, rollback, training config).
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("at", Float, nullable=False),
+)
+
+#: Rounds.  ``open_key`` holds the model name while the round is open and NULL otherwise; its unique
+#: constraint guarantees at most one open round per model even with several server processes.
+rounds = Table(
+    "rounds", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("open_key", String(128), nullable=True, unique=True),
+    Column("version", Integer, nullable=False),
+    Column("goal", Integer, nullable=False),
+    Column("min_clients", Integer, nullable=False),
+    Column("task_cap", Integer, nullable=False),
+    Column("deadline", Float, nullable=True),
+    Column("accepted", Integer, nullable=False, default=0),
+    Column("tasks_issued", Integer, nullable=False, default=0),
+    Column("folds", Integer, nullable=False, default=0),
+    Column("clip_norm", Float, nullable=True),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    Column("result_version", Integer, nullable=True),
+    Column("aggregate_sha", String(71), nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+tasks = Table(
+    "tasks", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("round_id", String(40), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("deadline", Float, nullable=False),
+    Index("ix_tasks_round_device", "round_id", "device_id"),
+)
+
+#: Individual updates, kept only until folded into a published version (then deleted).
+updates = Table(
+    "updates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("round_id", String(40), nullable=False, index=True),
+    Column("task_id", String(40), nullable=False, unique=True),
+    Column("device_id", String(128), nullable=False),
+    Column("base_version", Integer, nullable=False),
+    Column("num_examples", Integer, nullable=False),
+    Column("within_clip", Boolean, nullable=False),
+    Column("norm", Float, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Idempotency receipts: outlive the update so a retry after the fold still gets the same answer.
+receipts = Table(
+    "receipts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(128), nullable=False),
+    Column("round_id", String(40), nullable=False),
+    Column("idem_key", String(200), nullable=False),
+    Column("body_sha", String(71), nullable=False),
+    Column("update_id", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("device_id", "round_id", "idem_key", name="uq_receipts_key"),
+)
