@@ -12,7 +12,12 @@ equal only to ~1e-15 relative; the *same* order is bit-identical.
 
 The server re-clips every update and decides the adaptive-clipping bit itself
 from the received vector's norm (see ``clipping.BOUNDARY_RTOL``); the client's
-claimed bit is only compared, and disagreements are counted.
+claimed bit is only compared, and disagreements are counted.  With
+``local_noise`` on the devices the received norm includes that noise, so
+clipped updates land slightly outside the sphere (still counted as clipped) and
+unclipped ones near C may be counted as clipped: the quantile is then biased low.
+
+Not thread-safe: one round's ``add`` calls must be serialised by the caller.
 """
 from __future__ import annotations
 

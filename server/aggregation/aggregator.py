@@ -147,12 +147,7 @@ class Aggregator:
 
     def clip_norm(self, state: AggregatorState) -> float | None:
         """The clip norm C to hand to devices in this round's task (None: no clipping)."""
-        if self.clip is None:
-            return None
-        if state.clip is None:
-            # Clipping was switched on after earlier rounds: start from the configured norm.
-            return self.clip.initialize().norm
-        return state.clip.norm
+        return self._state_for_round(state).clip_norm
 
     def _state_for_round(self, state: AggregatorState) -> AggregatorState:
         if self.clip is not None and state.clip is None:

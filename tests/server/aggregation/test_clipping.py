@@ -123,3 +123,17 @@ def test_fixed_clip_must_be_positive():
         FixedClip(0.0)
     with pytest.raises(ConfigError):
         clip(np.ones(3, np.float32), -1.0)
+
+
+def test_changed_fixed_norm_in_config_wins_over_the_persisted_one_consistently():
+    old = Aggregator(WeightedMean(), FixedClip(1.0))
+    state = old.initialize()
+    new = Aggregator(WeightedMean(), FixedClip(2.0))
+    assert new.clip_norm(state) == 2.0              # what the tasks announce ...
+    acc = new.start(state, 2)
+    assert acc.clip_norm == 2.0                     # ... is what the server clips to
+    acc.add(np.array([3.0, 0.0], np.float32), 1)
+    res = new.finish(state, acc)
+    assert res.delta[0] == pytest.approx(2.0) and res.state.clip.norm == 2.0
+    # switching to adaptive keeps the persisted norm as the starting point
+    assert Aggregator(WeightedMean(), AdaptiveClip(0.1)).clip_norm(res.state) == 2.0

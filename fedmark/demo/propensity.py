@@ -1,0 +1,179 @@
+"""Propensity scoring on Bank Marketing: federated (with and without DP) versus
+centralized and local-only training of the same architecture, on one held-out split.
+
+Devices hold non-IID slices: one (job, month) cell of the training split, cut
+into chunks, so each device sees one occupation in one campaign month — the
+kind of skew a branch or a regional system has.  Jobs map to three regions,
+devices belong to one of two partners, a share of customers did not consent
+to propensity scoring (their rows never train), and some devices drop out.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fedmark.contract import load_artifact_manifest
+from fedmark.demo.fleet import Admin, SimDevice, run_sync_round
+from fedmark.metrics import binary_report, roc_auc
+
+REGIONS = {  # job -> region; three regional systems of a Portuguese bank
+    "admin.": "lisbon", "management": "lisbon", "entrepreneur": "lisbon", "self-employed": "lisbon",
+    "blue-collar": "porto", "technician": "porto", "services": "porto", "housemaid": "porto",
+    "retired": "algarve", "student": "algarve", "unemployed": "algarve", "unknown": "algarve",
+}
+PARTNERS = ("retail-bank", "insurer")
+
+
+@dataclass
+class PropensityConfig:
+    rows: int | None = None            # use a stratified subset (fast variant); None = all 45,211
+    max_device_rows: int = 100
+    rounds: int = 40
+    goal: int = 50
+    local_epochs: int = 2
+    learning_rate: float = 0.1
+    dropout: float = 0.1
+    no_consent: float = 0.1
+    noise_multiplier: float = 0.7
+    central_epochs: int = 10
+    local_only_devices: int = 60
+    local_only_epochs: int = 20
+    eval_every: int = 5
+    seed: int = 0
+    server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedavg", "lr": 1.0})
+
+
+def make_devices(train: list[dict[str, Any]], cfg: PropensityConfig, purpose: str, root: Path,
+                 rng: np.random.Generator) -> list[SimDevice]:
+    """Cut the training split into (job, month) cells, then into device-sized chunks."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in train:
+        r = dict(rec)
+        r["consent"] = "analytics" if rng.random() < cfg.no_consent else f"{purpose},analytics"
+        cells.setdefault((str(rec["job"]), str(rec["month"])), []).append(r)
+    devices = []
+    for (job, month), rows in sorted(cells.items()):
+        for start in range(0, len(rows), cfg.max_device_rows):
+            n = len(devices)
+            devices.append(SimDevice(f"bank-{job.rstrip('.')}-{month}-{start // cfg.max_device_rows}",
+                                     REGIONS.get(job, "algarve"), PARTNERS[n % len(PARTNERS)],
+                                     rows[start:start + cfg.max_device_rows], root / f"dev{n}"))
+    return devices
+
+
+def _training_config(cfg: PropensityConfig, n_devices: int, noise: float) -> dict[str, Any]:
+    return {
+        "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
+        "deadline_s": 20.0, "noise_multiplier": noise, "delta": 1e-5,
+        "sampling_rate": min(1.0, cfg.goal / n_devices),
+        "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
+        "server_optimizer": dict(cfg.server_optimizer),
+        "hyperparams": {"epochs": cfg.local_epochs, "learning_rate": cfg.learning_rate},
+    }
+
+
+def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[..., Any]) -> dict[str, Any]:
+    """All four propensity runs; returns the figures for the report."""
+    from models import data as data_mod
+    from models import propensity as prop
+    from server.testing import running_server
+    from edge_sdk.trainer import Trainer
+
+    rng = np.random.default_rng(cfg.seed)
+    records = data_mod.load_bank()
+    train, test = data_mod.stratified_split(records, seed=cfg.seed)
+    if cfg.rows:
+        keep = max(1, int(cfg.rows * 0.75))
+        train = [train[i] for i in sorted(rng.choice(len(train), keep, replace=False))]
+        test = [test[i] for i in sorted(rng.choice(len(test), max(1, cfg.rows - keep), replace=False))]
+    from models.export import export
+    export("propensity", artifact, train_records=train, seed=cfg.seed,
+           epochs=cfg.local_epochs, learning_rate=cfg.learning_rate)
+    manifest = load_artifact_manifest(artifact)
+    schema = manifest.schema()
+    x_test, y_test, _ = schema.encode(test)
+    trainer = Trainer(artifact)
+    init = trainer.initial_params()
+
+    results: dict[str, Any] = {"runs": {}, "curves": {}, "epsilon": [], "by_region": {}}
+    device_root = out / "devices"
+    runs = [("federated", 0.0), ("federated + DP", cfg.noise_multiplier)]
+    devices: list[SimDevice] = []
+    for name, noise in runs:
+        shutil.rmtree(device_root, ignore_errors=True)
+        devices = make_devices(train, cfg, manifest.purpose, device_root, np.random.default_rng(cfg.seed))
+        server_dir = out / f"server-{'dp' if noise else 'plain'}"
+        shutil.rmtree(server_dir, ignore_errors=True)  # each run starts from an empty registry
+        with running_server(server_dir) as srv:
+            admin = Admin(srv.base_url, srv.admin_token)
+            keys = {p: admin.app_key(p) for p in PARTNERS}
+            admin.publish(artifact, manifest.model)
+            admin.configure(manifest.model, _training_config(cfg, len(devices), noise))
+            curve = [(0, roc_auc(y_test, prop.predict_numpy(init, x_test)))]
+            bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
+            stats = {"accepted": 0, "dropped": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
+            round_rng = np.random.default_rng(cfg.seed + 1)
+            for r in range(1, cfg.rounds + 1):
+                o = run_sync_round(admin, manifest.model, devices, keys, round_rng, dropout=cfg.dropout, goal=cfg.goal)
+                for k in ("accepted", "dropped", "excluded_records", "upload_bytes"):
+                    stats[k] += getattr(o, k)
+                stats["rounds_closed"] += o.state == "closed"
+                if r % cfg.eval_every == 0 or r == cfg.rounds:
+                    info = admin.model(manifest.model)
+                    params = admin.params(manifest.model, info["current_version"], manifest)
+                    curve.append((r, roc_auc(y_test, prop.predict_numpy(params, x_test))))
+                    bar.set_postfix(auc=f"{curve[-1][1]:.3f}")
+                bar.update(1)
+            bar.close()
+            info = admin.model(manifest.model)
+            params = admin.params(manifest.model, info["current_version"], manifest)
+            scores = prop.predict_numpy(params, x_test)
+            report = binary_report(y_test, scores)
+            eps = [(v["version"], v["epsilon"]) for v in info["versions"] if v.get("epsilon") is not None]
+            report.update(stats, version=info["current_version"], epsilon=eps[-1][1] if eps else None,
+                          devices=len(devices), participating=sum(d.contributed > 0 for d in devices),
+                          raw_bytes_on_devices=sum(d.raw_bytes for d in devices if d.contributed))
+            results["runs"][name] = report
+            results["curves"][name] = curve
+            if noise:
+                results["epsilon"] = eps
+            results["by_region"][name] = _auc_by_region(test, x_test, y_test, scores)
+
+    # Centralized: the same architecture, Keras fit on the consented training rows pooled.
+    consented = [r for d in devices for r in d.records if manifest.purpose in r["consent"]]
+    x_tr, y_tr, _ = schema.encode(consented)
+    central = prop.train_centralized(x_tr, y_tr, hidden=int(manifest.hyperparams["hidden"]),
+                                     epochs=cfg.central_epochs, lr=cfg.learning_rate, seed=cfg.seed, params=init)
+    results["runs"]["centralized"] = binary_report(y_test, prop.predict_numpy(central, x_test))
+    # Local-only: each device trains alone on its own consented rows; AUCs averaged.
+    aucs, lifts = [], []
+    pick = np.random.default_rng(cfg.seed).choice(len(devices), min(cfg.local_only_devices, len(devices)), replace=False)
+    for i in progress(pick, desc="propensity local-only", unit="device"):
+        rows = [r for r in devices[int(i)].records if manifest.purpose in r["consent"]]
+        if not rows:
+            continue
+        x_d, y_d, _ = schema.encode(rows)
+        res = trainer.train(init, (x_d, y_d), epochs=cfg.local_only_epochs, seed=cfg.seed)
+        rep = binary_report(y_test, prop.predict_numpy(res.params, x_test))
+        aucs.append(rep["auc"])
+        lifts.append(rep["lift_top_decile"])
+    results["runs"]["local-only (mean of devices)"] = {"auc": float(np.mean(aucs)), "lift_top_decile": float(np.mean(lifts)),
+                                                       "devices": len(aucs)}
+    results["test_rows"] = len(test)
+    results["train_rows"] = len(train)
+    results["consented_train_rows"] = len(consented)
+    return results
+
+
+def _auc_by_region(test: list[dict[str, Any]], x: np.ndarray, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    regions = np.array([REGIONS.get(str(r["job"]), "algarve") for r in test])
+    out = {}
+    for reg in sorted(set(regions)):
+        m = regions == reg
+        if 0 < y[m].sum() < m.sum():
+            out[reg] = roc_auc(y[m], scores[m])
+    return out

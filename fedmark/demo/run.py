@@ -1,0 +1,126 @@
+"""``fedmark demo``: both model families trained federatedly on real data, with a report.
+
+Two sizes share one code path: ``full`` (what ``make demo`` runs, all of Bank
+Marketing and every Online Retail customer) and ``fast`` (small slices and
+few rounds; the integration test in ``make test`` runs it).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedmark.demo.propensity import PropensityConfig
+from fedmark.demo.recommender import RecommenderConfig
+
+
+@dataclass
+class DemoConfig:
+    propensity: PropensityConfig = field(default_factory=PropensityConfig)
+    recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
+
+    @staticmethod
+    def fast() -> "DemoConfig":
+        return DemoConfig(
+            PropensityConfig(rows=6000, rounds=6, goal=20, eval_every=3, central_epochs=3,
+                             local_only_devices=8, local_only_epochs=10),
+            RecommenderConfig(customers=500, rounds=4, goal=30, eval_users=150, eval_every=2, central_epochs=1))
+
+
+def _progress():  # tqdm when the terminal shows it; a silent stand-in otherwise
+    from tqdm import tqdm
+
+    def make(iterable: Any = None, **kw: Any) -> Any:
+        return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, leave=True, **kw)
+
+    return make
+
+
+def _kpis(prop: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """The movement and lift KPIs this run can state from its own records."""
+    runs = [prop["runs"]["federated"], prop["runs"]["federated + DP"], rec["runs"]["federated"]]
+    update_bytes = sum(r["upload_bytes"] for r in runs)
+    raw = sum(r["raw_bytes_on_devices"] for r in runs)
+    lift = rec["runs"]["federated"]["hr@10"] / max(rec["runs"]["popularity"]["hr@10"], 1e-12)
+    return {
+        "Raw Data Movement Reduction": {"value": 1.0, "raw_record_bytes_moved": 0, "update_bytes_moved": update_bytes,
+                                        "centralisation_bytes": raw,
+                                        "note": "raw bytes moved are zero by construction: devices upload only encoded updates"},
+        "Personalization Lift": {"value": lift, "note": "federated HR@10 over popularity HR@10"},
+    }
+
+
+def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
+    from fedmark.demo import propensity as prop_exp
+    from fedmark.demo import recommender as rec_exp
+    from fedmark.demo.report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    progress = _progress()
+    prop = prop_exp.run(out, out / "artifacts" / "propensity", cfg.propensity, progress)
+    rec = rec_exp.run(out, out / "artifacts" / "recommender", cfg.recommender, progress)
+    central_auc = prop["runs"]["centralized"]["auc"]
+    fed_auc = prop["runs"]["federated"]["auc"]
+    fed_hr, central_hr, pop_hr = (rec["runs"][k]["hr@10"] for k in ("federated", "centralized", "popularity"))
+    targets = {
+        "propensity: federated within 0.01 AUC of centralized": {"value": fed_auc - central_auc, "met": fed_auc >= central_auc - 0.01},
+        "recommender: federated >= 90% of centralized HR@10": {"value": fed_hr / max(central_hr, 1e-12), "met": fed_hr >= 0.9 * central_hr},
+        "recommender: federated >= 1.5x popularity HR@10": {"value": fed_hr / max(pop_hr, 1e-12), "met": fed_hr >= 1.5 * pop_hr},
+    }
+    results: dict[str, Any] = {
+        "summary": (f"Propensity on Bank Marketing ({prop['train_rows']:,} training rows on devices, {prop['test_rows']:,} held out) "
+                    f"and recommendations on Online Retail ({rec['customers']:,} customers as devices, {rec['items']:,} items), "
+                    f"trained through a real fedmark server on loopback in {time.time() - t0:.0f} s."),
+        "propensity": prop, "recommender": rec, "targets": targets, "kpis": _kpis(prop, rec), "delta": 1e-5,
+        "tables": {
+            "Propensity (held-out split)": [
+                {"model": name, **{k: r.get(k, "") for k in ("auc", "lift_top_decile", "ece", "brier", "epsilon")}}
+                for name, r in prop["runs"].items()],
+            "Recommender (held-out last baskets)": [
+                {"model": name, "hr@10": r["hr@10"], "ndcg@10": r["ndcg@10"], "users": r["users"]}
+                for name, r in rec["runs"].items()],
+            "Targets": [{"target": k, "value": v["value"], "met": "yes" if v["met"] else "NO"} for k, v in targets.items()],
+        },
+        "curves": {
+            "propensity AUC": {"metric": "AUC", "runs": prop["curves"],
+                               "baselines": {"centralized": central_auc}},
+            "recommender HR@10": {"metric": "HR@10", "runs": {"federated": rec["curve"]},
+                                  "baselines": {"centralized": central_hr, "popularity": pop_hr}},
+        },
+        "by_region": {f"propensity AUC by region ({name})": {"metric": "AUC", "values": vals}
+                      for name, vals in prop["by_region"].items()},
+        "epsilon": {"propensity (DP)": prop["epsilon"]},
+        "seconds": round(time.time() - t0, 1),
+    }
+    page = write_report(results, out / "report")
+    results["report"] = str(page)
+    return results
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    print("\n" + results["summary"])
+    for title, rows in results["tables"].items():
+        print(f"\n{title}")
+        cols = list(rows[0])
+        print("  " + " | ".join(f"{c:>14}" for c in cols))
+        for row in rows:
+            print("  " + " | ".join(f"{(f'{v:.4f}' if isinstance(v, float) else str(v)):>14}" for v in row.values()))
+    print(f"\nreport: {results['report']}")
+    print(f"figures: {Path(results['report']).with_name('results.json')}")
+
+
+def main(out: str, fast: bool) -> int:
+    results = run_demo(Path(out), DemoConfig.fast() if fast else DemoConfig())
+    print_summary(results)
+    missed = [k for k, t in results["targets"].items() if not t["met"]]
+    if missed:  # a missed target is a finding to report, not a crash: the run itself succeeded
+        print("targets missed: " + "; ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "out/demo", "--fast" in sys.argv))
