@@ -12,7 +12,7 @@ $(STAMP): setup.py overrides.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.4"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e . -C editable_mode=compat
 	touch $(STAMP)
 
 venv: $(STAMP)

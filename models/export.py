@@ -1,0 +1,198 @@
+"""``export(family, out_dir, **opts)``: build a trainer artifact directory.
+
+An artifact is everything a device needs to train one model version without
+TensorFlow: ONNX graphs (single step, fused epoch, inference), the initial
+global parameters (``params.bin``, raw little-endian float32 in manifest
+order) and ``manifest.json`` (``fedmark.contract.Manifest``) that hashes every
+file.  docs/ARTIFACT.md documents each field and graph.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fedmark.contract import MANIFEST_FILE, Manifest, sha256_file
+from models import data as data_mod
+from models import propensity as prop
+from models import recommender as rec
+
+FAMILIES = ("propensity", "recommender")
+PARAMS_FILE = "params.bin"
+
+
+class ExportError(ValueError):
+    """Export options are invalid (unknown family, bad size, unusable data)."""
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__}
+
+
+def _write_graphs(out_dir: str, graphs: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, list[str]]]]:
+    from models import onnx_export as oe
+
+    roles, io = {}, {}
+    for role, model in graphs.items():
+        fname = f"{role}.onnx"
+        oe.save(model, os.path.join(out_dir, fname))
+        roles[role] = fname
+        io[role] = {"inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
+    return roles, io
+
+
+def _write_params(out_dir: str, params: Sequence[np.ndarray]) -> None:
+    with open(os.path.join(out_dir, PARAMS_FILE), "wb") as f:
+        for p in params:
+            f.write(np.ascontiguousarray(p, dtype="<f4").tobytes())
+
+
+def _finish(out_dir: str, build: Callable[[dict[str, str]], Manifest]) -> Manifest:
+    files = {name: sha256_file(os.path.join(out_dir, name)) for name in sorted(os.listdir(out_dir))
+             if name != MANIFEST_FILE and not name.startswith(".")}
+    manifest = build(files)
+    # Round-trip through the contract's parser: the artifact we write is one we can read.
+    checked = Manifest.loads(manifest.dumps())
+    with open(os.path.join(out_dir, MANIFEST_FILE), "w", encoding="utf-8") as f:
+        f.write(checked.dumps() + "\n")
+    return checked
+
+
+def _prepare_dir(out_dir: str | os.PathLike[str]) -> str:
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    stale = [n for n in os.listdir(out) if n.endswith(".onnx") or n in (PARAMS_FILE, MANIFEST_FILE)]
+    for name in stale:  # a re-export must not leave files from an older layout behind
+        os.remove(os.path.join(out, name))
+    return out
+
+
+# --------------------------------------------------------------------------- propensity
+def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None = None, seed: int = 0,
+                      hidden: int = prop.DEFAULT_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
+                      learning_rate: float = prop.DEFAULT_LR, epochs: int = prop.DEFAULT_EPOCHS,
+                      clip_norm: float = 1.0, noise_multiplier: float = 1.0, model: str = "propensity",
+                      version: int = 1, train_records: Sequence[dict[str, Any]] | None = None,
+                      params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export the Bank Marketing propensity model.
+
+    The feature schema is fitted on the stratified training split (seed
+    ``seed``) of ``data_path`` (default: the bundled bank-full.csv.gz), unless
+    ``train_records`` are given.  ``params`` overrides the seeded initial
+    parameters (e.g. to publish a centrally pre-trained model).
+    """
+    from models import onnx_export as oe
+
+    if batch_size <= 0 or hidden < 0:
+        raise ExportError("batch_size must be positive and hidden >= 0 (0 = logistic regression)")
+    if train_records is None:
+        train_records, _ = data_mod.stratified_split(data_mod.load_bank(data_path), seed=seed)
+    schema = prop.build_schema(train_records)
+    width = schema.width
+    specs = prop.param_specs(width, hidden)
+    init = list(params) if params is not None else prop.init_params(width, hidden, seed)
+    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
+        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
+
+    ins, outs = prop.step_io_names(width, hidden)
+    step = oe.convert(prop.make_train_step(width, hidden, batch_size), ins, outs)
+    names = [s.name for s in specs]
+    epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
+                                             sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
+                          graph_name="propensity_epoch")
+    infer = oe.convert_dynamic(prop.make_predict(width, hidden), names + ["x"], ["prob"])
+
+    out = _prepare_dir(out_dir)
+    graphs, io = _write_graphs(out, {"train_step": step, "train_epoch": epoch, "infer": infer})
+    _write_params(out, init)
+    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
+             "data": {"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
+                      "train_rows": len(train_records)}}
+    return _finish(out, lambda files: Manifest(
+        model=model, family="propensity", version=version, params=specs, batch_size=batch_size,
+        graphs=graphs, files=files, features=schema.to_json(),
+        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "hidden": hidden},
+        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
+        opset=oe.OPSET, purpose="propensity_scoring", extra=extra))
+
+
+# --------------------------------------------------------------------------- recommender
+def export_recommender(out_dir: str | os.PathLike[str], *, data_path: str | None = None, seed: int = 0,
+                       dim: int = rec.DEFAULT_DIM, block: int = rec.DEFAULT_BLOCK,
+                       learning_rate: float = rec.DEFAULT_LR, epochs: int = rec.DEFAULT_EPOCHS,
+                       negatives: int = rec.DEFAULT_NEGATIVES, recon_steps: int = rec.DEFAULT_RECON_STEPS,
+                       recon_lr: float = rec.DEFAULT_RECON_LR, clip_norm: float = 1.0,
+                       noise_multiplier: float = 1.0, model: str = "recommender", version: int = 1,
+                       items: Sequence[str] | None = None, params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export the Online Retail recommender (item table global, user vector local).
+
+    The item vocabulary comes from ``data_path`` (default: the bundled
+    online_retail.csv.gz) unless ``items`` (stock codes, index = position) is given.
+    """
+    from models import onnx_export as oe
+
+    if dim <= 0 or block <= 0 or negatives < 0 or recon_steps < 1:
+        raise ExportError("dim and block must be positive, negatives >= 0 and recon_steps >= 1")
+    if items is None:
+        items = data_mod.load_retail(data_path).items
+    items = [str(i) for i in items]
+    n_items = len(items)
+    if n_items < 2:
+        raise ExportError("the recommender needs at least two items")
+    specs = rec.param_specs(n_items, dim)
+    init = list(params) if params is not None else rec.init_params(n_items, dim, seed)
+    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
+        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
+
+    recon_step = oe.convert(rec.make_recon_step(dim, block), rec.BLOCK_INPUTS, rec.RECON_OUTPUTS)
+    train_step = oe.convert(rec.make_train_step(dim, block), rec.BLOCK_INPUTS, rec.TRAIN_OUTPUTS)
+    sliced = ("rows", "row_bias", "labels", "mask")
+    recon_epoch = oe.fuse_epoch(recon_step, oe.FuseSpec(carried=(("user_emb", "user_emb_new"),), sliced=sliced,
+                                                        constant=("lr",), stacked=("loss",)), graph_name="recon_epoch")
+    train_epoch = oe.fuse_epoch(train_step, oe.FuseSpec(carried=(), sliced=sliced, constant=("user_emb", "lr"),
+                                                        stacked=("rows_new", "row_bias_new", "loss")),
+                                graph_name="train_epoch")
+    infer = oe.convert(rec.make_scores(n_items, dim), ["user_emb", "item_emb", "item_bias"], ["scores"])
+
+    out = _prepare_dir(out_dir)
+    graphs, io = _write_graphs(out, {"recon_step": recon_step, "recon_epoch": recon_epoch, "train_step": train_step,
+                                     "train_epoch": train_epoch, "infer": infer})
+    _write_params(out, init)
+    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
+             "data": {"source": "UCI Online Retail, CC BY 4.0, doi:10.24432/C5BW33", "items": n_items}}
+    features = {"kind": "interactions", "user_column": "CustomerID", "item_column": "StockCode", "items": items}
+    return _finish(out, lambda files: Manifest(
+        model=model, family="recommender", version=version, params=specs, local_params=rec.local_specs(dim),
+        batch_size=block, graphs=graphs, files=files, features=features,
+        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "negatives": negatives,
+                     "recon_steps": recon_steps, "recon_lr": recon_lr, "dim": dim, "init_scale": rec.INIT_SCALE},
+        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
+        opset=oe.OPSET, purpose="recommendations", extra=extra))
+
+
+def export(family: str, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
+    """Export a model family's trainer artifact into ``out_dir``; returns its manifest."""
+    if family == "propensity":
+        return export_propensity(out_dir, **opts)
+    if family == "recommender":
+        return export_recommender(out_dir, **opts)
+    raise ExportError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``models.export(family, out_dir, **opts)`` call ``export`` although
+    ``models.export`` is also this submodule (importing a submodule binds it
+    on the package, shadowing any function of the same name)."""
+
+    def __call__(self, family: str, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
+        return export(family, out_dir, **opts)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,103 @@
+"""The device side trains with numpy + onnxruntime only: no TensorFlow anywhere.
+
+A separate venv (cached in .venv-lean/, gitignored) gets just numpy and
+onnxruntime.  Only three files of this repository are copied beside the test
+script — fedmark/__init__.py, fedmark/contract.py and edge_sdk/trainer.py — so
+any hidden import of TensorFlow, tf2onnx, onnx or the rest of the SDK fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LEAN = os.path.join(ROOT, ".venv-lean")
+UV = os.path.join(ROOT, ".venv", "bin", "uv")
+REQUIREMENTS = ["numpy", "onnxruntime"]
+STAMP = os.path.join(LEAN, ".fedmark-lean")
+
+SCRIPT = r"""
+import importlib.util, json, sys
+import numpy as np
+
+for heavy in ("tensorflow", "tensorflow_federated", "tf2onnx", "onnx", "keras"):
+    try:
+        __import__(heavy)
+    except ImportError:
+        pass
+    else:
+        raise SystemExit(f"{heavy} is importable in the lean environment")
+
+spec = importlib.util.spec_from_file_location("trainer", sys.argv[1])
+trainer = importlib.util.module_from_spec(spec)
+sys.modules["trainer"] = trainer
+spec.loader.exec_module(trainer)
+
+out = {}
+t = trainer.Trainer(sys.argv[2])
+x, y = np.load(sys.argv[4]), np.load(sys.argv[5])
+p0 = t.initial_params()
+r = t.train(p0, (x, y), epochs=1)
+out["propensity"] = {"changed": float(max(np.abs(a - b).max() for a, b in zip(p0, r.params))), "loss": r.loss,
+                     "n": r.num_examples, "prob": float(t.predict(r.params, x[:3]).mean())}
+t = trainer.Trainer(sys.argv[3])
+q0 = t.initial_params()
+r = t.train(q0, np.load(sys.argv[6]), local=t.initial_local(1))
+out["recommender"] = {"changed": float(max(np.abs(a - b).max() for a, b in zip(q0, r.params))), "loss": r.loss,
+                      "n": r.num_examples, "scores": int(t.predict(r.params, local=r.local).shape[0])}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "onnx", "tf2onnx", "models", "server"))
+out["heavy_modules"] = heavy
+print(json.dumps(out))
+"""
+
+
+def _lean_python() -> str:
+    """Create (once) and return the lean venv's python; reruns reuse it."""
+    py = os.path.join(LEAN, "bin", "python")
+    if os.path.exists(STAMP) and os.path.exists(py):
+        return py
+    tmp = f"{LEAN}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["python3.11", "-m", "venv", "--without-pip", tmp], check=True, timeout=120)
+    base = [UV, "pip", "install", "--quiet", "--python", os.path.join(tmp, "bin", "python"), *REQUIREMENTS]
+    # The uv cache is warm on this machine: try offline first, fall back to the index.
+    if subprocess.run(base + ["--offline"], capture_output=True, timeout=300).returncode != 0:
+        subprocess.run(base, check=True, capture_output=True, timeout=600)
+    with open(os.path.join(tmp, ".fedmark-lean"), "w") as f:
+        f.write(" ".join(REQUIREMENTS) + "\n")
+    shutil.rmtree(LEAN, ignore_errors=True)
+    os.rename(tmp, LEAN)
+    return py
+
+
+def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommender_artifact, bank_xy, retail):
+    py = _lean_python()
+    code = tmp_path / "code"
+    (code / "fedmark").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "fedmark", "__init__.py"), code / "fedmark" / "__init__.py")
+    shutil.copy(os.path.join(ROOT, "fedmark", "contract.py"), code / "fedmark" / "contract.py")
+    shutil.copy(os.path.join(ROOT, "edge_sdk", "trainer.py"), code / "trainer.py")
+    (code / "run.py").write_text(SCRIPT)
+    np.save(tmp_path / "x.npy", bank_xy[0][:500])
+    np.save(tmp_path / "y.npy", bank_xy[1][:500])
+    np.save(tmp_path / "pos.npy", retail.train[8])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code), "HOME": str(tmp_path)}
+    proc = subprocess.run([py, str(code / "run.py"), str(code / "trainer.py"), str(propensity_artifact),
+                           str(recommender_artifact), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
+                           str(tmp_path / "pos.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["heavy_modules"] == []
+    assert out["propensity"]["changed"] > 1e-4 and out["propensity"]["n"] == 500
+    assert 0.0 < out["propensity"]["loss"] < 1.0 and 0.0 < out["propensity"]["prob"] < 1.0
+    assert out["recommender"]["changed"] > 1e-5 and out["recommender"]["n"] == len(np.unique(retail.train[8]))
+    assert out["recommender"]["scores"] == retail.n_items
+    # and the lean interpreter really lacks TensorFlow (not just this script's view of it)
+    probe = subprocess.run([py, "-c", "import tensorflow"], capture_output=True, text=True, env=env, timeout=60)
+    assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr
