@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fedmark-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-slow test-all bench venv lock clean
+.PHONY: demo test test-slow test-all bench venv browser-deps lock clean
 
 $(STAMP): setup.py overrides.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): setup.py overrides.txt requirements.lock
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Debian's Chromium and the JavaScript SDK's locked npm packages (for the browser and Node tests).
+browser-deps:
+	bash scripts/install_browser_deps.sh
 
 # Re-resolve the pinned set after changing setup.py's dependencies.
 lock:
@@ -27,13 +31,13 @@ demo: venv
 	$(BIN)/fedmark demo
 
 # The whole fast suite (CI runs this). Slow reliability checks: `make test-slow`.
-test: venv
+test: venv browser-deps
 	$(PYTEST) -m "not slow"
 
-test-slow: venv
+test-slow: venv browser-deps
 	$(PYTEST) -m slow
 
-test-all: venv
+test-all: venv browser-deps
 	$(PYTEST)
 
 bench: venv

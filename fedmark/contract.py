@@ -318,7 +318,7 @@ class Manifest:
                 opset=int(d.get("opset", 17)), purpose=str(d.get("purpose", "marketing")),
                 extra=dict(d.get("extra", {})),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
             if isinstance(exc, ManifestError):
                 raise
             raise ManifestError(f"manifest field has the wrong type: {exc}") from exc
@@ -327,7 +327,7 @@ class Manifest:
         if m.batch_size <= 0 or not m.clip_norm > 0:
             raise ManifestError("batch_size and clip_norm must be positive")
         for role, fname in m.graphs.items():
-            if fname not in m.files:
+            if not isinstance(fname, str) or fname not in m.files:
                 raise ManifestError(f"graph {role!r} names file {fname!r} that has no content hash in 'files'")
         for fname, digest in m.files.items():
             if os.path.basename(fname) != fname or fname in ("", ".", ".."):

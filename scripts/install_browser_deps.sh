@@ -22,6 +22,10 @@ if [[ ! -x /usr/bin/chromium ]]; then
   apt-get install -y -q --no-install-recommends chromium chromium-driver
 fi
 
+if ! command -v node >/dev/null && [[ "$(id -u)" == "0" ]]; then
+  echo "install_browser_deps: installing Debian nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
 command -v node >/dev/null || { echo "install_browser_deps: node (>= 20) is not installed" >&2; exit 1; }
 command -v npm >/dev/null || { echo "install_browser_deps: npm is not installed" >&2; exit 1; }
 

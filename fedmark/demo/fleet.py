@@ -9,15 +9,17 @@ drop out mid-round.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import requests
 
-from edge_sdk import Client, DeviceConditions, NoTaskError
+from edge_sdk import Client, DeviceConditions, NoTaskError, RejectedUpdateError
 from fedmark.contract import unflatten, Manifest
 
 READY = DeviceConditions(charging=True, unmetered=True, idle=True, battery=0.9)
@@ -102,58 +104,77 @@ class RoundOutcome:
     upload_bytes: int
     version: int | None
     losses: list[float] = field(default_factory=list)
+    late: int = 0
 
 
 def run_sync_round(admin: Admin, model: str, devices: Sequence[SimDevice], app_keys: dict[str, str],
-                   rng: np.random.Generator, *, dropout: float = 0.0, goal: int,
-                   on_device: Callable[[], None] | None = None, max_wait_s: float = 30.0) -> RoundOutcome:
-    """Drive one synchronous round: devices in random order ask for a task, train and upload.
+                   rng: np.random.Generator, *, dropout: float = 0.0, goal: int, workers: int = 8,
+                   max_wait_s: float = 60.0) -> RoundOutcome:
+    """Drive one synchronous round: devices, in random order and ``workers`` at a time, ask
+    for a task, train and upload — a fleet acts in parallel, and so does this simulation.
 
     A device that 'drops out' fetches its task and then vanishes (no upload), as
     a phone that loses its network does; over-selection and the deadline are
-    what let the round finish anyway.
+    what let the round finish anyway.  A device that uploads after the round
+    closed at its goal is refused as late (``round_closed``), as the server must.
+    Randomness (order, dropouts, seeds) is drawn up front from ``rng``, so a run
+    is reproducible up to the order in which concurrent uploads are folded.
     """
     before = admin.model(model)["current_version"]
-    round_id: str | None = None
-    accepted = dropped = excluded = upload_bytes = 0
+    order = rng.permutation(len(devices))
+    drops = rng.random(len(devices)) < dropout
+    seeds = rng.integers(2**31, size=len(devices))
+    lock = threading.Lock()
+    st = {"round_id": None, "accepted": 0, "dropped": 0, "late": 0, "excluded": 0, "bytes": 0, "stop": False}
     losses: list[float] = []
-    for i in rng.permutation(len(devices)):
-        if accepted >= goal:
-            break
-        dev = devices[int(i)]
+
+    def one(i: int) -> None:
+        with lock:
+            if st["stop"] or st["accepted"] >= goal:
+                return
+        dev = devices[i]
         client = dev.connect(admin.base, app_keys[dev.partner])
         try:
-            if rng.random() < dropout:
+            if drops[i]:
                 task = client.get_task(model)
-                round_id = round_id or task.round_id
-                dropped += 1
-                continue
-            report = client.train(model, dev.records, conditions=READY, seed=int(rng.integers(2**31)))
+                with lock:
+                    st["round_id"] = st["round_id"] or task.round_id
+                    st["dropped"] += 1
+                return
+            report = client.train(model, dev.records, conditions=READY, seed=int(seeds[i]))
         except NoTaskError:
-            break  # every task of this round is handed out
-        finally:
-            if on_device:
-                on_device()
-        moved_on = round_id is not None and report.round_id != round_id
-        round_id = round_id or report.round_id
-        if report.status in ("accepted", "duplicate"):
-            accepted += not moved_on
-            dev.contributed += 1
-            upload_bytes += report.upload_bytes
-            excluded += report.data.excluded_no_consent
-            losses.append(report.loss)
-        if moved_on:
-            break  # this round closed at its deadline while devices trained; that update opened the next one
+            with lock:
+                st["stop"] = True  # every task of this round is handed out
+            return
+        except RejectedUpdateError as exc:
+            if exc.code != "round_closed":
+                raise
+            with lock:
+                st["late"] += 1
+            return
+        with lock:
+            st["round_id"] = st["round_id"] or report.round_id
+            moved_on = report.round_id != st["round_id"]  # the round closed; this one opened the next
+            if report.status in ("accepted", "duplicate"):
+                st["accepted"] += not moved_on
+                dev.contributed += 1
+                st["bytes"] += report.upload_bytes
+                st["excluded"] += report.data.excluded_no_consent
+                losses.append(report.loss)
+            st["stop"] = st["stop"] or moved_on
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for fut in [pool.submit(one, int(i)) for i in order]:
+            fut.result()
     state = "unknown"
-    if round_id is not None:
+    if st["round_id"] is not None:
         deadline = time.monotonic() + max_wait_s
         while True:
-            info = admin.round(round_id)
-            state = info["state"]
+            state = admin.round(st["round_id"])["state"]
             if state != "open" or time.monotonic() > deadline:
                 break
-            time.sleep(0.2)  # short-deadline rounds close at their deadline (tick)
+            time.sleep(0.2)  # a round short of its goal closes at its deadline (tick)
             admin.tick()
     after = admin.model(model)["current_version"]
-    return RoundOutcome(round_id, state, accepted, dropped, excluded, upload_bytes,
-                        after if after != before else None, losses)
+    return RoundOutcome(st["round_id"], state, st["accepted"], st["dropped"], st["excluded"], st["bytes"],
+                        after if after != before else None, losses, st["late"])

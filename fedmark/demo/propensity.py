@@ -32,9 +32,10 @@ PARTNERS = ("retail-bank", "insurer")
 class PropensityConfig:
     rows: int | None = None            # use a stratified subset (fast variant); None = all 45,211
     max_device_rows: int = 100
-    rounds: int = 40
+    rounds: int = 60
     goal: int = 50
-    local_epochs: int = 2
+    local_epochs: int = 5
+    clip_quantile: float = 0.9
     learning_rate: float = 0.1
     dropout: float = 0.1
     no_consent: float = 0.1
@@ -44,7 +45,8 @@ class PropensityConfig:
     local_only_epochs: int = 20
     eval_every: int = 5
     seed: int = 0
-    server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedavg", "lr": 1.0})
+    # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
+    server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.01})
 
 
 def make_devices(train: list[dict[str, Any]], cfg: PropensityConfig, purpose: str, root: Path,
@@ -70,7 +72,7 @@ def _training_config(cfg: PropensityConfig, n_devices: int, noise: float) -> dic
         "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
         "deadline_s": 20.0, "noise_multiplier": noise, "delta": 1e-5,
         "sampling_rate": min(1.0, cfg.goal / n_devices),
-        "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
+        "clip": {"norm": 1.0, "adaptive": True, "target_quantile": cfg.clip_quantile, "lr": 0.2},
         "server_optimizer": dict(cfg.server_optimizer),
         "hyperparams": {"epochs": cfg.local_epochs, "learning_rate": cfg.learning_rate},
     }

@@ -37,6 +37,12 @@ class RecommenderConfig:
     eval_every: int = 10
     k: int = 10
     seed: int = 0
+    # From a sweep (centralized HR@10 after 6 epochs): 16 negatives at lr 0.1 beat 4 negatives at lr 0.1/0.5/0.2.
+    negatives: int = 16
+    learning_rate: float = 0.1
+    # Plain FedAvg divides a sparse item row's update by every device in the round; a larger
+    # server step compensates (server lr 10 beat 1, 50 and FedAdam 0.01-0.1 in-process).
+    server_lr: float = 10.0
 
 
 def _records(data: Any, c: int, purpose: str, consent: bool) -> list[dict[str, Any]]:
@@ -81,7 +87,8 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
     if cfg.customers:
         users = np.sort(rng.choice(users, min(cfg.customers, users.size), replace=False))
     users = [int(u) for u in users if len(data.train[u]) > 0]
-    export("recommender", artifact, items=data.items, seed=cfg.seed, epochs=cfg.local_epochs)
+    export("recommender", artifact, items=data.items, seed=cfg.seed, epochs=cfg.local_epochs,
+           negatives=cfg.negatives, learning_rate=cfg.learning_rate)
     manifest = load_artifact_manifest(artifact)
     trainer = Trainer(artifact)
     init = trainer.initial_params()
@@ -103,7 +110,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
         admin.configure(manifest.model, {
             "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
             "deadline_s": 60.0, "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
-            "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": 1.0},
+            "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": cfg.server_lr},
             "hyperparams": {"epochs": cfg.local_epochs}})
         results["curve"].append((0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
         stats = {"accepted": 0, "dropped": 0, "excluded_records": 0, "upload_bytes": 0}
