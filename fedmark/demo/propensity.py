@@ -117,11 +117,11 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
             admin.configure(manifest.model, _training_config(cfg, len(devices), noise))
             curve = [(0, roc_auc(y_test, prop.predict_numpy(init, x_test)))]
             bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
-            stats = {"accepted": 0, "dropped": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
+            stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
             round_rng = np.random.default_rng(cfg.seed + 1)
             for r in range(1, cfg.rounds + 1):
                 o = run_sync_round(admin, manifest.model, devices, keys, round_rng, dropout=cfg.dropout, goal=cfg.goal)
-                for k in ("accepted", "dropped", "excluded_records", "upload_bytes"):
+                for k in ("accepted", "dropped", "late", "excluded_records", "upload_bytes"):
                     stats[k] += getattr(o, k)
                 stats["rounds_closed"] += o.state == "closed"
                 if r % cfg.eval_every == 0 or r == cfg.rounds:

@@ -113,7 +113,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
             "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": cfg.server_lr},
             "hyperparams": {"epochs": cfg.local_epochs}})
         results["curve"].append((0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
-        stats = {"accepted": 0, "dropped": 0, "excluded_records": 0, "upload_bytes": 0}
+        stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0}
         bar = progress(total=cfg.rounds, desc="recommender federated", unit="round")
         round_rng = np.random.default_rng(cfg.seed + 1)
         consented = [d for d, u in zip(devices, users) if consent[u]]

@@ -194,30 +194,46 @@ export class Client {
    *
    * Options: `conditions` {charging, unmetered, idle, battery} (required), `seed`,
    * `order` (explicit per-epoch row order over the usable rows, for reproducible runs),
-   * `strict`.  Throws NoTaskError, NotEligibleError, ConsentError / SchemaError,
+   * `strict`, `onProgress`.  Throws NoTaskError, NotEligibleError, ConsentError / SchemaError,
    * ArtifactIntegrityError, RejectedUpdateError.  A network failure during the
    * upload does not throw: the update stays queued (status "queued"); flush() sends it.
+   *
+   * `onProgress(event)` lets a page show where the run is; `event.stage` is one of
+   * 'task' (asking for a task), 'sync' (fetching/verifying the model; has `version`),
+   * 'train' (once before the first epoch with `epoch: 0`, then after each epoch with
+   * `epoch`, `epochs`, `loss`), 'upload' (has `norm`, `withinClip`, `clipNorm`, `bytes`)
+   * and 'done' (has `status`).  An exception thrown by the callback is logged, never
+   * allowed to break the run.
    */
-  async train(model, records, { conditions, seed = null, order = null, strict = false } = {}) {
+  async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null } = {}) {
+    const progress = (event) => this._progress(onProgress, event);
+    await progress({ stage: 'task', model });
     const task = await this.getTask(model);
     ensureEligible(task.eligibility, conditions);
     const rows = loadRecords(records);
+    await progress({ stage: 'sync', model, version: task.version, roundId: task.roundId });
     const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
     const { manifest } = synced;
     if (manifest.family !== 'propensity') {
       throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity models (recommender training is not ported yet)`);
     }
     const trainer = await this._trainerFor(synced);
+    // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
+    await converted('loading the model', () => trainer.session('train_epoch'));
     const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField });
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
     const old = await converted('loading the initial parameters', () => trainer.initialParams());
     const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
     const lr = Number(task.hyperparams.learning_rate ?? manifest.hyperparams.learning_rate ?? 0.1);
+    await progress({ stage: 'train', epoch: 0, epochs, loss: NaN, examples: data.report.used,
+      excludedNoConsent: data.report.excludedNoConsent });
     const result = await converted('local training', () => trainer.train(old, { x: data.x, y: data.y },
-      { epochs, lr, seed: s, order }));
+      { epochs, lr, seed: s, order, onEpoch: (e) => progress({ stage: 'train', ...e, examples: data.report.used }) }));
     const prepared = buildUpdate(result.params, old, manifest.params, {
       clipNorm: task.clipNorm, numExamples: result.numExamples, encoding: task.encoding, localNoise: task.localNoise,
       random: this._random });
+    await progress({ stage: 'upload', roundId: task.roundId, norm: prepared.norm, withinClip: prepared.within,
+      clipNorm: prepared.clipNorm, bytes: prepared.body.length, encoding: prepared.encoding });
     const key = newKey();
     const headers = {
       'Content-Type': UPDATE_CONTENT_TYPE, [HDR_MODEL_VERSION]: String(task.version),
@@ -232,12 +248,33 @@ export class Client {
       throw new RejectedUpdateError(mine.httpStatus ?? 400, mine.code ?? 'rejected',
         `the server refused this update (${mine.code}); it was dropped from the queue`);
     }
+    const status = mine && mine.status !== 'pending' ? mine.status : 'queued';
+    await progress({ stage: 'done', status, roundId: task.roundId, updateId: mine?.updateId ?? null,
+      httpStatus: mine?.httpStatus ?? null });
     return {
-      model, version: task.version, roundId: task.roundId, status: mine && mine.status !== 'pending' ? mine.status : 'queued',
-      idempotencyKey: key, updateId: mine?.updateId ?? null, numExamples: prepared.numExamples, loss: result.loss,
+      model, version: task.version, roundId: task.roundId, status,
+      idempotencyKey: key, updateId: mine?.updateId ?? null, httpStatus: mine?.httpStatus ?? null,
+      numExamples: prepared.numExamples, loss: result.loss,
       updateNorm: prepared.norm, withinClip: prepared.within, clipNorm: prepared.clipNorm, encoding: prepared.encoding,
       uploadBytes: prepared.body.length, epochs, learningRate: lr, data: data.report, update: prepared,
     };
+  }
+
+  async _progress(callback, event) {
+    if (!callback) return;
+    try {
+      await callback(event);
+    } catch (exc) {
+      this._log?.(`onProgress callback failed at stage ${event.stage}: ${exc?.message ?? exc}`);
+    }
+  }
+
+  /** The server's view of a round (GET /v1/rounds/{id}): state, accepted, goal, clip norm, result version. */
+  async roundStatus(roundId) {
+    if (typeof roundId !== 'string' || !roundId) throw new ConfigurationError('roundStatus needs the round id a train() report carries');
+    const resp = await this._authed((h) => this.transport.request('GET', `/v1/rounds/${encodeURIComponent(roundId)}`,
+      { headers: h }));
+    return resp.json();
   }
 
   /** How many updates wait in the outbox. */

@@ -25,6 +25,12 @@ function tensor(ort, data, dims) {
   return new ort.Tensor('float32', data, dims);
 }
 
+/** True iff every value is finite; a plain loop, ~10× faster than `.every(Number.isFinite)` on 10⁵ values. */
+function allFinite(a) {
+  for (let i = 0; i < a.length; i += 1) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
 function scalar(ort, value) {
   return new ort.Tensor('float32', new Float32Array([value]), []);
 }
@@ -157,7 +163,7 @@ export class Trainer {
         throw new TrainerError(`parameter '${specs[i].name}' has ${a.length} values, the artifact expects `
           + `shape [${specs[i].shape.join(', ')}] = ${specs[i].size}`);
       }
-      if (!a.every(Number.isFinite)) throw new TrainerError(`parameter '${specs[i].name}' contains NaN or Inf`);
+      if (!allFinite(a)) throw new TrainerError(`parameter '${specs[i].name}' contains NaN or Inf`);
       return a;
     });
   }
@@ -188,12 +194,14 @@ export class Trainer {
       throw new TrainerError(`x has ${xa.length} values, not a whole number of rows of width ${width}: encode records `
         + 'with manifest.schema().encode(records)');
     }
-    if (!xa.every(Number.isFinite)) throw new TrainerError('x contains NaN or Inf; the schema encoder fills missing values, use it');
+    if (!allFinite(xa)) throw new TrainerError('x contains NaN or Inf; the schema encoder fills missing values, use it');
     const n = xa.length / width;
     if (y === undefined) return { x: xa, n };
     const ya = y instanceof Float32Array ? y : Float32Array.from(y);
     if (ya.length !== n) throw new TrainerError(`x has ${n} rows but y has ${ya.length} labels`);
-    if (!ya.every((v) => Number.isFinite(v) && v >= 0 && v <= 1)) {
+    let labelsOk = true;
+    for (let i = 0; i < ya.length && labelsOk; i += 1) labelsOk = ya[i] >= 0 && ya[i] <= 1; // false for NaN too
+    if (!labelsOk) {
       throw new TrainerError('labels y must be 0/1 (or probabilities in [0, 1])');
     }
     return { x: xa, y: ya, n };
@@ -210,16 +218,23 @@ export class Trainer {
    * taken in the same order gives the same update.
    * Recommender: `data` = the user's positive item indices; `local` = {user_emb};
    * `plan` may fix the negatives and block order (see recommenderPlan()).
+   * `onEpoch({epoch, epochs, loss, ms})` is called after each epoch (1-based
+   * `epoch`): one graph call runs a whole epoch, so an epoch is the finest
+   * progress step a page can show.
    */
   async train(params, data, { local = null, epochs = null, lr = null, seed = 0, shuffle = true, order = null,
-    plan = null } = {}) {
+    plan = null, onEpoch = null } = {}) {
     const e = Number(epochs ?? this.hyperparams.epochs ?? 1);
     const rate = Number(lr ?? this.hyperparams.learning_rate ?? 0.1);
     if (!(Number.isInteger(e) && e >= 1)) throw new TrainerError(`epochs must be >= 1, got ${epochs}`);
     if (!(Number.isFinite(rate) && rate > 0)) throw new TrainerError(`learning rate must be a positive number, got ${lr}`);
+    if (onEpoch !== null && typeof onEpoch !== 'function') throw new TrainerError('onEpoch must be a function or null');
     const checked = this._checkParams(params);
-    if (this.manifest.family === 'propensity') return this._trainPropensity(checked, data, e, rate, seed, shuffle, order);
-    return this._trainRecommender(checked, data, this._checkLocal(local, seed), e, rate, seed, plan);
+    const report = onEpoch ?? (() => {});
+    if (this.manifest.family === 'propensity') {
+      return this._trainPropensity(checked, data, e, rate, seed, shuffle, order, report);
+    }
+    return this._trainRecommender(checked, data, this._checkLocal(local, seed), e, rate, seed, plan, report);
   }
 
   /** Stack rows in `order` into [numBatches, B, …] with a 0/1 mask padding the last batch. */
@@ -251,7 +266,7 @@ export class Trainer {
     return shuffle ? permutation(n, random) : Int32Array.from({ length: n }, (_, i) => i);
   }
 
-  async _trainPropensity(params, data, epochs, lr, seed, shuffle, order) {
+  async _trainPropensity(params, data, epochs, lr, seed, shuffle, order, onEpoch) {
     if (!data || data.x === undefined || data.y === undefined) {
       throw new TrainerError('propensity data must be {x: Float32Array [N*width], y: Float32Array [N]}');
     }
@@ -265,6 +280,7 @@ export class Trainer {
     let current = params;
     let loss = NaN;
     for (let epoch = 0; epoch < epochs; epoch += 1) {
+      const t0 = performance.now();
       const { xs, ys, ms, nb } = this.batches(x, y, this._epochOrder(n, epoch, order, shuffle, random));
       const feeds = {};
       this.manifest.params.forEach((spec, i) => { feeds[spec.name] = tensor(ort, current[i], [...spec.shape]); });
@@ -275,6 +291,7 @@ export class Trainer {
       const out = await this.run('train_epoch', feeds);
       current = out.slice(0, names.length);
       loss = weightedLoss(out[names.length], ms, nb, b);
+      await onEpoch({ epoch: epoch + 1, epochs, loss, ms: performance.now() - t0 });
     }
     return { params: current, local: {}, loss, numExamples: n };
   }
@@ -343,7 +360,7 @@ export class Trainer {
     return { user: u, loss: losses[losses.length - 1] };
   }
 
-  async _trainRecommender(params, data, local, epochs, lr, seed, plan) {
+  async _trainRecommender(params, data, local, epochs, lr, seed, plan, onEpoch) {
     const p = plan ?? this.recommenderPlan(data, { epochs, seed });
     const { ort } = this;
     const itemEmb = Float32Array.from(params[0]);
@@ -351,7 +368,8 @@ export class Trainer {
     const d = this.manifest.params[0].shape[1];
     let { user } = await this._reconstruct(itemEmb, itemBias, p.recon, local.user_emb);
     let loss = NaN;
-    for (const blocks of p.epochs) {
+    for (const [i, blocks] of p.epochs.entries()) {
+      const t0 = performance.now();
       const { rows, rowBias } = this._gather(itemEmb, itemBias, blocks, d);
       const dims = [blocks.nb, blocks.k];
       const [rowsNew, biasNew, losses] = await this.run('train_epoch', {
@@ -365,6 +383,7 @@ export class Trainer {
         }
       }
       loss = weightedLoss(losses, blocks.mask, blocks.nb, blocks.k);
+      await onEpoch({ epoch: i + 1, epochs: p.epochs.length, loss, ms: performance.now() - t0 });
     }
     user = Float32Array.from(user);
     return { params: [itemEmb, itemBias], local: { user_emb: user }, loss, numExamples: p.positives.length };

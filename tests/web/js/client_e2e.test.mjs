@@ -26,9 +26,25 @@ const client = (deviceId, extra = {}) => new Client({
 
 test('train: task, verified sync, consent, local training, clipped upload accepted', async () => {
   const c = client('node-device-1');
-  const report = await c.train(spec.model, spec.records, { conditions: ok, order: spec.orders });
+  const events = [];
+  const report = await c.train(spec.model, spec.records, { conditions: ok, order: spec.orders,
+    onProgress: (e) => { events.push(e); if (e.stage === 'sync') throw new Error('a broken callback must not stop training'); } });
   assert.equal(report.status, 'accepted');
   assert.ok(report.updateId);
+  // Progress: task → sync → train (epoch 0, then each epoch) → upload (norm, clipping) → done (server's answer).
+  const epochs = events.filter((e) => e.stage === 'train');
+  assert.deepEqual(events.map((e) => e.stage), ['task', 'sync', ...epochs.map(() => 'train'), 'upload', 'done']);
+  assert.deepEqual(epochs.map((e) => e.epoch), Array.from({ length: report.epochs + 1 }, (_, i) => i));
+  assert.ok(epochs.slice(1).every((e) => Number.isFinite(e.loss) && e.epochs === report.epochs && e.ms >= 0));
+  assert.equal(epochs.at(-1).loss, report.loss);
+  const upload = events.find((e) => e.stage === 'upload');
+  assert.equal(upload.norm, report.updateNorm);
+  assert.equal(upload.withinClip, report.withinClip);
+  assert.deepEqual(events.at(-1), { stage: 'done', status: 'accepted', roundId: report.roundId,
+    updateId: report.updateId, httpStatus: 202 });
+  const round = await c.roundStatus(report.roundId);
+  assert.equal(round.round_id, report.roundId);
+  assert.ok(round.accepted >= 1);
   assert.equal(report.data.excludedNoConsent, spec.records.filter((r) => !r.consent.includes('propensity_scoring')).length);
   assert.equal(report.numExamples, report.data.used);
   assert.ok(report.updateNorm > 0);
