@@ -12,6 +12,7 @@ import os
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import IntegerConverter
 
 from server.auth import TokenBucketLimiter
 from server.config import Config
@@ -26,9 +27,18 @@ class _JSON(DefaultJSONProvider):
     sort_keys = False
 
 
+class _Int64(IntegerConverter):
+    """``<int:…>`` path parts beyond a database integer match no route (404) instead of overflowing the driver (500)."""
+
+    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+
+
 def create_app(config: Config | None = None) -> Flask:
     cfg = (config or Config.from_env()).finalize()
     app = Flask("fedmark.server", static_folder=None)
+    app.url_map.converters["int"] = _Int64
     app.json = _JSON(app)
     app.config.from_mapping(cfg.as_flask())
     app.config["DATABASE_URL_RESOLVED"] = cfg.database_url()
@@ -42,10 +52,17 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["fedmark_blobs"] = blobs
     app.extensions["fedmark_limiter"] = TokenBucketLimiter(cfg.RATE_LIMIT_PER_S, cfg.RATE_LIMIT_BURST, cfg.CLOCK)
     RoundService().init_app(app, store, blobs)
+    from server.governance import monitor
 
-    from server.api import admin, devices, health, models, openapi, training
+    monitor.init_app(app, store)
 
-    for module in (health, openapi, admin, devices, models, training):
+    from server.api import activation, admin, devices, evaluation, governance, health, models, openapi, training
+    from server.api import monitor as monitor_api
+
+    for module in (health, openapi, admin, devices, models, training, governance, evaluation, activation, monitor_api):
         app.register_blueprint(module.bp)
+    from server.api import web  # the browser trainer page (/train) and the files it loads
+
+    app.register_blueprint(web.bp)
     register_error_handlers(app)
     return app

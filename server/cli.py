@@ -8,6 +8,9 @@ numpy are imported by the handlers when they run.
     fedmark rollback MODEL VERSION --server URL --token T
     fedmark training MODEL (--config FILE | --set JSON) --server URL --token T
     fedmark app-key --server URL --token T [--partner P]
+    fedmark policy MODEL (--config FILE | --set JSON) --server URL --token T
+    fedmark audit verify [--database-url URL | --data-dir DIR] [--anchor SEQ:HASH ...]
+    fedmark kpis --server URL --token T [--model M] [--json]
 """
 from __future__ import annotations
 
@@ -61,6 +64,31 @@ def register(subparsers: Any) -> None:
     p.add_argument("--partner", default="default")
     client_args(p)
     p.set_defaults(func=_app_key)
+
+    p = subparsers.add_parser("policy", help="set a model's governance policy (JSON, see docs/GOVERNANCE.md)")
+    p.add_argument("model")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--config", help="path of a JSON file")
+    g.add_argument("--set", help="the JSON object inline")
+    client_args(p)
+    p.set_defaults(func=_policy)
+
+    p = subparsers.add_parser("audit", help="audit trail tools")
+    asub = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    v = asub.add_parser("verify", help="check the hash chain of the audit trail directly in the database")
+    v.add_argument("--database-url", default=os.environ.get("FEDMARK_DATABASE_URL"),
+                   help="SQLAlchemy URL of the server's database (FEDMARK_DATABASE_URL)")
+    v.add_argument("--data-dir", default=os.environ.get("FEDMARK_DATA_DIR"),
+                   help="the server's data dir (its SQLite database fedmark.db)")
+    v.add_argument("--anchor", action="append", default=[],
+                   help="SEQ:HASH of an entry recorded earlier (detects truncation of the tail); repeatable")
+    v.set_defaults(func=_audit_verify)
+
+    p = subparsers.add_parser("kpis", help="print the six governance KPIs of a model (or of every model)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--json", action="store_true", help="print the raw JSON instead of the table")
+    client_args(p)
+    p.set_defaults(func=_kpis)
 
 
 # ---------------------------------------------------------------------------- server
@@ -151,6 +179,104 @@ def _training(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"training configuration is not valid JSON: {exc}") from None
     print(json.dumps(_call(args, "PUT", f"/v1/models/{args.model}/training", json.dumps(cfg).encode())))
+    return 0
+
+
+def _policy(args: argparse.Namespace) -> int:
+    text = open(args.config, encoding="utf-8").read() if args.config else args.set
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"policy is not valid JSON: {exc}") from None
+    print(json.dumps(_call(args, "PUT", f"/v1/models/{args.model}/policy", json.dumps(body).encode())))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from server.governance.audit import verify
+    from server.storage import make_engine
+
+    if args.database_url:
+        url = args.database_url
+    elif args.data_dir:
+        db = Path(args.data_dir) / "fedmark.db"
+        if not db.is_file():
+            raise SystemExit(f"no database at {db}; pass the server's --data-dir or --database-url")
+        url = f"sqlite:///{db.resolve()}"
+    else:
+        raise SystemExit("say which database to check: --database-url URL or --data-dir DIR")
+    anchors = []
+    for a in args.anchor:
+        seq, _, h = a.partition(":")
+        if not seq.isdigit() or len(h) != 64:
+            raise SystemExit(f"--anchor must be SEQ:HASH (as printed by a previous verify), got {a!r}")
+        anchors.append((int(seq), h))
+    engine = make_engine(url)
+    try:
+        verdict = verify(engine, anchors)
+    finally:
+        engine.dispose()
+    if verdict.ok:
+        print(f"audit trail OK: {verdict.entries} entries; head {verdict.head_seq}:{verdict.head_hash}")
+        return 0
+    print(f"audit trail TAMPERED: first bad entry {verdict.first_bad}: {verdict.reason} "
+          f"({verdict.entries} entries verified before it)", file=sys.stderr)
+    return 1
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def kpi_lines(k: dict[str, Any]) -> list[str]:
+    """The six KPIs of one model as text lines (used by ``fedmark kpis``)."""
+    rd, gc, pl = k["raw_data_movement_reduction"], k["governed_training_coverage"], k["personalization_lift"]
+    pc, mc, ca = k["partner_model_contribution"], k["model_confidence"], k["compliant_activation_rate"]
+    lines = [f"model {k['model']} (current version {k['current_version']}"
+             + (f"; regional lines: {', '.join(k['lines'])})" if k["lines"] else ")")]
+    lines.append(f"  Raw Data Movement Reduction  {_pct(rd['value'])}: raw-record bytes moved {rd['raw_record_bytes_moved']}; "
+                 f"moved {rd['bytes_moved']['total']:,} B (updates {rd['bytes_moved']['updates']:,}, reports "
+                 f"{rd['bytes_moved']['evaluation_reports'] + rd['bytes_moved']['segment_reports']:,}) vs "
+                 f"{rd['centralised_bytes']:,.0f} B to centralise {rd['records_on_devices']:,} records at "
+                 f"{rd['bytes_per_record']:.1f} B/record ({rd['bytes_per_record_estimate']})")
+    lines.append(f"  Governed Training Coverage   {_pct(gc['value'])}: {gc['governed']} of {gc['contributions']} "
+                 "contributions under a recorded policy decision")
+    if pl["value"] is None:
+        lines.append(f"  Personalization Lift         n/a ({pl.get('reason', 'no data')})")
+    else:
+        extra = f"AUC {pl['auc']:.3f} vs 0.5" if pl.get("auc") is not None else             f"HR {pl.get('model_hr', 0):.3f} vs {pl.get('baseline_hr', 0):.3f}"
+        lines.append(f"  Personalization Lift         {pl['value']:.2f}x vs {pl['baseline']} ({extra}; v{pl['version']})")
+    if not isinstance(pc["value"], dict):
+        lines.append(f"  Partner Model Contribution   n/a ({pc.get('reason', 'no data')})")
+    else:
+        parts = ", ".join(f"{p} {'n/a' if v is None else f'{v:+.4f}'}" for p, v in pc["value"].items())
+        lines.append(f"  Partner Model Contribution   {parts} ({pc['metric']} improvement from including the partner, "
+                     f"leave-one-out; v{pc['version']})")
+    if mc["value"] is None:
+        lines.append(f"  Model Confidence             n/a ({mc.get('reason', 'not enough regions evaluated')})")
+    else:
+        spread = "n/a" if mc["spread"] is None else f"{mc['spread']:.4f}"
+        psi = "n/a" if mc["max_psi"] is None else f"{mc['max_psi']:.4f}"
+        lines.append(f"  Model Confidence             {mc['value']} ({mc['metric']} spread {spread} across "
+                     f"{mc['regions']} regions; max region PSI {psi} vs {mc['reference']})")
+    denied = ", ".join(f"{r} {n}" for r, n in sorted(ca["denied_by_reason"].items())) or "none"
+    lines.append(f"  Compliant Activation Rate    {_pct(ca['value'])}: {ca['allowed']} of {ca['requests']} requests "
+                 f"allowed (denied: {denied})")
+    return lines
+
+
+def _kpis(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    q = f"?model={urllib.parse.quote(args.model)}" if args.model else ""
+    out = _call(args, "GET", f"/v1/kpis{q}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for k in ([out] if args.model else out["models"]):
+        print("\n".join(kpi_lines(k)))
     return 0
 
 

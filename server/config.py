@@ -44,6 +44,8 @@ class Config:
     SQLITE_BUSY_TIMEOUT_S: float = 30.0
     #: Server-side secret mixed into each round's noise seed; ``None``: generated once and kept in the database.
     NOISE_SECRET: str | None = None
+    #: JSON-lines file where every regional fold records the update rows it read (residency audits/tests).
+    RESIDENCY_TRACE: str | None = None
     TESTING: bool = False
     #: Time source; tests inject a :class:`server.clock.ManualClock`.
     CLOCK: Clock = SystemClock()
@@ -59,6 +61,7 @@ class Config:
         "FEDMARK_TICK_SECONDS": ("TICK_SECONDS", float),
         "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
+        "FEDMARK_RESIDENCY_TRACE": ("RESIDENCY_TRACE", str),
     }
 
     def __init__(self, **overrides: Any) -> None:

@@ -26,8 +26,9 @@ def create_app_key():  # type: ignore[no-untyped-def]
 def create_token():  # type: ignore[no-untyped-def]
     body = json_body()
     role = body.get("role", "marketer")
-    token = issue_token(get_store(), role, body.get("name", ""), now())
-    return jsonify({"token": token, "role": role}), 201
+    partner = body.get("partner")
+    token = issue_token(get_store(), role, body.get("name", ""), now(), partner)
+    return jsonify({"token": token, "role": role, "partner": partner}), 201
 
 
 @bp.post("/v1/admin/tick")

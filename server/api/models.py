@@ -8,6 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
+from server.governance import activation, partners
+from server.governance.policy import current_policy
 from server.registry import service as registry
 from server.registry.artifacts import ArtifactError, read_archive
 from server.rounds.service import get_rounds
@@ -43,18 +45,41 @@ def publish(name: str):  # type: ignore[no-untyped-def]
 @bp.get("/v1/models")
 @requires("any")
 def list_models():  # type: ignore[no-untyped-def]
-    return jsonify({"models": registry.list_models(get_store())})
+    who = principal()
+    listing = registry.list_models(get_store())
+    if who.role == "marketer" and who.partner is not None:  # a partner sees the models shared with it
+        with get_store().read() as conn:
+            listing = [m for m in listing if partners.model_visible(conn, who, m["line_of"] or m["name"])]
+    return jsonify({"models": listing})
 
 
 @bp.get("/v1/models/<name>")
 @requires("any")
 def model_detail(name: str):  # type: ignore[no-untyped-def]
-    return jsonify(registry.model_detail(get_store(), name))
-
-
-def _version(name: str, version: int):  # type: ignore[no-untyped-def]
+    out = registry.model_detail(get_store(), name)
     with get_store().read() as conn:
-        return registry.version_row(conn, name, version)
+        partners.require_visible(conn, principal(), out["line_of"] or name)
+    return jsonify(out)
+
+
+def _version(name: str, version: int, *, files: bool = False):  # type: ignore[no-untyped-def]
+    """The version row, after the governance check of who may fetch it.
+
+    Devices: the model's policy must allow their region and partner.  Marketers:
+    files only after an allowed model activation of that version (POST /v1/activation/model)."""
+    who = principal()
+    with get_store().read() as conn:
+        row = registry.version_row(conn, name, version)
+        if who.role == "device":
+            policy = current_policy(conn, name)
+            if policy is not None and not (policy.region_allowed(who.region) and policy.partner_allowed(who.partner)):
+                raise ApiError(403, "policy_denied", f"the policy of {name!r} does not allow this device's region "
+                                                     "or partner", extra={"reason": "device_not_allowed"})
+        elif who.role == "marketer" and files and not activation.has_grant(conn, who, name, version):
+            raise ApiError(403, "activation_required", f"marketers fetch model files through an activation request "
+                                                       f"(POST /v1/activation/model with model {name!r} and your "
+                                                       "purpose); it is checked against the model's policy")
+        return row
 
 
 def _not_modified(etag: str) -> Response | None:
@@ -83,7 +108,7 @@ def manifest(name: str, version: int):  # type: ignore[no-untyped-def]
 @bp.get("/v1/models/<name>/versions/<int:version>/files/<file>")
 @requires("any")
 def file(name: str, version: int, file: str):  # type: ignore[no-untyped-def]
-    m = registry.manifest_of(_version(name, version))
+    m = registry.manifest_of(_version(name, version, files=True))
     digest = m.files.get(file)
     if digest is None:
         raise ApiError(404, "unknown_file", f"version {version} of {name!r} has no file {file!r}; "

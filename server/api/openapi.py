@@ -45,9 +45,45 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
     ("/v1/rounds/{round_id}", "get", "Round status", ["any"], None, {"200": "round"}),
     ("/v1/rounds/{round_id}/updates", "post", "Upload one binary update", ["device"],
      "application/vnd.fedmark.update", {"202": "accepted (durable)", "200": "replay of an accepted update"}),
+    # governance (docs/GOVERNANCE.md)
+    ("/v1/models/{name}/policy", "put", "Set the governance policy (new version)", ["admin"], "application/json",
+     {"200": "policy stored"}),
+    ("/v1/models/{name}/policy", "get", "The policy in force", ["admin", "marketer"], None, {"200": "policy"}),
+    ("/v1/models/{name}/policy/history", "get", "Every policy version", ["admin"], None, {"200": "versions"}),
+    ("/v1/models/{name}/rounds", "get", "Rounds of a model", ["admin", "marketer"], None, {"200": "rounds"}),
+    ("/v1/audit", "get", "Audit trail entries (hash-chained)", ["admin"], None, {"200": "entries and head"}),
+    ("/v1/audit/verify", "get", "Verify the audit chain", ["admin"], None, {"200": "verdict"}),
+    ("/v1/partners", "get", "Partners (tenants) with devices and shared models", ["admin"], None, {"200": "partners"}),
+    ("/v1/devices", "get", "Devices (a partner-bound token sees its own only)", ["admin", "marketer"], None,
+     {"200": "devices"}),
+    ("/v1/evaluations/tasks", "post", "Ask what to evaluate", ["device"], "application/json", {"200": "evaluation task"}),
+    ("/v1/evaluations/{model}/{target}/reports", "post", "Report federated-evaluation aggregates", ["device"],
+     "application/json", {"202": "stored"}),
+    ("/v1/models/{name}/evaluations", "get", "Evaluation metrics by region / segment, spread, drift, contribution",
+     ["admin", "marketer"], None, {"200": "summary"}),
+    ("/v1/models/{name}/candidates/{version}/decide", "post", "Run the publish gate now", ["admin"],
+     "application/json", {"200": "decision"}),
+    ("/v1/activation/model", "post", "Pull a published inference model (policy-checked)", ["marketer"],
+     "application/json", {"200": "manifest and file URLs"}),
+    ("/v1/activation/segments", "post", "Audience segments (policy-checked, k-suppressed)", ["marketer"],
+     "application/json", {"200": "segments"}),
+    ("/v1/segments/reports", "post", "Report segment counts (device-side scoring)", ["device"], "application/json",
+     {"202": "stored"}),
+    ("/v1/kpis", "get", "The six governance KPIs", ["admin", "marketer"], None, {"200": "KPIs"}),
+    ("/metrics", "get", "Prometheus metrics", None, None, {"200": "text exposition format"}),
+    ("/dashboard", "get", "Monitoring dashboard page", None, None, {"200": "HTML"}),
+    ("/dashboard/dashboard.js", "get", "Dashboard script", None, None, {"200": "JavaScript"}),
+    # the browser trainer page (server/api/web.py)
+    ("/train", "get", "Browser trainer page: trains in the visitor's browser, uploads a clipped update", None, None,
+     {"200": "HTML"}),
+    ("/train/{name}", "get", "A trainer page file (allow-listed script / style)", None, None, {"200": "file"}),
+    ("/train/sdk/{name}", "get", "A browser ES module of the JavaScript SDK", None, None,
+     {"200": "JavaScript", "503": "web_sdk_unavailable"}),
+    ("/train/ort/{name}", "get", "onnxruntime-web module / WebAssembly (allow-listed)", None, None,
+     {"200": "JavaScript or application/wasm", "503": "web_sdk_unavailable"}),
 ]
 
-_PARAM_TYPES = {"version": {"type": "integer"}}
+_PARAM_TYPES = {"version": {"type": "integer"}, "target": {"type": "integer"}}
 
 
 def document() -> dict[str, Any]:

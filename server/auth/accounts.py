@@ -37,15 +37,20 @@ def issue_app_key(store: Store, partner: str, now: float) -> str:
     return key
 
 
-def issue_token(store: Store, role: str, name: str, now: float) -> str:
+def issue_token(store: Store, role: str, name: str, now: float, partner: str | None = None) -> str:
+    """A marketer token; with ``partner`` it is bound to that tenant (sees only its devices and shared models)."""
+    if partner is not None:
+        check_name(partner, "partner")
     if role != "marketer":
         raise ApiError(400, "bad_request", f"admins issue tokens of role 'marketer' here (devices enrol with an app key); got role {role!r}")
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise ApiError(400, "bad_request", "name must be a non-empty string of at most 200 characters")
     token = new_secret("mt")
     with store.write() as conn:
-        conn.execute(schema.tokens.insert().values(token_hash=hash_secret(token), role=role, name=name,
-                                                   device_id=None, revoked=False, created_at=now))
+        tid = conn.execute(schema.tokens.insert().values(token_hash=hash_secret(token), role=role, name=name,
+                                                         device_id=None, revoked=False, created_at=now)).inserted_primary_key[0]
+        if partner is not None:
+            conn.execute(schema.token_partners.insert().values(token_id=tid, partner=partner))
     return token
 
 
@@ -68,6 +73,11 @@ def enroll(store: Store, app_key: object, device_id: object, region: object, now
                 elif existing.app_key_id != key.id:
                     raise ApiError(409, "device_conflict", f"device id {dev!r} is enrolled under another app key; "
                                                            "use a different device id")
+                elif existing.region != reg:
+                    # Residency partitions and per-region privacy ledgers rely on a device staying in one region.
+                    raise ApiError(409, "region_change", f"device {dev!r} is enrolled in region {existing.region!r}; "
+                                                         "a device's region is fixed at enrolment (data residency and "
+                                                         "privacy accounting depend on it); enrol under a new device id")
                 else:
                     conn.execute(update(schema.devices).where(schema.devices.c.device_id == dev).values(region=reg))
                     conn.execute(update(schema.tokens).where(schema.tokens.c.device_id == dev).values(revoked=True))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.errors import ApiError
 from server.storage import get_store, schema
@@ -59,8 +59,10 @@ def authenticate() -> Principal:
     with get_store().read() as conn:
         row = conn.execute(
             select(schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
-                   schema.devices.c.region, schema.devices.c.partner)
-            .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id))
+                   schema.devices.c.region,
+                   func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
+            .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
+                         .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
             .where(schema.tokens.c.token_hash == hash_secret(token), schema.tokens.c.revoked.is_(False))
         ).first()
     if row is None:

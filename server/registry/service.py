@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from fedmark.contract import Manifest, manifest_digest
 from server.clock import iso
 from server.errors import ApiError
+from server.governance import audit
 from server.registry.artifacts import Artifact, params_file, params_from_bytes
 from server.rounds.state import abandon_open
 from server.storage import BlobStore, Store, schema
@@ -76,12 +77,19 @@ def load_params(blobs: BlobStore, m: Manifest) -> np.ndarray:
 def version_json(row: Any) -> dict[str, Any]:
     return {"version": row.version, "digest": row.digest, "kind": row.kind, "parent": row.parent,
             "round_id": row.round_id, "contributors": row.contributors, "metrics": json.loads(row.metrics),
-            "epsilon": row.epsilon, "delta": row.delta, "created_at": iso(row.created_at)}
+            "epsilon": row.epsilon, "delta": row.delta, "created_at": iso(row.created_at),
+            "status": row.status or "published", "gate": json.loads(row.gate) if row.gate else None}
+
+
+#: Version statuses that may be current (a candidate becomes "published" only through its gate).
+PUBLISHABLE = (None, "published")
 
 
 def _insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent: int | None, now: float,
-                    **lineage: Any) -> tuple[int, str]:
-    """Insert the next version number of ``name`` with manifest ``m`` (version field rewritten)."""
+                    status: str | None = None, **lineage: Any) -> tuple[int, str]:
+    """Insert the next version number of ``name`` with manifest ``m`` (version field rewritten).
+
+    The new version becomes current unless its ``status`` says otherwise (candidate, variant)."""
     nxt = int(conn.execute(select(func.coalesce(func.max(schema.versions.c.version), 0))
                            .where(schema.versions.c.model == name)).scalar_one()) + 1
     final = dataclasses.replace(m, model=name, version=nxt)
@@ -91,8 +99,11 @@ def _insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent:
         manifest=json.dumps(final.to_json(), sort_keys=True), parent=parent, created_at=now,
         round_id=lineage.get("round_id"), contributors=int(lineage.get("contributors", 0)),
         metrics=json.dumps(lineage.get("metrics", {}), sort_keys=True),
-        epsilon=lineage.get("epsilon"), delta=lineage.get("delta")))
-    conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=nxt))
+        epsilon=lineage.get("epsilon"), delta=lineage.get("delta"), status=status))
+    if status in PUBLISHABLE:
+        conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=nxt))
+    elif status == "candidate":
+        conn.execute(update(schema.models).where(schema.models.c.name == name).values(candidate=nxt))
     return nxt, digest
 
 
@@ -124,20 +135,46 @@ def publish(store: Store, blobs: BlobStore, name: str, artifact: Artifact, paren
                     return {"model": name, "version": same.version, "digest": same.digest}, False
                 if parent is not None:
                     version_row(conn, name, parent)
+                superseded = supersede_candidate(conn, name, "a new artifact was published")
                 version, digest = _insert_version(conn, name, artifact.manifest, "publish", parent, now)
-                abandon_open(conn, name, f"version {version} published", now)
+                abandoned = abandon_open(conn, name, f"version {version} published", now)
                 _reset_optimizer(conn, name)
                 record_event(conn, name, "publish", version, actor, {"digest": digest, "parent": parent}, now)
+                audit.append(conn, now, [audit.Entry("version.published", name, actor, code="artifact",
+                                                     subject=f"v{version}", detail={"version": version, "digest": digest,
+                                                                                    "parent": parent})]
+                             + superseded + abandoned_entries(name, actor, "version_published", abandoned))
                 return {"model": name, "version": version, "digest": digest}, True
         except IntegrityError:
             continue  # a concurrent publish took the version number; try the next one
     raise ApiError(503, "unavailable", "concurrent publishes of this model; retry", retry_after=1)
 
 
+def supersede_candidate(conn: Connection, name: str, why: str) -> list[audit.Entry]:
+    """A pending candidate loses its chance when another version is made current: mark it refused."""
+    cand = conn.execute(select(schema.models.c.candidate).where(schema.models.c.name == name)).scalar_one_or_none()
+    if cand is None:
+        return []
+    conn.execute(update(schema.versions).where(schema.versions.c.model == name, schema.versions.c.version == cand,
+                                               schema.versions.c.status == "candidate")
+                 .values(status="refused", gate=json.dumps({"passed": False, "reasons": [
+                     {"code": "superseded", "message": why}]}, sort_keys=True)))
+    conn.execute(update(schema.models).where(schema.models.c.name == name).values(candidate=None))
+    return [audit.Entry("version.refused", name, "server", code="superseded", subject=f"v{cand}",
+                        detail={"version": cand, "reason": why})]
+
+
+def abandoned_entries(model: str, actor: str, code: str, round_ids: list[str]) -> list[audit.Entry]:
+    return [audit.Entry("round.abandoned", model, actor, code=code, subject=rid) for rid in round_ids]
+
+
 def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, new_params: np.ndarray, *,
                       round_id: str, contributors: int, metrics: dict[str, Any], epsilon: float | None,
-                      delta: float | None, now: float) -> tuple[int, str]:
-    """Write the version a round produced: the base's graphs with new parameters (inside the caller's transaction)."""
+                      delta: float | None, now: float, status: str | None = None) -> tuple[int, str]:
+    """Write the version a round produced: the base's graphs with new parameters (inside the caller's transaction).
+
+    ``status``: None (current at once), ``"candidate"`` (awaits its publish gate) or ``"variant"``
+    (a leave-one-partner-out model for evaluation only; no lineage event)."""
     m = manifest_of(base)
     pname = params_file(m)
     data = np.ascontiguousarray(new_params, dtype="<f4").tobytes()
@@ -147,10 +184,12 @@ def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, 
     files = dict(m.files)
     files[pname] = digest_params
     new_m = dataclasses.replace(m, files=files)
-    version, digest = _insert_version(conn, name, new_m, "round", base.version, now, round_id=round_id,
-                                      contributors=contributors, metrics=metrics, epsilon=epsilon, delta=delta)
-    record_event(conn, name, "round", version, "server", {"round_id": round_id, "parent": base.version,
-                                                          "contributors": contributors}, now)
+    version, digest = _insert_version(conn, name, new_m, "round", base.version, now, status=status,
+                                      round_id=round_id, contributors=contributors, metrics=metrics, epsilon=epsilon,
+                                      delta=delta)
+    if status != "variant":
+        record_event(conn, name, "round", version, "server", {"round_id": round_id, "parent": base.version,
+                                                              "contributors": contributors, "status": status}, now)
     return version, digest
 
 
@@ -158,10 +197,17 @@ def rollback(store: Store, name: str, version: int, actor: str, now: float) -> d
     with store.write() as conn:
         model = require_model(conn, name)
         row = version_row(conn, name, version)
+        if row.status not in PUBLISHABLE:
+            raise ApiError(409, "not_publishable", f"version {version} of {name!r} is {row.status!r}: only published "
+                                                   "versions can be made current (a candidate passes its gate first)")
+        superseded = supersede_candidate(conn, name, f"rolled back to version {version}")
         conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=version))
-        abandon_open(conn, name, f"rolled back to version {version}", now)
+        abandoned = abandon_open(conn, name, f"rolled back to version {version}", now)
         _reset_optimizer(conn, name)
         record_event(conn, name, "rollback", version, actor, {"from": model.current_version, "to": version}, now)
+        audit.append(conn, now, [audit.Entry("version.rolled_back", name, actor, subject=f"v{version}",
+                                             detail={"from": model.current_version, "to": version})]
+                     + superseded + abandoned_entries(name, actor, "rolled_back", abandoned))
         return {"model": name, "current_version": version, "previous_version": model.current_version,
                 "digest": row.digest}
 
@@ -171,7 +217,8 @@ def list_models(store: Store) -> list[dict[str, Any]]:
         counts = dict(conn.execute(select(schema.versions.c.model, func.count()).group_by(schema.versions.c.model)).all())
         rows = conn.execute(select(schema.models).order_by(schema.models.c.name)).all()
     return [{"name": r.name, "current_version": r.current_version, "num_versions": int(counts.get(r.name, 0)),
-             "training": r.training is not None, "stopped": r.stopped} for r in rows]
+             "training": r.training is not None, "stopped": r.stopped, "candidate": r.candidate,
+             "line_of": r.line_of, "region": r.region} for r in rows]
 
 
 def model_detail(store: Store, name: str) -> dict[str, Any]:
@@ -182,6 +229,7 @@ def model_detail(store: Store, name: str) -> dict[str, Any]:
         evs = conn.execute(select(schema.events).where(schema.events.c.model == name)
                            .order_by(schema.events.c.id)).all()
     return {"name": name, "current_version": model.current_version, "stopped": model.stopped,
+            "candidate": model.candidate, "line_of": model.line_of, "region": model.region,
             "versions": [version_json(v) for v in vers],
             "history": [{"kind": e.kind, "version": e.version, "actor": e.actor, "detail": json.loads(e.detail),
                          "at": iso(e.at)} for e in evs]}

@@ -36,7 +36,10 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from fedmark.contract import decode_update
+from server.governance import audit
+from server.governance.policy import Policy, current_policy
 from server.registry.service import add_round_version, load_params, manifest_of, version_row
+from server.rounds import hierarchical
 from server.rounds.config import TrainingConfig
 from server.rounds.state import CLOSED, OPEN, abandon_round
 from server.rounds.strategy import strategy_for
@@ -92,7 +95,8 @@ class _NotReady(Exception):
     """Raised inside the transaction to roll it back when another process already folded."""
 
 
-def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float) -> FoldResult | None:
+def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float,
+         trace_path: str | None = None) -> FoldResult | None:
     """Aggregate the round's stored updates into a new version, exactly once across processes.
 
     Returns None when there is nothing to do (round not open, another process
@@ -131,6 +135,10 @@ def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float)
             params = load_params(blobs, manifest)
             pipe = cfg.pipeline()
             state = load_state(pipe, model.agg_state, params)
+            policy = current_policy(conn, rnd.model)
+            if policy is not None:
+                return _fold_governed(conn, blobs, rnd, model, base, manifest, params, pipe, state, cfg, strategy,
+                                      policy, ids, secret, now, trace_path)
             acc = pipe.start(state, manifest.num_params)  # raises PrivacyBudgetExceeded before any release
             staleness_sum = 0
             used = []
@@ -175,11 +183,100 @@ def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float)
                 if not strategy.closes_round:
                     values.update(state=CLOSED, open_key=None, closed_at=now, reason="privacy budget exhausted")
             conn.execute(update(schema.rounds).where(schema.rounds.c.id == round_id).values(**values))
+            audit.append(conn, now, [
+                audit.Entry("round.closed" if strategy.closes_round else "round.folded", rnd.model, code="released",
+                            subject=round_id, detail={"version": version, "base": rnd.version, "fold": rnd.folds,
+                                                      "contributors": len(used), "epsilon": epsilon,
+                                                      "policy_version": None, "aggregate_sha": agg_sha}),
+                audit.Entry("version.published", rnd.model, code="round", subject=f"v{version}",
+                            detail={"version": version, "digest": digest, "epsilon": epsilon})])
             log.info("round %s (%s) -> %s v%d from %d updates, epsilon=%s", round_id, cfg.mode, rnd.model, version,
                      len(used), epsilon)
             return FoldResult(round_id, version, digest, len(used), epsilon)
     except _NotReady:
         return None
+
+
+def _fold_governed(conn: Any, blobs: BlobStore, rnd: Any, model: Any, base: Any, manifest: Any, params: np.ndarray,
+                   pipe: Any, state: Any, cfg: TrainingConfig, strategy: Any, policy: Policy, ids: list[int],
+                   secret: str, now: float, trace_path: str | None) -> FoldResult | None:
+    """The fold of a governed model: hierarchical (cells -> global), candidate or current, audited."""
+    from server.aggregation import PrivacyBudgetExceeded
+
+    pipe.check_budget(state)  # the model-level ledger is the worst cell's: refuse before any release
+
+    def rng_for(cell: hierarchical.Cell) -> np.random.Generator:
+        return np.random.default_rng(round_seed(secret, f"{rnd.id}|{cell.key}", rnd.folds))
+
+    res = hierarchical.fold_cells(
+        conn, model=rnd.model, line_region=model.region, round_id=rnd.id, fold_label=f"{rnd.id}#{rnd.folds}",
+        ids=ids, base_version=rnd.version, cfg=cfg, pipe=pipe, state=state, params=params,
+        num_params=manifest.num_params, strategy=strategy, policy=policy, rng_for=rng_for, trace_path=trace_path)
+    entries = [audit.Entry("cell.withheld", rnd.model, code=w.code, subject=rnd.id,
+                           detail={"region": w.cell.region, "partner": w.cell.partner, "updates": len(w.ids)})
+               for w in res.withheld]
+    conn.execute(delete(schema.updates).where(schema.updates.c.id.in_(ids)))
+    if not res.releases:
+        values: dict[str, Any] = {"reason": "no cell could be released: " + ", ".join(sorted({w.code for w in res.withheld}))}
+        if strategy.closes_round:
+            values.update(state=CLOSED, open_key=None, closed_at=now)
+        conn.execute(update(schema.rounds).where(schema.rounds.c.id == rnd.id).values(**values))
+        audit.append(conn, now, entries + [audit.Entry("round.closed", rnd.model, code="nothing_released",
+                                                       subject=rnd.id, detail={"updates": len(ids)})])
+        return None
+    dp = bool(pipe.aggregator.dp)
+    parent_has_guarantee = base.kind == "publish" or base.epsilon is not None
+    epsilon = res.epsilon if dp and parent_has_guarantee else None
+    if epsilon is not None and not math.isfinite(epsilon):
+        epsilon = None
+    metrics = dict(res.metrics)
+    metrics.update(mode=cfg.mode, fold=rnd.folds, policy_version=policy.version)
+    gated = policy.gate is not None and strategy.closes_round
+    status = "candidate" if gated else "published"
+    agg_sha = blobs.put(np.ascontiguousarray(res.delta, dtype="<f4").tobytes())
+    version, digest = add_round_version(
+        conn, blobs, rnd.model, base, res.params, round_id=rnd.id, contributors=metrics["contributors"],
+        metrics=metrics, epsilon=epsilon, delta=cfg.delta if dp else None, now=now, status=status)
+    variant_versions = {}
+    for partner, vparams in res.variants.items():
+        vv, _ = add_round_version(conn, blobs, rnd.model, base, vparams, round_id=rnd.id, contributors=0,
+                                  metrics={"variant_of": version, "without_partner": partner}, epsilon=epsilon,
+                                  delta=cfg.delta if dp else None, now=now, status="variant")
+        variant_versions[partner] = vv
+    hierarchical.persist(conn, blobs, model=rnd.model, round_id=rnd.id, fold=rnd.folds, version=version, result=res,
+                         delta=cfg.delta, now=now)
+    conn.execute(update(schema.models).where(schema.models.c.name == rnd.model).values(agg_state=res.state.to_bytes()))
+    values = {"result_version": version, "aggregate_sha": agg_sha}
+    if not strategy.closes_round:
+        values.update(version=version, clip_norm=pipe.clip_norm(res.state))
+    stop_reason = None
+    try:
+        pipe.check_budget(res.state)
+    except PrivacyBudgetExceeded as exc:
+        stop_reason = str(exc)
+        conn.execute(update(schema.models).where(schema.models.c.name == rnd.model).values(stopped=stop_reason))
+        if not strategy.closes_round:
+            values.update(state=CLOSED, open_key=None, closed_at=now, reason="privacy budget exhausted")
+    conn.execute(update(schema.rounds).where(schema.rounds.c.id == rnd.id).values(**values))
+    regions: dict[str, int] = {}
+    for r in res.releases:
+        regions[r.cell.region] = regions.get(r.cell.region, 0) + r.contributors
+    entries.append(audit.Entry("round.closed" if strategy.closes_round else "round.folded", rnd.model,
+                               code="released", subject=rnd.id,
+                               detail={"version": version, "base": rnd.version, "fold": rnd.folds,
+                                       "contributors": metrics["contributors"], "regions": regions,
+                                       "cells": len(res.releases), "epsilon": epsilon, "policy_version": policy.version,
+                                       "aggregate_sha": agg_sha}))
+    entries.append(audit.Entry("version.candidate" if gated else "version.published", rnd.model, code="round",
+                               subject=f"v{version}", detail={"version": version, "digest": digest, "epsilon": epsilon,
+                                                              "variants": variant_versions}))
+    if stop_reason:
+        entries.append(audit.Entry("training.stopped", rnd.model, code="privacy_budget_exhausted",
+                                   detail={"reason": stop_reason}))
+    audit.append(conn, now, entries)
+    log.info("round %s (%s, governed) -> %s v%d (%s) from %d updates in %d cells, epsilon=%s", rnd.id, cfg.mode,
+             rnd.model, version, status, metrics["contributors"], len(res.releases), epsilon)
+    return FoldResult(rnd.id, version, digest, int(metrics["contributors"]), epsilon)
 
 
 def buffered(store: Store, round_id: str) -> int:
@@ -190,4 +287,9 @@ def buffered(store: Store, round_id: str) -> int:
 
 def abandon(store: Store, round_id: str, reason: str, now: float) -> bool:
     with store.write() as conn:
-        return abandon_round(conn, round_id, reason, now)
+        done = abandon_round(conn, round_id, reason, now)
+        if done:
+            model = conn.execute(select(schema.rounds.c.model).where(schema.rounds.c.id == round_id)).scalar_one()
+            audit.append_one(conn, now, "round.abandoned", model=model, code="deadline", subject=round_id,
+                             detail={"reason": reason})
+        return done

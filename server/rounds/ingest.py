@@ -38,6 +38,8 @@ from fedmark.contract import (HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPL
                               UPDATE_CONTENT_TYPE, Manifest, WireError, decode_update, encoded_size, sha256_bytes)
 from server.auth.tokens import Principal
 from server.errors import ApiError
+from server.governance import audit
+from server.governance.policy import policy_version
 from server.registry.service import version_row
 from server.rounds.config import TrainingConfig
 from server.rounds.service import RoundService
@@ -191,13 +193,24 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
                 strategy.check_version(svc._view(cur), task.version, hdr.version)
             except StaleUpdate as exc:
                 raise ApiError(409, "stale_version", str(exc)) from exc
+            region, partner = who.region or "default", who.partner or "default"
             uid = conn.execute(schema.updates.insert().values(
                 round_id=round_id, task_id=task.id, device_id=who.device_id, base_version=task.version,
                 num_examples=hdr.num_examples, within_clip=bool(hdr.within_clip) if hdr.within_clip is not None else norm <= (cur.clip_norm or math.inf),
-                norm=norm, encoding=enc, body=body, created_at=now)).inserted_primary_key[0]
+                norm=norm, encoding=enc, body=body, created_at=now, region=region, partner=partner)).inserted_primary_key[0]
             conn.execute(schema.receipts.insert().values(device_id=who.device_id, round_id=round_id, idem_key=hdr.key,
                                                          body_sha=body_sha, update_id=uid, created_at=now))
             conn.execute(update(schema.tasks).where(schema.tasks.c.id == task.id).values(state="done"))
+            # Governance record, same transaction (appended last: see server.governance.audit).
+            pol = policy_version(conn, rnd.model, task.policy_version) if task.policy_version is not None else None
+            conn.execute(schema.contributions.insert().values(
+                update_id=uid, model=rnd.model, round_id=round_id, region=region, partner=partner,
+                device_id=who.device_id, num_examples=hdr.num_examples, body_bytes=len(body),
+                policy_version=task.policy_version, purpose=pol.purpose if pol else None, at=now))
+            audit.append_one(conn, now, "update.accepted", model=rnd.model, actor=who.device_id, code="accepted",
+                             subject=round_id, detail={"update_id": int(uid), "region": region, "partner": partner,
+                                                       "policy_version": task.policy_version, "bytes": len(body),
+                                                       "examples": hdr.num_examples})
     except _Replay as rp:
         return _replay(rp.receipt, body_sha, round_id)
     except IntegrityError:

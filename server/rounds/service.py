@@ -26,7 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from server.auth.tokens import Principal
 from server.clock import Clock, iso
 from server.errors import ApiError
-from server.registry.service import load_params, manifest_of, record_event, require_model, version_row
+from server.governance import audit, residency
+from server.governance.policy import Policy, current_policy
+from server.registry.service import (abandoned_entries, load_params, manifest_of, record_event, require_model,
+                                     version_row)
 from server.rounds import aggregate
 from server.rounds.config import TrainingConfig
 from server.rounds.state import OPEN, abandon_open
@@ -45,12 +48,14 @@ class RoundService:
         self.clock: Clock | None = None
         self.secret = ""
         self.no_task_retry = 30
+        self.trace_path: str | None = None
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
 
     def init_app(self, app: Flask, store: Store, blobs: BlobStore) -> None:
         self.store, self.blobs, self.clock = store, blobs, app.config["CLOCK"]
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
+        self.trace_path = app.config.get("RESIDENCY_TRACE") or None
         self.secret = app.config.get("NOISE_SECRET") or store.setting("noise_secret", lambda: secrets.token_hex(32))
         app.extensions["fedmark_rounds"] = self
         period = float(app.config.get("TICK_SECONDS", 0) or 0)
@@ -96,15 +101,26 @@ class RoundService:
     def set_training(self, model: str, body: Any, actor: str) -> dict[str, Any]:
         cfg = TrainingConfig.from_json(body)
         now = self.now
+        if residency.is_line(model):
+            raise ApiError(400, "bad_training_config", f"{model!r} is a regional line; it follows the training "
+                                                       "configuration of its model")
         with self._st().write() as conn:
             row = require_model(conn, model)
             if row.current_version is None:
                 raise ApiError(409, "no_version", f"model {model!r} has no version to train; publish one first")
+            policy = current_policy(conn, model)
+            if policy is not None and policy.gate is not None and cfg.mode == "async":
+                raise ApiError(400, "bad_training_config", "mode 'async' cannot be used with the policy's publish "
+                                                           "gate (candidates are evaluated between sync rounds)")
+            text = json.dumps(cfg.to_json(), sort_keys=True)
             conn.execute(update(schema.models).where(schema.models.c.name == model)
-                         .values(training=json.dumps(cfg.to_json(), sort_keys=True), stopped=None,
-                                 agg_state=aggregate.reset_optimizer(row.agg_state)))
-            abandon_open(conn, model, "training reconfigured", now)
+                         .values(training=text, stopped=None, agg_state=aggregate.reset_optimizer(row.agg_state)))
+            abandoned = abandon_open(conn, model, "training reconfigured", now)
+            for line in residency.propagate_training(conn, model, text):
+                abandoned += abandon_open(conn, line, "training reconfigured", now)
             record_event(conn, model, "training", row.current_version, actor, cfg.to_json(), now)
+            audit.append(conn, now, [audit.Entry("training.set", model, actor, detail=cfg.to_json())]
+                         + abandoned_entries(model, actor, "training_reconfigured", abandoned))
         return cfg.to_json()
 
     def get_training(self, model: str) -> dict[str, Any]:
@@ -133,6 +149,10 @@ class RoundService:
                                retry_after=self.no_task_retry)
             if m.current_version is None:
                 raise ApiError(409, "no_task", f"model {model!r} has no version yet", retry_after=self.no_task_retry)
+            if m.candidate is not None:
+                raise ApiError(409, "no_task", f"version {m.candidate} of {model!r} awaits its publish gate (federated "
+                                               "evaluation: POST /v1/evaluations/tasks); training resumes after the "
+                                               "decision", retry_after=self.no_task_retry)
             base = version_row(conn, model, m.current_version)
         if m.stopped:
             raise ApiError(409, "privacy_budget_exhausted", m.stopped)
@@ -161,6 +181,9 @@ class RoundService:
                     goal=plan.goal, min_clients=plan.min_clients, task_cap=plan.task_cap, deadline=plan.deadline,
                     accepted=0, tasks_issued=0, folds=0, clip_norm=clip, config=json.dumps(cfg.to_json(), sort_keys=True),
                     created_at=now))
+                audit.append(conn, now, [audit.Entry("round.opened", model, subject=rid,
+                                                     detail={"version": m.current_version, "mode": cfg.mode,
+                                                             "goal": plan.goal, "clip_norm": clip})])
         except IntegrityError:
             pass  # another process opened one first: use it
         rnd = self._open_round(model)
@@ -171,7 +194,10 @@ class RoundService:
     def _stop_training(self, model: str, reason: str) -> None:
         with self._st().write() as conn:
             conn.execute(update(schema.models).where(schema.models.c.name == model).values(stopped=reason))
-            abandon_open(conn, model, "privacy budget exhausted", self.now)
+            abandoned = abandon_open(conn, model, "privacy budget exhausted", self.now)
+            audit.append(conn, self.now, [audit.Entry("training.stopped", model, code="privacy_budget_exhausted",
+                                                      detail={"reason": reason})]
+                         + abandoned_entries(model, "server", "privacy_budget_exhausted", abandoned))
 
     def maintain(self, model: str) -> None:
         """Apply the strategy to the open round: aggregate if ready, close/abandon at the deadline."""
@@ -200,7 +226,8 @@ class RoundService:
         from server.aggregation import PrivacyBudgetExceeded
 
         try:
-            return aggregate.fold(self._st(), self.blobs, round_id, self.secret, self.now)  # type: ignore[arg-type]
+            return aggregate.fold(self._st(), self.blobs, round_id, self.secret, self.now,  # type: ignore[arg-type]
+                                  self.trace_path)
         except PrivacyBudgetExceeded as exc:
             self._stop_training(model, str(exc))
             return None
@@ -232,6 +259,11 @@ class RoundService:
         """Give the device a task in the model's open round (idempotent while its task is pending)."""
         if who.device_id is None:
             raise ApiError(403, "forbidden", "tasks are for enrolled devices; use a device token")
+        with self._st().read() as conn:
+            require_model(conn, model)
+            policy = current_policy(conn, model)
+        if policy is not None:
+            model = self.governed_target(policy, who, model)
         self.maintain_quietly(model)
         rnd = self.ensure_open_round(model)
         cfg = TrainingConfig.from_json(json.loads(rnd.config))
@@ -243,7 +275,7 @@ class RoundService:
                                 .order_by(schema.tasks.c.issued_at.desc())).all()
             pending = [t for t in mine if t.state == "issued" and (cfg.mode == "sync" or t.version == rnd.version)]
             if pending:
-                return self._task_json(pending[0], rnd, cfg)
+                return self._task_json(pending[0], rnd, cfg, policy, who)
             if cfg.mode == "sync" and mine:
                 raise ApiError(409, "no_task", "this device already contributed to the current round; ask again later",
                                retry_after=self._retry_after(rnd, now))
@@ -259,9 +291,39 @@ class RoundService:
             deadline = strategy.task_deadline(self._view(current), now)
             conn.execute(schema.tasks.insert().values(id=tid, round_id=rnd.id, device_id=who.device_id,
                                                       version=current.version, state="issued", issued_at=now,
-                                                      deadline=deadline))
+                                                      deadline=deadline,
+                                                      policy_version=policy.version if policy else None))
             task = conn.execute(select(schema.tasks).where(schema.tasks.c.id == tid)).one()
-            return self._task_json(task, current, cfg)
+            return self._task_json(task, current, cfg, policy, who)
+
+    def governed_target(self, policy: Policy, who: Principal, model: str) -> str:
+        """Apply the policy to a task request: refuse (403 + audit) or pick the model line to train."""
+        reason = None
+        if not policy.region_allowed(who.region):
+            reason = ("region_not_allowed", f"the policy of {model!r} does not allow region {who.region!r} "
+                                            f"(allowed: {', '.join(policy.allowed_regions or ())})")
+        elif not policy.partner_allowed(who.partner):
+            reason = ("partner_not_allowed", f"the policy of {model!r} does not allow partner {who.partner!r}")
+        elif residency.is_line(model):
+            with self._st().read() as conn:
+                line_region = conn.execute(select(schema.models.c.region)
+                                           .where(schema.models.c.name == model)).scalar_one()
+            if line_region != who.region:
+                reason = ("wrong_region_line", f"{model!r} is the line of region {line_region!r}; this device is in "
+                                               f"region {who.region!r}")
+        if reason is not None:
+            with self._st().write() as conn:
+                audit.append_one(conn, self.now, "task.denied", model=model, actor=who.name, code=reason[0],
+                                 subject=who.device_id, detail={"region": who.region, "partner": who.partner,
+                                                                "policy_version": policy.version})
+            raise ApiError(403, "policy_denied", reason[1], extra={"reason": reason[0]})
+        if not residency.is_line(model) and not policy.exports(who.region or "default"):
+            try:
+                with self._st().write() as conn:
+                    return residency.ensure_line(conn, model, who.region or "default", self.now)
+            except IntegrityError:  # created concurrently
+                return residency.line_name(model, who.region or "default")
+        return model
 
     def _retry_after(self, rnd: Any, now: float) -> float:
         if rnd.deadline is not None and rnd.deadline > now:
@@ -269,8 +331,13 @@ class RoundService:
         return float(self.no_task_retry)
 
     @staticmethod
-    def _task_json(task: Any, rnd: Any, cfg: TrainingConfig) -> dict[str, Any]:
-        return {
+    def _task_json(task: Any, rnd: Any, cfg: TrainingConfig, policy: Policy | None = None,
+                   who: Principal | None = None) -> dict[str, Any]:
+        governance: dict[str, Any] = {}
+        if policy is not None:
+            governance = {"purpose": policy.purpose, "consent_purposes": list(policy.consent_purposes),
+                          "policy_version": task.policy_version, "region": who.region if who else None}
+        return governance | {
             "task_id": task.id, "round_id": rnd.id, "model": rnd.model, "version": task.version, "mode": cfg.mode,
             "manifest_url": f"/v1/models/{rnd.model}/versions/{task.version}/manifest",
             "upload_url": f"/v1/rounds/{rnd.id}/updates",

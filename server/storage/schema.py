@@ -60,6 +60,11 @@ models = Table(
     Column("agg_state", LargeBinary, nullable=True),
     Column("stopped", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    #: Regional model lines (``<model>@<region>``, for regions that export nothing): the model they belong to.
+    Column("line_of", String(128), nullable=True),
+    Column("region", String(64), nullable=True),
+    #: A round result awaiting its publish gate (federated evaluation); training pauses until it is decided.
+    Column("candidate", Integer, nullable=True),
 )
 
 #: Immutable versions with their lineage.  ``content_key`` = digest of the manifest with version 0,
@@ -81,6 +86,10 @@ versions = Table(
     Column("delta", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("model", "version", name="uq_versions_model_version"),
+    #: NULL (published, as before governance), "candidate", "published", "refused" or "variant"
+    #: (a leave-one-partner-out model for measuring partner contribution; never current).
+    Column("status", String(16), nullable=True),
+    Column("gate", Text, nullable=True),
     Index("ix_versions_model_content", "model", "content_key"),
 )
 
@@ -132,6 +141,7 @@ tasks = Table(
     Column("state", String(16), nullable=False),
     Column("issued_at", Float, nullable=False),
     Column("deadline", Float, nullable=False),
+    Column("policy_version", Integer, nullable=True),
     Index("ix_tasks_round_device", "round_id", "device_id"),
 )
 
@@ -149,6 +159,10 @@ updates = Table(
     Column("encoding", String(8), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    #: Residency partition key: the device's region (and partner); every fold read filters on it.
+    Column("region", String(64), nullable=True),
+    Column("partner", String(128), nullable=True),
+    Index("ix_updates_round_region", "round_id", "region"),
 )
 
 #: Idempotency receipts: outlive the update so a retry after the fold still gets the same answer.
@@ -162,4 +176,148 @@ receipts = Table(
     Column("update_id", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("device_id", "round_id", "idem_key", name="uq_receipts_key"),
+)
+
+
+# ---------------------------------------------------------------------------- governance (migration 0002)
+#: Marketer tokens bound to a partner (tenant): they see only that partner's devices and shared models.
+token_partners = Table(
+    "token_partners", metadata,
+    Column("token_id", Integer, primary_key=True, autoincrement=False),
+    Column("partner", String(128), nullable=False),
+)
+
+#: Versioned governance policies per model (the newest version is in force); see server.governance.policy.
+policies = Table(
+    "policies", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("model", "version", name="uq_policies_model_version"),
+)
+
+#: The hash-chained, append-only audit trail (server.governance.audit).  ``seq`` is assigned by the
+#: appender (previous + 1), never by the database, so a deleted row leaves a visible gap.
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("model", String(128), nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("code", String(64), nullable=True),
+    Column("subject", String(128), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_kind_code", "kind", "code"),
+    Index("ix_audit_model", "model"),
+)
+
+#: One row per accepted update, kept after the update itself is deleted: the record KPIs are computed from.
+contributions = Table(
+    "contributions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("update_id", Integer, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("round_id", String(40), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("num_examples", Integer, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    Column("policy_version", Integer, nullable=True),
+    Column("purpose", String(128), nullable=True),
+    Column("at", Float, nullable=False),
+    Index("ix_contributions_model", "model"),
+)
+
+#: Per-cell (region x partner) privacy ledgers of hierarchical aggregation (server.rounds.hierarchical).
+cell_states = Table(
+    "cell_states", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("cell", String(200), primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("ledger", Text, nullable=False),
+    Column("releases", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: Each cell's DP release in a fold: what the global (or regional) version was formed from.
+cell_aggregates = Table(
+    "cell_aggregates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("round_id", String(40), nullable=False),
+    Column("fold", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("contributors", Integer, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("aggregate_sha", String(71), nullable=False),
+    Column("epsilon", Float, nullable=True),
+    Column("at", Float, nullable=False),
+)
+
+#: Federated-evaluation aggregates reported by devices (server.governance.evaluation).
+eval_reports = Table(
+    "eval_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("target", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("segment", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("loss_sum", Float, nullable=False),
+    Column("hist", Text, nullable=True),
+    Column("hits", Float, nullable=False),
+    Column("ndcg", Float, nullable=False),
+    Column("baseline_hits", Float, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("model", "target", "version", "device_id", "segment", name="uq_eval_reports_key"),
+    Index("ix_eval_reports_target", "model", "target"),
+)
+
+#: Device-reported audience counts (records per segment, scored on the device, consent-filtered).
+segment_reports = Table(
+    "segment_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("purpose", String(128), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("segment", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("model", "version", "purpose", "device_id", "segment", name="uq_segment_reports_key"),
+)
+
+#: Every activation request (allowed or denied) with its reason: the Compliant Activation Rate's record.
+activations = Table(
+    "activations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("partner", String(128), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("purpose", String(128), nullable=True),
+    Column("region", String(64), nullable=True),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("at", Float, nullable=False),
 )

@@ -1,0 +1,170 @@
+"""Activation: marketers use a model (pull it, or ask for audience segments) only through policy checks.
+
+Why checked here and not only at training: the same purpose / region /
+consent rules that decided which records could train the model decide what
+it may be used for.  Every request - allowed or denied - is recorded (table
+``activations``, the Compliant Activation Rate's source) and audited; a denied
+one answers ``403 activation_denied`` with a machine-readable ``reason``:
+
+* ``ungoverned_model`` - the model has no policy: nothing to check against, so nothing is allowed;
+* ``partner_not_allowed`` - a partner-bound token asks for a model not shared with its partner;
+* ``purpose_not_allowed`` - the requested purpose is not among the policy's activation purposes;
+* ``region_not_allowed`` - the requested region is not among the policy's activation regions;
+* ``region_exports_nothing`` - that region's policy is residency ``none``: nothing of it leaves;
+* ``no_published_version`` - nothing has passed publication yet.
+
+Segments are built from device-reported counts: a device scores its own
+records with the published model, keeps only records whose consent covers the
+requested purpose, and reports how many fall in each segment
+(``POST /v1/segments/reports``).  The server adds them up; a segment backed
+by fewer than ``k_min`` distinct devices is suppressed (neither its count nor
+its device count is returned).  Partner-bound marketers see only their own
+partner's devices' counts.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, delete, select
+
+from server.auth.tokens import Principal
+from server.errors import ApiError
+from server.governance import audit
+from server.governance.policy import Policy, current_policy
+from server.storage import schema
+
+_SEG_RE = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    purpose: str
+    region: str | None
+    kind: str  # "model" | "segments"
+
+
+def parse_request(body: Mapping[str, Any], kind: str) -> Request:
+    model, purpose, region = body.get("model"), body.get("purpose"), body.get("region")
+    if not isinstance(model, str) or not _NAME_RE.match(model):
+        raise ApiError(400, "bad_request", "body needs \"model\": the model name")
+    if not isinstance(purpose, str) or not _NAME_RE.match(purpose):
+        raise ApiError(400, "bad_request", "body needs \"purpose\": what the activation is for (e.g. \"propensity_scoring\"); "
+                                           "it is checked against the model's policy")
+    if region is not None and (not isinstance(region, str) or not _NAME_RE.match(region)):
+        raise ApiError(400, "bad_request", "\"region\" must be a region name or omitted (all activatable regions)")
+    return Request(model, purpose.lower(), region, kind)
+
+
+def check(conn: Connection, who: Principal, req: Request) -> tuple[Policy | None, Any, str | None, str]:
+    """(policy, model row, denial reason or None, message)."""
+    model = conn.execute(select(schema.models).where(schema.models.c.name == req.model)).first()
+    if model is None:
+        raise ApiError(404, "unknown_model", f"no model named {req.model!r}")
+    policy = current_policy(conn, req.model)
+    if policy is None:
+        return None, model, "ungoverned_model", f"{req.model!r} has no governance policy; activation needs one"
+    if who.role == "marketer" and who.partner is not None and not policy.partner_allowed(who.partner):
+        return policy, model, "partner_not_allowed", f"{req.model!r} is not shared with partner {who.partner!r}"
+    if req.purpose not in policy.activation_purposes:
+        return policy, model, "purpose_not_allowed", (f"purpose {req.purpose!r} is not allowed for {req.model!r}; "
+                                                      f"allowed: {', '.join(policy.activation_purposes)}")
+    if req.region is not None:
+        if policy.activation_regions is not None and req.region not in policy.activation_regions:
+            return policy, model, "region_not_allowed", (f"region {req.region!r} may not be activated for "
+                                                         f"{req.model!r}; allowed: {', '.join(policy.activation_regions)}")
+        if not policy.exports(req.region):
+            return policy, model, "region_exports_nothing", f"region {req.region!r} exports nothing (residency policy)"
+    if model.current_version is None:
+        return policy, model, "no_published_version", f"{req.model!r} has no published version"
+    return policy, model, None, "allowed"
+
+
+def record(conn: Connection, who: Principal, req: Request, version: int | None, reason: str | None,
+           now: float) -> None:
+    """Store and audit the decision (append last: see server.governance.audit)."""
+    conn.execute(schema.activations.insert().values(model=req.model, actor=who.name, partner=who.partner, kind=req.kind,
+                                                    version=version, purpose=req.purpose, region=req.region,
+                                                    allowed=reason is None, reason=reason, at=now))
+    audit.append_one(conn, now, "activation.allowed" if reason is None else "activation.denied", model=req.model,
+                     actor=who.name, code=reason or "allowed", subject=req.kind,
+                     detail={"purpose": req.purpose, "region": req.region, "partner": who.partner, "version": version})
+
+
+def deny(reason: str, message: str) -> ApiError:
+    return ApiError(403, "activation_denied", message, extra={"reason": reason})
+
+
+def has_grant(conn: Connection, who: Principal, model: str, version: int) -> bool:
+    """Did this marketer get an allowed model activation of this version?"""
+    a = schema.activations
+    return conn.execute(select(a.c.id).where(a.c.actor == who.name, a.c.model == model, a.c.version == version,
+                                             a.c.kind == "model", a.c.allowed.is_(True)).limit(1)).first() is not None
+
+
+def segments(conn: Connection, who: Principal, req: Request, policy: Policy, version: int) -> list[dict[str, Any]]:
+    """Audience segments of ``version`` for the purpose (and region), with k-suppression."""
+    s = schema.segment_reports
+    q = select(s).where(s.c.model == req.model, s.c.version == version, s.c.purpose == req.purpose)
+    if req.region is not None:
+        q = q.where(s.c.region == req.region)
+    if who.role == "marketer" and who.partner is not None:
+        q = q.where(s.c.partner == who.partner)
+    counts: dict[str, int] = defaultdict(int)
+    devices: dict[str, set[str]] = defaultdict(set)
+    for row in conn.execute(q):
+        if not policy.exports(row.region) or (policy.activation_regions is not None
+                                              and row.region not in policy.activation_regions):
+            continue
+        counts[row.segment] += int(row.count)
+        devices[row.segment].add(row.device_id)
+    out = []
+    for seg in sorted(counts):
+        if len(devices[seg]) < policy.k_min:
+            out.append({"segment": seg, "suppressed": True, "reason": f"fewer than k_min={policy.k_min} devices"})
+        else:
+            out.append({"segment": seg, "count": counts[seg], "devices": len(devices[seg]), "suppressed": False})
+    return out
+
+
+def store_segment_report(conn: Connection, who: Principal, body: Mapping[str, Any], now: float,
+                         body_bytes: int) -> int:
+    """Store a device's segment counts (replacing its earlier report for the same model/version/purpose)."""
+    model, version, purpose, counts = body.get("model"), body.get("version"), body.get("purpose"), body.get("counts")
+    if not isinstance(model, str) or isinstance(version, bool) or not isinstance(version, int) \
+            or not isinstance(purpose, str) or not isinstance(counts, Mapping) or not counts or len(counts) > 64:
+        raise ApiError(400, "bad_report", "body must be {\"model\", \"version\", \"purpose\", \"counts\": "
+                                          "{segment: records, ...}} with 1-64 segments")
+    for seg, n in counts.items():
+        if not _SEG_RE.match(str(seg)) or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ApiError(400, "bad_report", f"segment {seg!r}: names are 1-64 characters from A-Z a-z 0-9 . _ : = - "
+                                              f"and counts are integers >= 0, got {n!r}")
+    policy = current_policy(conn, model)
+    if policy is None:
+        raise ApiError(403, "policy_denied", f"{model!r} has no policy; segments are only collected for governed "
+                                             "models", extra={"reason": "ungoverned_model"})
+    reason = None
+    if not policy.region_allowed(who.region):
+        reason = "region_not_allowed"
+    elif not policy.partner_allowed(who.partner):
+        reason = "partner_not_allowed"
+    elif purpose.lower() not in policy.activation_purposes:
+        reason = "purpose_not_allowed"
+    elif not policy.exports(who.region or "default"):
+        reason = "region_exports_nothing"
+    if reason is not None:
+        raise ApiError(403, "policy_denied", f"segment counts for {model!r} and purpose {purpose!r} are not "
+                                             f"accepted from this device ({reason})", extra={"reason": reason})
+    s = schema.segment_reports
+    share = max(1, body_bytes // len(counts))
+    for seg, n in counts.items():
+        conn.execute(delete(s).where(s.c.model == model, s.c.version == version, s.c.purpose == purpose.lower(),
+                                     s.c.device_id == who.device_id, s.c.segment == seg))
+        conn.execute(s.insert().values(model=model, version=version, purpose=purpose.lower(), device_id=who.device_id,
+                                       region=who.region or "default", partner=who.partner or "default", segment=seg,
+                                       count=int(n), body_bytes=share, at=now))
+    return len(counts)

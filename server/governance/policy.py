@@ -1,0 +1,291 @@
+"""Governance policies per model: versioned, validated, audited.
+
+Why a policy separate from the training configuration: the training
+configuration says *how* to aggregate (goal, clip, noise); the policy says
+*what is allowed* (purpose, consent, regions, partners, cohort sizes, publish
+gates, activation).  Different people own them (ML engineer vs. data
+protection officer), they change at different times, and every change to the
+policy must be visible in the audit trail.  Policies are immutable versions;
+the newest is in force.  A task records the policy version it was issued
+under, so every contribution can be traced to the decision that allowed it.
+
+Policy JSON (``PUT /v1/models/{name}/policy``; unknown keys are refused)::
+
+    {"purpose": "propensity_scoring",          # consent purpose every training/eval record must carry
+     "description": "...",                      # what the model is for (free text)
+     "consent_purposes": ["propensity_scoring"],# all of these must be consented (default [purpose])
+     "allowed_regions": ["eu", "us"] | null,    # null: any region
+     "allowed_partners": ["acme"] | null,       # null: any partner
+     "residency": {"cn": "none"},               # per region: "aggregate" (default) or "none"
+     "k_min": 5,                                # min distinct devices behind any aggregate that leaves the server
+     "min_region_contributors": 1,              # a cell's release joins the global model only from this many
+     "gate": null | {"metric": "auc", "max_regression": 0.02, "min_contributors": 3,
+                     "min_evaluators": 3, "max_epsilon": null},
+     "partner_contribution": false,             # build leave-one-partner-out variants for evaluation
+     "activation": {"purposes": [...], "regions": [...] | null},
+     "record_bytes": null}                      # per-record byte estimate override (KPIs)
+
+A region that is ``"none"`` exports nothing, not even its aggregate: its
+devices train a separate regional model line ``<model>@<region>``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, func, select
+
+from fedmark.contract import sha256_bytes
+from server.errors import ApiError
+from server.governance import audit
+from server.storage import schema
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+GATE_METRICS: dict[str, bool] = {"auc": True, "loss": False, "ece": False, "hr": True, "ndcg": True}
+"""Gate metric -> higher is better."""
+EXPORT_MODES = ("aggregate", "none")
+
+
+def _bad(key: str, why: str) -> ApiError:
+    return ApiError(400, "bad_policy", f"policy: {key} {why}")
+
+
+def _names(d: Mapping[str, Any], key: str, *, allow_null: bool) -> tuple[str, ...] | None:
+    v = d.get(key)
+    if v is None:
+        if allow_null:
+            return None
+        raise _bad(key, "is required")
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and _TOKEN_RE.match(x) for x in v):
+        raise _bad(key, f"must be {'null or ' if allow_null else ''}a non-empty list of names "
+                        f"(A-Z a-z 0-9 . _ : -), got {v!r}")
+    return tuple(dict.fromkeys(v))
+
+
+def _number(d: Mapping[str, Any], key: str, default: float | None, lo: float, *, integer: bool = False,
+            where: str = "") -> Any:
+    v = d.get(key, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+        raise _bad(where + key, f"must be a number >= {lo}, got {v!r}")
+    if integer:
+        if int(v) != v:
+            raise _bad(where + key, f"must be an integer, got {v!r}")
+        return int(v)
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str = "auc"
+    max_regression: float = 0.0
+    min_contributors: int = 1
+    min_evaluators: int = 1
+    max_epsilon: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return GATE_METRICS[self.metric]
+
+
+@dataclass(frozen=True)
+class Policy:
+    purpose: str
+    description: str = ""
+    consent_purposes: tuple[str, ...] = ()
+    allowed_regions: tuple[str, ...] | None = None
+    allowed_partners: tuple[str, ...] | None = None
+    residency: Mapping[str, str] = field(default_factory=dict)
+    k_min: int = 1
+    min_region_contributors: int = 1
+    gate: Gate | None = None
+    partner_contribution: bool = False
+    activation_purposes: tuple[str, ...] = ()
+    activation_regions: tuple[str, ...] | None = None
+    record_bytes: float | None = None
+    version: int = 0  # set when loaded from storage
+
+    # ------------------------------------------------------------------ decisions
+    def region_allowed(self, region: str | None) -> bool:
+        return self.allowed_regions is None or region in self.allowed_regions
+
+    def partner_allowed(self, partner: str | None) -> bool:
+        return self.allowed_partners is None or partner in self.allowed_partners
+
+    def exports(self, region: str) -> bool:
+        """Does this region's aggregate leave its partition (join the global model)?"""
+        return self.residency.get(region, "aggregate") != "none"
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "purpose": self.purpose, "description": self.description, "consent_purposes": list(self.consent_purposes),
+            "allowed_regions": None if self.allowed_regions is None else list(self.allowed_regions),
+            "allowed_partners": None if self.allowed_partners is None else list(self.allowed_partners),
+            "residency": dict(self.residency), "k_min": self.k_min,
+            "min_region_contributors": self.min_region_contributors,
+            "gate": None if self.gate is None else dataclasses.asdict(self.gate),
+            "partner_contribution": self.partner_contribution,
+            "activation": {"purposes": list(self.activation_purposes),
+                           "regions": None if self.activation_regions is None else list(self.activation_regions)},
+            "record_bytes": self.record_bytes,
+        }
+
+    @staticmethod
+    def from_json(d: Any) -> "Policy":
+        if not isinstance(d, Mapping):
+            raise _bad("body", "must be a JSON object")
+        known = {"purpose", "description", "consent_purposes", "allowed_regions", "allowed_partners", "residency",
+                 "k_min", "min_region_contributors", "gate", "partner_contribution", "activation", "record_bytes"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise _bad(", ".join(unknown), f"unknown key(s); known keys: {', '.join(sorted(known))}")
+        purpose = d.get("purpose")
+        if not isinstance(purpose, str) or not _TOKEN_RE.match(purpose):
+            raise _bad("purpose", f"is required: the consent purpose records must carry, e.g. \"propensity_scoring\"; "
+                                  f"got {purpose!r}")
+        purpose = purpose.lower()
+        desc = d.get("description", "")
+        if not isinstance(desc, str) or len(desc) > 2000:
+            raise _bad("description", "must be a string of at most 2000 characters")
+        consents = _names(d, "consent_purposes", allow_null=True) or (purpose,)
+        consents = tuple(dict.fromkeys(c.lower() for c in consents))
+        if purpose not in consents:
+            consents = (purpose,) + consents
+        regions = _names(d, "allowed_regions", allow_null=True)
+        partners = _names(d, "allowed_partners", allow_null=True)
+        res = d.get("residency", {})
+        if not isinstance(res, Mapping) or not all(isinstance(k, str) and _TOKEN_RE.match(k) and v in EXPORT_MODES
+                                                   for k, v in res.items()):
+            raise _bad("residency", f"must map region names to one of {EXPORT_MODES}, e.g. {{\"cn\": \"none\"}}; "
+                                    f"got {res!r}")
+        if regions is not None:
+            stray = sorted(set(res) - set(regions))
+            if stray:
+                raise _bad("residency", f"names region(s) {stray} that allowed_regions does not allow")
+        gate = None
+        g = d.get("gate")
+        if g is not None:
+            if not isinstance(g, Mapping):
+                raise _bad("gate", "must be null or an object such as {\"metric\": \"auc\", \"max_regression\": 0.02}")
+            gunknown = sorted(set(g) - {"metric", "max_regression", "min_contributors", "min_evaluators", "max_epsilon"})
+            if gunknown:
+                raise _bad("gate." + ", gate.".join(gunknown), "unknown key(s)")
+            metric = g.get("metric", "auc")
+            if metric not in GATE_METRICS:
+                raise _bad("gate.metric", f"must be one of {', '.join(GATE_METRICS)}, got {metric!r}")
+            gate = Gate(metric, _number(g, "max_regression", 0.0, 0.0, where="gate."),
+                        _number(g, "min_contributors", 1, 1, integer=True, where="gate."),
+                        _number(g, "min_evaluators", 1, 1, integer=True, where="gate."),
+                        _number(g, "max_epsilon", None, 0.0, where="gate."))
+        act = d.get("activation", {})
+        if not isinstance(act, Mapping) or set(act) - {"purposes", "regions"}:
+            raise _bad("activation", "must be an object with optional keys purposes and regions")
+        act_purposes = _names(act, "purposes", allow_null=True) or (purpose,)
+        act_regions = _names(act, "regions", allow_null=True)
+        if act_regions is None:
+            act_regions = regions
+        pc = d.get("partner_contribution", False)
+        if not isinstance(pc, bool):
+            raise _bad("partner_contribution", f"must be true or false, got {pc!r}")
+        return Policy(purpose=purpose, description=desc, consent_purposes=consents, allowed_regions=regions,
+                      allowed_partners=partners, residency=dict(res),
+                      k_min=_number(d, "k_min", 1, 1, integer=True),
+                      min_region_contributors=_number(d, "min_region_contributors", 1, 1, integer=True),
+                      gate=gate, partner_contribution=pc,
+                      activation_purposes=tuple(p.lower() for p in act_purposes), activation_regions=act_regions,
+                      record_bytes=_number(d, "record_bytes", None, 1.0))
+
+
+# ---------------------------------------------------------------------------- storage
+_CACHE: dict[tuple[str, int, str], Policy] = {}
+
+
+def governing_model(conn: Connection, model: str) -> str:
+    """The model whose policy governs ``model`` (a regional line is governed by its model's policy)."""
+    if "@" not in model:
+        return model
+    row = conn.execute(select(schema.models.c.line_of).where(schema.models.c.name == model)).first()
+    return row.line_of if row is not None and row.line_of else model
+
+
+def _from_row(row: Any) -> Policy:
+    key = (row.model, int(row.version), row.digest)
+    p = _CACHE.get(key)
+    if p is None:
+        p = dataclasses.replace(Policy.from_json(json.loads(row.body)), version=int(row.version))
+        if len(_CACHE) > 1024:
+            _CACHE.clear()
+        _CACHE[key] = p
+    return p
+
+
+def current_policy(conn: Connection, model: str) -> Policy | None:
+    """The policy in force for ``model`` (or its base model for a regional line); None = ungoverned."""
+    name = governing_model(conn, model)
+    row = conn.execute(select(schema.policies).where(schema.policies.c.model == name)
+                       .order_by(schema.policies.c.version.desc()).limit(1)).first()
+    return None if row is None else _from_row(row)
+
+
+def policy_version(conn: Connection, model: str, version: int) -> Policy | None:
+    name = governing_model(conn, model)
+    row = conn.execute(select(schema.policies).where(schema.policies.c.model == name,
+                                                     schema.policies.c.version == version)).first()
+    return None if row is None else _from_row(row)
+
+
+def store_policy(conn: Connection, model: str, policy: Policy, actor: str, now: float) -> tuple[int, str]:
+    """Insert the next policy version of ``model`` and audit it (inside the caller's transaction)."""
+    body = policy.to_json()
+    text = json.dumps(body, sort_keys=True)
+    digest = sha256_bytes(audit.canonical(body))
+    nxt = int(conn.execute(select(func.coalesce(func.max(schema.policies.c.version), 0))
+                           .where(schema.policies.c.model == model)).scalar_one()) + 1
+    conn.execute(schema.policies.insert().values(model=model, version=nxt, body=text, digest=digest, actor=actor,
+                                                 created_at=now))
+    return nxt, digest
+
+
+def history(conn: Connection, model: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(schema.policies).where(schema.policies.c.model == model)
+                        .order_by(schema.policies.c.version)).all()
+    return [{"version": r.version, "digest": r.digest, "actor": r.actor, "created_at": r.created_at,
+             "policy": json.loads(r.body)} for r in rows]
+
+
+def set_policy(store: Any, model: str, body: Any, actor: str, now: float) -> dict[str, Any]:
+    """Validate and store a new policy version; the open round is abandoned (a round runs under one policy)."""
+    from server.registry.service import record_event, require_model
+    from server.rounds.state import abandon_open
+
+    policy = Policy.from_json(body)
+    if "@" in model:
+        raise ApiError(400, "bad_policy", f"{model!r} is a regional line; set the policy of its model instead")
+    warnings: list[str] = []
+    with store.write() as conn:
+        row = require_model(conn, model)
+        if policy.gate is not None and row.training is not None and json.loads(row.training).get("mode") == "async":
+            raise _bad("gate", "needs sync rounds (a candidate is evaluated before the next round); the training "
+                               "configuration uses mode 'async'")
+        if row.current_version is not None:
+            man = json.loads(conn.execute(select(schema.versions.c.manifest).where(
+                schema.versions.c.model == model, schema.versions.c.version == row.current_version)).scalar_one())
+            if str(man.get("purpose", "")).lower() != policy.purpose:
+                warnings.append(f"the current version's manifest purpose is {man.get('purpose')!r}; tasks carry the "
+                                f"policy's purpose {policy.purpose!r}, which devices must filter records on")
+        version, digest = store_policy(conn, model, policy, actor, now)
+        abandoned = abandon_open(conn, model, f"policy version {version} set", now)
+        for (line,) in conn.execute(select(schema.models.c.name).where(schema.models.c.line_of == model)).all():
+            abandoned += abandon_open(conn, line, f"policy version {version} set", now)
+        record_event(conn, model, "policy", row.current_version, actor, {"policy_version": version, "digest": digest}, now)
+        entries = [audit.Entry("policy.set", model, actor, subject=f"policy:{version}",
+                               detail={"version": version, "digest": digest, "policy": policy.to_json()})]
+        entries += [audit.Entry("round.abandoned", model, actor, code="policy_changed", subject=rid) for rid in abandoned]
+        audit.append(conn, now, entries)
+    return {"model": model, "version": version, "digest": digest, "policy": policy.to_json(), "warnings": warnings}

@@ -1,0 +1,67 @@
+"""Monitor: the dashboard page loads in real headless Chromium against a server with real rounds and draws charts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.testing import REPO_ROOT, running_server
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+SCRIPT = Path(__file__).resolve().parent / "js" / "dashboard_browser.mjs"
+
+
+def _prerequisites() -> str:
+    node = shutil.which("node")
+    assert node, "node (>= 20) is not on PATH; install Node.js 20 to run the browser tests"
+    assert Path("/usr/bin/chromium").exists(), "Chromium is missing; run scripts/install_browser_deps.sh"
+    assert (REPO_ROOT / "edge_sdk" / "web" / "node_modules" / "playwright-core").is_dir(), (
+        "playwright-core is missing; run scripts/install_browser_deps.sh")
+    return node
+
+
+@pytest.mark.browser
+def test_dashboard_renders_charts_in_chromium(tmp_path, fleet_for, populate):
+    node = _prerequisites()
+    with running_server(tmp_path / "srv") as srv:
+        fl = fleet_for(srv.base_url, srv.admin_token)
+        fl.tmp = tmp_path
+        populate(fl, tmp_path, record_bytes=300)
+        fl.train(goal=7, min_clients=1, clip={"norm": 2.0, "adaptive": False}, noise_multiplier=0.5)
+        for _ in range(2):  # two gated DP rounds, each evaluated by the acme devices
+            for d in fl.devices:
+                d.train_round()
+            for d in fl.devices:
+                if d.partner == "acme":
+                    d.evaluate()
+        for d in fl.devices[:4]:
+            d.call("POST", "/v1/segments/reports", json={"model": "toy", "version": fl.model()["current_version"],
+                                                         "purpose": "propensity_scoring", "counts": {"high": 5}})
+        mt = fl.marketer("ana")
+        fl.call("POST", "/v1/activation/segments", mt, json={"model": "toy", "purpose": "propensity_scoring"})
+        fl.call("POST", "/v1/activation/segments", mt, json={"model": "toy", "purpose": "ads"})
+        versions = fl.model()["versions"]
+        spec = {"url": f"{srv.base_url}/dashboard?token={mt}&model=toy", "out": str(tmp_path / "out.json"),
+                "screenshot": str(ARTIFACTS / "dashboard.png")}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.run([node, str(SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=110,
+                              env={**os.environ, "FEDMARK_DASHBOARD": str(tmp_path / "spec.json")})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert "Chrome" in out["user_agent"]
+    assert out["errors"] == [] and out["console"] == [], out
+    assert out["status"].startswith("Loaded toy"), out["status"]
+    eps = [v["epsilon"] for v in versions if v["epsilon"] is not None and v["status"] != "variant"]
+    assert len(eps) >= 2 and np.allclose(out["epsilon_points"], eps) and out["epsilon_paths"] == 1
+    assert len(out["round_bars"]) == 2 and all(b == 7 for b in out["round_bars"])
+    assert len(out["region_bars"]) >= 4 and all(b > 0 for b in out["region_bars"])  # loss of eu/us for 2 versions
+    assert len(out["partner_bars"]) == 2
+    assert out["version_rows"] == len(versions) and out["round_rows"] == 2
+    assert out["kpis"]["kpi-gtc"] == "100.0%" and out["kpis"]["kpi-car"] == "50.0%"
+    assert out["kpis"]["kpi-rdmr"].endswith("%") and out["kpis"]["kpi-pl"].endswith("×")
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 20_000
