@@ -17,6 +17,7 @@ aggregate metrics.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import time
@@ -32,7 +33,7 @@ from edge_sdk.auth import Credentials
 from edge_sdk.config import ClientConfig, RetryPolicy
 from edge_sdk.consent import CONSENT_FIELD
 from edge_sdk.eligibility import DeviceConditions, ensure_eligible
-from edge_sdk.errors import (AuthenticationError, ConfigurationError, RejectedUpdateError,
+from edge_sdk.errors import (AuthenticationError, ConfigurationError, ConsentError, RejectedUpdateError,
                              SchemaError, ServerError, TransportError)
 from edge_sdk.metrics import ScoreHistogram, propensity_metrics, recommender_metrics, top_k
 from edge_sdk.outbox import Outbox, QueuedUpload
@@ -370,6 +371,55 @@ class Client:
         assert y is not None
         metrics, histogram = propensity_metrics(y, p)
         return EvalReport(model, manifest.version, metrics, report, histogram)
+
+    def validate(self, model: str, records: Any) -> dict[str, Any]:
+        """Federated evaluation: score each version the server names on this local holdout and
+        send aggregates only — the count, the loss sum and the per-label score histogram, which
+        add up across devices to fleet-wide AUC and calibration without any score leaving.
+
+        Returns the server's answer (``decision`` is the publish gate's, once it has decided).
+        Only binary (propensity) models are evaluated this way by this SDK version.
+        """
+        task = self._authed(lambda h: self.transport.request(
+            "POST", "/v1/evaluations/tasks", json_body={"model": model}, headers=h)).json()
+        line = str(task.get("model", model))
+        reports = []
+        for entry in task.get("versions", []):
+            version = int(entry["version"])
+            ev = self.evaluate(line, records, version=version)
+            if ev.histogram is None:
+                raise ConfigurationError(f"model {model!r} is not a binary model: federated validation of "
+                                         "recommenders is not supported by this SDK version")
+            count = ev.histogram.count
+            if count == 0:
+                continue  # nothing consented to evaluate on; reporting zeros would dilute nothing but noise
+            loss = ev.metrics.get("loss", math.nan)
+            reports.append({"version": version, "segment": "all", "kind": "binary", "count": count,
+                            "loss_sum": float(loss) * count if math.isfinite(loss) else 0.0,
+                            "histogram": ev.histogram.to_json()})
+        if not reports:
+            raise ConsentError("no consented record to evaluate on: nothing was reported")
+        return self._authed(lambda h: self.transport.request(
+            "POST", str(task["report_url"]), json_body={"reports": reports}, headers=h)).json()
+
+    def report_segments(self, model: str, records: Any, *, cuts: Sequence[tuple[str, float]] = (
+            ("high_propensity", 0.5), ("medium_propensity", 0.2), ("low_propensity", 0.0))) -> dict[str, int]:
+        """Score consented records on the device and report only how many fall in each audience
+        segment (``cuts``: name and lowest score, highest first); the server builds audiences from
+        these counts and suppresses any segment below its k.  Returns the counts sent."""
+        version = self.current_version(model)  # audiences are built for the version the server publishes
+        _, manifest = self._inference_model(model, version)
+        scores = self.score(model, records, version=version)
+        counts = {name: 0 for name, _ in cuts}
+        for sc in scores[np.isfinite(scores)]:
+            for name, low in cuts:
+                if sc >= low:
+                    counts[name] += 1
+                    break
+        self._authed(lambda h: self.transport.request(
+            "POST", "/v1/segments/reports", headers=h,
+            json_body={"model": model, "version": manifest.version, "purpose": manifest.purpose, "counts": counts}))
+        return counts
 
     def forget(self, model: str) -> bool:
         """Erase this device's personal state for ``model`` (e.g. after consent is withdrawn)."""

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fedmark.contract import load_artifact_manifest
+from fedmark.demo import governance as gov
 from fedmark.demo.fleet import Admin, SimDevice, run_sync_round
 from fedmark.metrics import binary_report, roc_auc
 
@@ -45,6 +46,9 @@ class PropensityConfig:
     local_only_epochs: int = 20
     eval_every: int = 5
     seed: int = 0
+    eval_rows_per_device: int = 500   # the held-out split spread over evaluating devices
+    gate_max_regression: float = 0.01
+    k_min: int = 5
     # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
     server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.01})
 
@@ -103,6 +107,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
 
     results: dict[str, Any] = {"runs": {}, "curves": {}, "epsilon": [], "by_region": {}}
     device_root = out / "devices"
+    shutil.rmtree(out / "eval-devices", ignore_errors=True)
     runs = [("federated", 0.0), ("federated + DP", cfg.noise_multiplier)]
     devices: list[SimDevice] = []
     for name, noise in runs:
@@ -114,6 +119,10 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
             admin = Admin(srv.base_url, srv.admin_token)
             keys = {p: admin.app_key(p) for p in PARTNERS}
             admin.publish(artifact, manifest.model)
+            governed = noise == 0.0  # the governed flow runs once, on the run without DP
+            if governed:
+                base_policy = gov.policy(manifest.purpose, [d.region for d in devices], PARTNERS, k_min=cfg.k_min)
+                gov.set_policy(admin, manifest.model, base_policy)
             admin.configure(manifest.model, _training_config(cfg, len(devices), noise))
             curve = [(0, roc_auc(y_test, prop.predict_numpy(init, x_test)))]
             bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
@@ -131,6 +140,17 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                     bar.set_postfix(auc=f"{curve[-1][1]:.3f}")
                 bar.update(1)
             bar.close()
+            if governed:
+                evaluators = gov.make_evaluators(test, manifest.purpose, REGIONS, PARTNERS, out / "eval-devices",
+                                                 cfg.eval_rows_per_device, np.random.default_rng(cfg.seed + 5),
+                                                 cfg.no_consent)
+                g = gov.gated_round(admin, manifest.model, devices, evaluators, keys, round_rng, base_policy,
+                                    goal=cfg.goal, dropout=cfg.dropout, max_regression=cfg.gate_max_regression,
+                                    progress=progress)
+                g["activation"] = gov.activate(admin, manifest.model, manifest.purpose, evaluators, keys)
+                g["kpis"] = gov.kpis(admin, manifest.model)
+                g["audit"] = gov.audit_check(admin)
+                results["governance"] = g
             info = admin.model(manifest.model)
             params = admin.params(manifest.model, info["current_version"], manifest)
             scores = prop.predict_numpy(params, x_test)
