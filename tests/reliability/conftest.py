@@ -9,7 +9,6 @@ benchmarks.
 """
 from __future__ import annotations
 
-import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import requests
 
-from bench.fleet import Fleet, synthetic_update
+from bench.fleet import synthetic_update
 from fedmark.contract import encode_update
 
 N = 300
