@@ -31,6 +31,15 @@ def _table(rows: list[Mapping[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _save(fig: Any, path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _plot_learning_curves(results: Mapping[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
@@ -48,10 +57,7 @@ def _plot_learning_curves(results: Mapping[str, Any], path: Path) -> bool:
         ax.set_ylabel(series.get("metric", ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_by_region(results: Mapping[str, Any], path: Path) -> bool:
@@ -68,10 +74,7 @@ def _plot_by_region(results: Mapping[str, Any], path: Path) -> bool:
         ax.set_ylabel(vals.get("metric", ""))
         ax.tick_params(axis="x", rotation=30)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_epsilon(results: Mapping[str, Any], path: Path) -> bool:
@@ -88,10 +91,7 @@ def _plot_epsilon(results: Mapping[str, Any], path: Path) -> bool:
     ax.set_title("privacy spent")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_kpis(results: Mapping[str, Any], path: Path) -> bool:
@@ -108,10 +108,7 @@ def _plot_kpis(results: Mapping[str, Any], path: Path) -> bool:
         ax.text(numeric[n], i, f" {numeric[n]:.3g}", va="center", fontsize=8)
     ax.set_title("KPIs")
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 _PLOTTERS = {"learning_curves": _plot_learning_curves, "by_region": _plot_by_region,
