@@ -142,9 +142,13 @@ def run_sync_round(admin: Admin, model: str, devices: Sequence[SimDevice], app_k
                     st["dropped"] += 1
                 return
             report = client.train(model, dev.records, conditions=READY, seed=int(seeds[i]))
-        except NoTaskError:
-            with lock:
-                st["stop"] = True  # every task of this round is handed out
+        except NoTaskError as exc:
+            # "no task" is per device: this one may already have contributed to the open round
+            # (an update that landed there from the previous call). Stop only when the round
+            # itself has handed out every task.
+            if "handed out all its tasks" in str(exc):
+                with lock:
+                    st["stop"] = True
             return
         except RejectedUpdateError as exc:
             if exc.code != "round_closed":

@@ -44,5 +44,17 @@ def test_fast_demo_completes_and_beats_trivial_baselines(tmp_path):
     random_hr = 1 - (1 - 10 / rec["items"]) ** 1  # >= chance of one held-out item in 10 random picks
     assert fed["hr@10"] > 5 * random_hr
     assert fed["accepted"] > 0
-    kpi = res["kpis"]["Raw Data Movement Reduction"]
-    assert kpi["raw_record_bytes_moved"] == 0 and kpi["update_bytes_moved"] > 0
+    kpis = res["kpis"]
+    for name in ("Raw Data Movement Reduction", "Governed Training Coverage", "Personalization Lift",
+                 "Partner Model Contribution", "Model Confidence", "Compliant Activation Rate"):
+        assert name in kpis, f"KPI {name} missing from the report"
+    movement = kpis["Raw Data Movement Reduction"]
+    assert movement["raw_record_bytes_moved"] == 0 and movement["bytes_moved"]["updates"] > 0
+    assert kpis["Governed Training Coverage"]["value"] == 1.0
+    assert kpis["Compliant Activation Rate"]["requests"] == 3  # model (allowed), model (denied), segments
+
+    gov = res["propensity"]["governance"]
+    assert gov["gate"]["evaluators"] >= 1 and "passed" in gov["gate"]
+    assert gov["activation"]["allowed"]["status"] == 200
+    assert gov["activation"]["denied"] == {"status": 403, "reason": "purpose_not_allowed"}
+    assert gov["audit"]["ok"] and gov["audit"]["entries"] > 100
