@@ -30,7 +30,7 @@ class DemoConfig:
             RecommenderConfig(customers=500, rounds=4, goal=30, eval_users=150, eval_every=2, central_epochs=1))
 
 
-def _progress():  # tqdm when the terminal shows it; a silent stand-in otherwise
+def _progress():  # progress bars on stderr, so the summary on stdout stays clean for scripts
     from tqdm import tqdm
 
     def make(iterable: Any = None, **kw: Any) -> Any:
