@@ -15,6 +15,13 @@ import signal
 import uuid
 
 import pytest
+from hypothesis import settings
+
+# CI replays the same generated examples every run (a red CI then means a real regression, not
+# an unlucky draw); local runs stay random and keep exploring new inputs.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 GUARDED = ("worker_binary", "fedmark server", "gunicorn")
 MARKER = "FEDMARK_TEST_SESSION"

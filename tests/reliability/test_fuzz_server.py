@@ -32,6 +32,9 @@ from server.testing import ServerProcess, make_artifact, start_server
 
 N = 40
 TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=24)
+# What an HTTP client can send as a header value: requests refuses leading whitespace before
+# anything reaches the server, which would fail the test without testing the server.
+HEADER_TEXT = TEXT.map(str.lstrip)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,7 @@ def upload_machine(server: ServerProcess, tmp: Path) -> type[RuleBasedStateMachi
         @rule(dev=st.integers(0, 3), header=st.sampled_from(["Authorization", "Content-Type", "X-Fedmark-Model-Version",
                                                              "X-Fedmark-Num-Examples", "X-Fedmark-Within-Clip",
                                                              "Idempotency-Key"]),
-              value=st.none() | TEXT | st.integers(-5, 10**12).map(str), data=st.data())
+              value=st.none() | HEADER_TEXT | st.integers(-5, 10**12).map(str), data=st.data())
         def odd_header(self, dev: int, header: str, value: str | None, data: st.DataObject) -> None:
             h = self._headers(dev)
             if value is None:
