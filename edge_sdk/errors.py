@@ -84,11 +84,14 @@ class TransportError(EdgeError):
 
 
 class ServerError(EdgeError):
-    """The server answered with an HTTP error; ``status`` and the machine-readable ``code`` say which."""
+    """The server answered with an HTTP error; ``status`` and the machine-readable ``code`` say which,
+    and ``reason`` (when the server gives one) says why, e.g. ``no_task`` for ``round_full``."""
 
-    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None,
+                 reason: str | None = None) -> None:
         self.status = status
         self.code = code
+        self.reason = reason
         self.server_message = message
         self.retry_after = retry_after
         super().__init__(f"server refused the request ({status} {code}): {message}")
@@ -106,10 +109,11 @@ class RejectedUpdateError(ServerError):
     """The server refused an update for good; ``code`` is its reason (e.g. ``round_closed``)."""
 
 
-def error_from_response(status: int, code: str, message: str, retry_after: float | None = None) -> ServerError:
+def error_from_response(status: int, code: str, message: str, retry_after: float | None = None,
+                        reason: str | None = None) -> ServerError:
     """Map an HTTP error answer (docs/API.md error shape) to the most specific exception."""
     if status in (401, 403):
-        return AuthenticationError(status, code, message, retry_after=retry_after)
+        return AuthenticationError(status, code, message, retry_after=retry_after, reason=reason)
     if code == "no_task":
-        return NoTaskError(status, code, message, retry_after=retry_after)
-    return ServerError(status, code, message, retry_after=retry_after)
+        return NoTaskError(status, code, message, retry_after=retry_after, reason=reason)
+    return ServerError(status, code, message, retry_after=retry_after, reason=reason)

@@ -122,15 +122,15 @@ class Transport:
                 last_hint = retry_after
                 too_long = retry_after is not None and retry_after > self.retry.max_retry_after
                 if attempt + 1 >= attempts or too_long:
-                    code, message = _error_fields(resp)
+                    code, message, _ = _error_fields(resp)
                     wait = f"; the server asks to retry after {retry_after:.0f} s" if retry_after is not None else ""
                     raise TransportError(
                         f"{method} {target}: server busy ({resp.status} {code}: {message}) after {attempt + 1} "
                         f"attempt(s){wait}", retry_after=retry_after)
                 self._backoff(attempt, retry_after, f"{method} {target}: HTTP {resp.status}")
                 continue
-            code, message = _error_fields(resp)
-            raise error_from_response(resp.status, code, message, retry_after)
+            code, message, reason = _error_fields(resp)
+            raise error_from_response(resp.status, code, message, retry_after, reason)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ internals
@@ -171,12 +171,14 @@ class Transport:
         self._sleep(delay)
 
 
-def _error_fields(resp: Response) -> tuple[str, str]:
-    """The machine code and message of an error answer (docs/API.md shape), tolerant of non-JSON bodies."""
+def _error_fields(resp: Response) -> tuple[str, str, str | None]:
+    """Code, message and optional reason of an error answer (docs/API.md shape), tolerant of non-JSON bodies."""
     try:
         err = json.loads(resp.body).get("error", {})
         code, message = str(err.get("code") or f"http_{resp.status}"), str(err.get("message") or "")
-        return code, message or http.client.responses.get(resp.status, "error")
+        reason = err.get("reason")
+        return (code, message or http.client.responses.get(resp.status, "error"),
+                str(reason) if reason is not None else None)
     except (ValueError, AttributeError):
         text = resp.body[:200].decode("utf-8", "replace").strip()
-        return f"http_{resp.status}", text or http.client.responses.get(resp.status, "error")
+        return f"http_{resp.status}", text or http.client.responses.get(resp.status, "error"), None

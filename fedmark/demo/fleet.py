@@ -143,10 +143,10 @@ def run_sync_round(admin: Admin, model: str, devices: Sequence[SimDevice], app_k
                 return
             report = client.train(model, dev.records, conditions=READY, seed=int(seeds[i]))
         except NoTaskError as exc:
-            # "no task" is per device: this one may already have contributed to the open round
-            # (an update that landed there from the previous call). Stop only when the round
-            # itself has handed out every task.
-            if "handed out all its tasks" in str(exc):
+            # "no task" can be per device (reason already_contributed: an update of this device
+            # landed in the open round from the previous call). Stop only when the round itself
+            # has handed out every task.
+            if exc.reason == "round_full":
                 with lock:
                     st["stop"] = True
             return

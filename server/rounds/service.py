@@ -146,13 +146,15 @@ class RoundService:
             m = require_model(conn, model)
             if m.training is None:
                 raise ApiError(409, "no_task", f"model {model!r} is not being trained (no training configuration)",
-                               retry_after=self.no_task_retry)
+                               retry_after=self.no_task_retry, extra={"reason": "not_training"})
             if m.current_version is None:
-                raise ApiError(409, "no_task", f"model {model!r} has no version yet", retry_after=self.no_task_retry)
+                raise ApiError(409, "no_task", f"model {model!r} has no version yet", retry_after=self.no_task_retry,
+                               extra={"reason": "no_version"})
             if m.candidate is not None:
                 raise ApiError(409, "no_task", f"version {m.candidate} of {model!r} awaits its publish gate (federated "
                                                "evaluation: POST /v1/evaluations/tasks); training resumes after the "
-                                               "decision", retry_after=self.no_task_retry)
+                                               "decision", retry_after=self.no_task_retry,
+                               extra={"reason": "awaiting_gate"})
             base = version_row(conn, model, m.current_version)
         if m.stopped:
             raise ApiError(409, "privacy_budget_exhausted", m.stopped)
@@ -278,14 +280,14 @@ class RoundService:
                 return self._task_json(pending[0], rnd, cfg, policy, who)
             if cfg.mode == "sync" and mine:
                 raise ApiError(409, "no_task", "this device already contributed to the current round; ask again later",
-                               retry_after=self._retry_after(rnd, now))
+                               retry_after=self._retry_after(rnd, now), extra={"reason": "already_contributed"})
             cond = [schema.rounds.c.id == rnd.id, schema.rounds.c.state == OPEN]
             if cfg.mode == "sync":
                 cond.append(schema.rounds.c.tasks_issued < schema.rounds.c.task_cap)
             res = conn.execute(update(schema.rounds).where(*cond).values(tasks_issued=schema.rounds.c.tasks_issued + 1))
             if res.rowcount != 1:
                 raise ApiError(409, "no_task", "the current round has handed out all its tasks; ask again later",
-                               retry_after=self._retry_after(rnd, now))
+                               retry_after=self._retry_after(rnd, now), extra={"reason": "round_full"})
             current = conn.execute(select(schema.rounds).where(schema.rounds.c.id == rnd.id)).one()
             tid = "t_" + secrets.token_hex(8)
             deadline = strategy.task_deadline(self._view(current), now)

@@ -124,6 +124,7 @@ def test_eligibility_policy_refuses_with_reasons(admin, artifacts, device, bank_
     with pytest.raises(NoTaskError) as nt:  # one contribution per device per synchronous round
         c.train("p-elig", with_consent(bank_rows[:50]), conditions=OK)
     assert nt.value.code == "no_task" and nt.value.retry_after and nt.value.retry_after > 0
+    assert nt.value.reason == "already_contributed"
 
 
 def test_bad_rows_are_reported_and_skipped(admin, artifacts, device, bank_rows):

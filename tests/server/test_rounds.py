@@ -36,6 +36,7 @@ def test_sync_round_closes_at_goal_with_weighted_mean_and_lineage(live, db_url):
     # over_select=1.0 -> exactly goal tasks are handed out
     r = live.task(toks[3])
     assert r.status_code == 409 and r.json()["error"]["code"] == "no_task" and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["error"]["reason"] == "round_full"
     # asking again returns the same pending task (idempotent)
     assert live.task(toks[0]).json()["task_id"] == tasks[0]["task_id"]
     deltas = [np.full(N, 0.1 * (i + 1), np.float32) for i in range(3)]
