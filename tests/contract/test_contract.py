@@ -166,7 +166,7 @@ def test_decode_rejects_wrong_count_and_nonfinite():
         c.encode_update(np.array([np.inf], np.float32))
     # a hand-made body with NaN and a valid checksum is still refused
     payload = np.array([np.nan], "<f4").tobytes()
-    forged = c._HEADER.pack(b"FMU1", 0, 0, 0, 1, zlib.crc32(payload)) + payload
+    forged = c.wire._HEADER.pack(b"FMU1", 0, 0, 0, 1, zlib.crc32(payload)) + payload
     with pytest.raises(c.WireError, match="NaN"):
         c.decode_update(forged)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import zlib
 import sys
 from typing import Any
 
@@ -71,8 +72,8 @@ def update_vectors() -> dict[str, Any]:
 
     good = c.encode_update(np.arange(10, dtype=np.float32))
     payload = np.array([np.nan], "<f4").tobytes()
-    forged_nan = c._HEADER.pack(b"FMU1", 0, 0, 0, 1, c.zlib.crc32(payload)) + payload
-    bad_enc = c._HEADER.pack(b"FMU1", 7, 0, 0, 0, 0)
+    forged_nan = c.wire._HEADER.pack(b"FMU1", 0, 0, 0, 1, zlib.crc32(payload)) + payload
+    bad_enc = c.wire._HEADER.pack(b"FMU1", 7, 0, 0, 0, 0)
     damaged = [
         ("short", good[:10], None),
         ("magic", b"XXXX" + good[4:], None),

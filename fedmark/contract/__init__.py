@@ -1,0 +1,34 @@
+"""The wire contract shared by ``models``, ``server`` and ``edge_sdk``.
+
+Why one package: the three are built and deployed apart (a phone never
+installs the server, the server never installs TensorFlow), yet they must agree
+byte for byte on the trainer-artifact *manifest*, the *feature encoding*, the
+flat *parameter vector*, *clipping*, the binary *update body* with its headers,
+and the *protocol* around them (task documents, outcome codes).  Each concept
+is one module here, in pure Python + numpy; the JavaScript port in
+``edge_sdk/web/src`` mirrors the same split and is tested against vectors this
+package generates.
+
+Nothing here may import TensorFlow, onnxruntime, Flask or SQLAlchemy.
+"""
+from __future__ import annotations
+
+from fedmark.contract.artifact import load_artifact_manifest
+from fedmark.contract.clipping import l2_clip
+from fedmark.contract.errors import ContractError, ManifestError, SchemaError, WireError
+from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket
+from fedmark.contract.hashing import sha256_bytes, sha256_file
+from fedmark.contract.manifest import MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ParamSpec, manifest_digest
+from fedmark.contract.params import flatten, unflatten
+from fedmark.contract.wire import (ENCODINGS, HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_ROUND,
+                                   HDR_WITHIN_CLIP, UPDATE_CONTENT_TYPE, decode_update, encode_update, encoded_size)
+
+__all__ = [
+    "ContractError", "ManifestError", "SchemaError", "WireError",
+    "Column", "FeatureSchema", "RowError", "hash_bucket",
+    "MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "ParamSpec", "manifest_digest", "load_artifact_manifest",
+    "sha256_bytes", "sha256_file",
+    "flatten", "unflatten", "l2_clip",
+    "ENCODINGS", "HDR_IDEMPOTENCY", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_ROUND", "HDR_WITHIN_CLIP",
+    "UPDATE_CONTENT_TYPE", "decode_update", "encode_update", "encoded_size",
+]
