@@ -27,8 +27,10 @@ lock:
 	$(BIN)/uv pip compile --python-version 3.11 --override overrides.txt \
 	  --extra edge --extra server --extra build --extra dev setup.py -o requirements.lock
 
+# The demo is an example in examples/demo (not installed): run it from this checkout, whose
+# root `python -m` puts on sys.path; `.venv/bin/fedmark demo` is the same command.
 demo: venv
-	$(BIN)/fedmark demo
+	$(BIN)/python -m fedmark_cli demo --out out/demo
 
 # The whole fast suite (CI runs this). Slow reliability checks: `make test-slow`.
 test: venv browser-deps

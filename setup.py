@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 EDGE = ["numpy>=1.24", "onnxruntime>=1.17"]
 SERVER = [
     "flask>=3.0", "numpy>=1.24", "sqlalchemy>=2.0,<2.1", "alembic>=1.12",
-    "psycopg[binary]>=3.1", "dp-accounting>=0.4", "gunicorn>=21", "prometheus-client>=0.17",
+    "psycopg[binary]>=3.1", "dp-accounting>=0.4", "gunicorn>=23", "prometheus-client>=0.17", "limits[redis]>=5.0",
 ]
 BUILD = [
     "tensorflow==2.14.1", "tensorflow-federated==0.87.0", "tf2onnx==1.17.0", "onnx==1.17.0",
@@ -20,12 +20,14 @@ setup(
     version="0.1.0",
     description="Governed edge federated learning for marketing models",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["fedmark", "fedmark.*", "edge_sdk", "edge_sdk.*",
+    # Not examples/ (the demo), tests/ or bench/: an install holds the SDK, the server, the
+    # model builders, the shared contract and the command, and no demo code.
+    packages=find_packages(include=["fedmark", "fedmark.*", "fedmark_cli", "edge_sdk", "edge_sdk.*",
                                     "server", "server.*", "models", "models.*"]),
     include_package_data=True,
     package_data={"server": ["static/*", "templates/*", "migrations/*", "migrations/**/*"],
                   "edge_sdk": ["web/*.js", "web/*.json"]},
     install_requires=["numpy>=1.24"],
     extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV},
-    entry_points={"console_scripts": ["fedmark=fedmark.cli:main"]},
+    entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},
 )

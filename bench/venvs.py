@@ -1,4 +1,5 @@
-"""Side virtual environments for peers whose pins clash with this project's.
+"""Side virtual environments: for peers whose pins clash with this project's, and for
+install tests (``create``: e.g. an edge-only install of this checkout's wheel).
 
 Why separate environments: Flower, ONNX Runtime's (deprecated) training build
 and schemathesis each pull numpy / protobuf / typing-extensions versions that
@@ -28,6 +29,32 @@ SPECS: dict[str, tuple[str, ...]] = {
 }
 
 
+def create(env_dir: str | Path, requirements: Sequence[str], *, constraints: str | Path | None = None,
+           offline_first: bool = False, compile_bytecode: bool = False, timeout: float = 600.0) -> Path:
+    """Make ``env_dir`` a Python 3.11 venv holding ``requirements`` (installed with the project's uv);
+    returns its interpreter.
+
+    ``constraints`` (e.g. ``requirements.lock``) pins whatever gets resolved; ``offline_first``
+    tries uv's warm cache before the index; ``compile_bytecode`` writes ``.pyc`` files at install
+    time, as ``pip install`` does (uv does not by default).
+    """
+    env_dir = Path(env_dir)
+    py = env_dir / "bin" / "python"
+    if not UV.exists():
+        raise RuntimeError(f"{UV} is missing: run `make venv` first (it installs uv into .venv)")
+    subprocess.run([str(UV), "venv", "--quiet", "--allow-existing", "--python", "3.11", str(env_dir)],
+                   check=True, timeout=timeout)
+    cmd = [str(UV), "pip", "install", "--quiet", "--python", str(py), *requirements]
+    if constraints is not None:
+        cmd += ["--constraint", str(constraints)]
+    if compile_bytecode:
+        cmd.append("--compile-bytecode")
+    if offline_first and subprocess.run(cmd + ["--offline"], capture_output=True, timeout=timeout).returncode == 0:
+        return py
+    subprocess.run(cmd, check=True, timeout=timeout)
+    return py
+
+
 def ensure(name: str, timeout: float = 600.0) -> Path:
     """The interpreter of ``.venv-<name>``, created (or rebuilt after a pin change) if needed."""
     pins: Sequence[str] = SPECS[name]
@@ -37,11 +64,7 @@ def ensure(name: str, timeout: float = 600.0) -> Path:
     want = "\n".join(pins) + "\n"
     if py.exists() and stamp.exists() and stamp.read_text() == want:
         return py
-    if not UV.exists():
-        raise RuntimeError(f"{UV} is missing: run `make venv` first (it installs uv into .venv)")
-    subprocess.run([str(UV), "venv", "--quiet", "--allow-existing", "--python", "3.11", str(env_dir)],
-                   check=True, timeout=timeout)
-    subprocess.run([str(UV), "pip", "install", "--quiet", "--python", str(py), *pins], check=True, timeout=timeout)
+    create(env_dir, pins, timeout=timeout)
     stamp.write_text(want)
     return py
 

@@ -13,7 +13,8 @@ is imported on first training/scoring (see :mod:`edge_sdk.runtime`).
 """
 from __future__ import annotations
 
-from edge_sdk.client import Client, EvalReport, FlushReport, TrainReport, UploadOutcome
+from edge_sdk.client import Client
+from edge_sdk.reports import EvalReport, FlushReport, TrainReport, UploadOutcome
 from edge_sdk.config import ClientConfig, RetryPolicy
 from edge_sdk.consent import CONSENT_FIELD, has_consent, parse_purposes
 from edge_sdk.data import DataReport, load_records

@@ -10,13 +10,17 @@ fresh token to a known device id.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from edge_sdk.config import ClientConfig
 from edge_sdk.errors import AuthenticationError, ConfigurationError, ServerError
 from edge_sdk.transport import Transport
+
+log = logging.getLogger("edge_sdk.client")
+T = TypeVar("T")
 
 
 class Credentials:
@@ -66,6 +70,20 @@ class Credentials:
         self.partner = data.get("partner")
         self._store(token)
         return token
+
+    def call(self, call: Callable[[dict[str, str]], T]) -> T:
+        """Run ``call(auth_headers)``; on a refused token (401), enrol again once (if an app key is set) and retry.
+
+        The one home of the re-enrol-and-retry rule: every authenticated server call goes through here.
+        """
+        try:
+            return call(self.headers())
+        except AuthenticationError as exc:
+            if exc.status != 401 or not self.can_enroll:
+                raise
+            log.info("device token refused (%s); enrolling again", exc.code)
+            self.invalidate()
+            return call(self.headers())
 
     def invalidate(self) -> None:
         """Forget a token the server refused, so the next call enrols again."""

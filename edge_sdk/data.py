@@ -23,7 +23,7 @@ import numpy as np
 
 from edge_sdk.consent import CONSENT_FIELD, split_by_consent
 from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError
-from fedmark.contract import ContractError, Manifest, RowError
+from fedmark.contract import ContractError, Manifest, RowError, required_purposes
 
 Records = Sequence[Mapping[str, Any]]
 
@@ -33,7 +33,7 @@ class DataReport:
     """What happened to the input records — counts only, never record contents.
 
     ``used``: records that passed consent and validation; ``excluded_no_consent``:
-    records without the model's purpose; ``rejected``: consented records refused
+    records whose consent does not cover the required purposes; ``rejected``: consented records refused
     by the schema (their reasons in ``row_errors``); ``skipped_unknown_items``:
     recommender interactions with an item the model does not know.
     """
@@ -98,11 +98,16 @@ def _read_csv(path: Path) -> list[Mapping[str, Any]]:
 
 
 # --------------------------------------------------------------------------- preparing
-def _consented(records: Records, manifest: Manifest, consent_field: str) -> tuple[list[int], int]:
-    split = split_by_consent(records, manifest.purpose, consent_field)
+def _consented(records: Records, manifest: Manifest, consent_field: str,
+               purposes: Sequence[str] | None) -> tuple[list[int], int]:
+    """Records whose consent covers ``purposes`` (a task's; default: the manifest's purpose)."""
+    needed = list(purposes) if purposes else list(required_purposes((), None, manifest.purpose))
+    split = split_by_consent(records, needed, consent_field)
     if not split.used:
+        shown = (f"purpose {needed[0]!r}" if len(needed) == 1
+                 else "purposes " + ", ".join(repr(p) for p in needed))
         raise ConsentError(
-            f"none of the {len(records)} record(s) carries consent for purpose {manifest.purpose!r} in field "
+            f"none of the {len(records)} record(s) carries consent for {shown} in field "
             f"{consent_field!r} (a list or comma-separated string of purposes); nothing may be used")
     return split.used, split.excluded
 
@@ -119,8 +124,13 @@ def _check_columns_present(records: Records, used: list[int], names: Sequence[st
 
 
 def prepare_tabular(records: Records, manifest: Manifest, *, with_label: bool, strict: bool = False,
-                    consent_field: str = CONSENT_FIELD) -> tuple[np.ndarray, np.ndarray | None, list[int], DataReport]:
+                    consent_field: str = CONSENT_FIELD, purposes: Sequence[str] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray | None, list[int], DataReport]:
     """Consent-filter and encode records for the propensity family.
+
+    ``purposes``: what a record's consent must cover — a task's
+    :meth:`~fedmark.contract.TaskDocument.required_purposes`; None outside a
+    task (scoring, local evaluation): the manifest's purpose.
 
     Returns ``(x, y, kept, report)``: ``kept`` holds the caller's row index of
     each row of ``x``.  Bad rows are dropped and reported; with ``strict`` (or
@@ -130,7 +140,7 @@ def prepare_tabular(records: Records, manifest: Manifest, *, with_label: bool, s
         schema = manifest.schema()
     except ContractError as exc:
         raise SchemaError(f"the model's manifest has no usable feature schema: {exc}") from exc
-    used, excluded = _consented(records, manifest, consent_field)
+    used, excluded = _consented(records, manifest, consent_field, purposes)
     names = [c.name for c in schema.columns] + ([schema.label] if with_label and schema.label else [])
     _check_columns_present(records, used, names)
     subset = [records[i] for i in used]
@@ -146,8 +156,11 @@ def prepare_tabular(records: Records, manifest: Manifest, *, with_label: bool, s
 
 
 def prepare_interactions(records: Records, manifest: Manifest, *, strict: bool = False,
-                         consent_field: str = CONSENT_FIELD) -> tuple[np.ndarray, DataReport]:
+                         consent_field: str = CONSENT_FIELD,
+                         purposes: Sequence[str] | None = None) -> tuple[np.ndarray, DataReport]:
     """Consent-filter interaction records and map item codes to the model's item indices.
+
+    ``purposes`` as in :func:`prepare_tabular`.
 
     Returns the sorted unique item indices the user interacted with.  Items the
     model does not know are skipped and counted; a missing item code is a row
@@ -161,7 +174,7 @@ def prepare_interactions(records: Records, manifest: Manifest, *, strict: bool =
     except (KeyError, TypeError) as exc:
         raise SchemaError(f"the model's manifest has no interaction schema (user_column, item_column, items): "
                           f"{exc}") from exc
-    used, excluded = _consented(records, manifest, consent_field)
+    used, excluded = _consented(records, manifest, consent_field, purposes)
     _check_columns_present(records, used, [item_col])
     errors: list[RowError] = []
     users: set[str] = set()

@@ -32,8 +32,12 @@ def converted(action: str) -> Iterator[None]:
         raise ModelError(f"{action} failed in the ONNX runtime: {type(exc).__name__}: {exc}") from exc
 
 
-def load_trainer(artifact_dir: str | os.PathLike[str], *, threads: int = 1) -> Any:
-    """An :class:`edge_sdk.trainer.Trainer` for a verified artifact directory."""
+def load_trainer(artifact_dir: str | os.PathLike[str], *, threads: int = 1, verify: bool = True) -> Any:
+    """An :class:`edge_sdk.trainer.Trainer` for an artifact directory.
+
+    ``verify=False`` skips re-hashing the files: only for a directory the caller
+    has just verified (a :class:`~edge_sdk.sync.ModelCache` sync or load).
+    """
     with converted(f"loading the model in {artifact_dir}"):
         trainer_mod = importlib.import_module("edge_sdk.trainer")
-        return trainer_mod.Trainer(artifact_dir, verify=True, threads=threads)
+        return trainer_mod.Trainer(artifact_dir, verify=verify, threads=threads)

@@ -30,9 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from fedmark.contract import ContractError, Manifest, ManifestError, load_artifact_manifest
+from fedmark.contract import PARAMS_FILE, ContractError, Manifest, ManifestError, load_artifact_manifest, params_file
 
-PARAMS_FILE = "params.bin"
+__all__ = ["PARAMS_FILE", "TrainerError", "TrainResult", "Blocks", "RecommenderPlan", "Trainer"]
 
 
 class TrainerError(ContractError):
@@ -110,11 +110,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ parameters
     def initial_params(self) -> list[np.ndarray]:
-        """Global params from the artifact's params file (raw LE float32, manifest order)."""
-        path = os.path.join(self.directory, PARAMS_FILE)
-        raw = np.fromfile(path, dtype="<f4")
+        """Global params from the artifact's params file (``fedmark.contract.params_file``: raw LE float32,
+        manifest order)."""
+        name = params_file(self.manifest)
+        raw = np.fromfile(os.path.join(self.directory, name), dtype="<f4")
         if raw.size != self.manifest.num_params:
-            raise ManifestError(f"{PARAMS_FILE} holds {raw.size} values, the manifest's parameters need {self.manifest.num_params}")
+            raise ManifestError(f"{name} holds {raw.size} values, the manifest's parameters need {self.manifest.num_params}")
         out, off = [], 0
         for spec in self.manifest.params:
             out.append(raw[off:off + spec.size].astype(np.float32).reshape(spec.shape))

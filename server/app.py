@@ -14,7 +14,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
-from server.auth import TokenBucketLimiter
+from server.auth import RateLimits
 from server.config import Config
 from server.errors import register_error_handlers
 from server.rounds.service import RoundService
@@ -50,7 +50,7 @@ def create_app(config: Config | None = None) -> Flask:
     store.init_app(app)
     blobs = BlobStore(os.path.join(cfg.DATA_DIR, "blobs"))
     app.extensions["fedmark_blobs"] = blobs
-    app.extensions["fedmark_limiter"] = TokenBucketLimiter(cfg.RATE_LIMIT_PER_S, cfg.RATE_LIMIT_BURST, cfg.CLOCK)
+    app.extensions["fedmark_limiter"] = RateLimits.from_config(app.config)
     RoundService().init_app(app, store, blobs)
     from server.governance import monitor
 
@@ -64,5 +64,11 @@ def create_app(config: Config | None = None) -> Flask:
     from server.api import web  # the browser trainer page (/train) and the files it loads
 
     app.register_blueprint(web.bp)
+    from server.api.bodies import apply_default_cap
+    from server.api.headers import install_log_redaction, security_headers
+
+    app.before_request(apply_default_cap)
+    app.after_request(security_headers)
+    install_log_redaction()
     register_error_handlers(app)
     return app

@@ -32,6 +32,14 @@ def register(subparsers: Any) -> None:
                    help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (FEDMARK_DATABASE_URL)")
     p.add_argument("--admin-token", default=None, help="admin secret (FEDMARK_ADMIN_TOKEN); generated if unset")
     p.add_argument("--tick-seconds", type=float, default=None, help="deadline timer period; 0 disables it")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of the production server (default: one per core)")
+    p.add_argument("--threads", type=int, default=8, help="request threads per worker process (default: 8)")
+    p.add_argument("--access-log", default=os.environ.get("FEDMARK_ACCESS_LOG"),
+                   help="write gunicorn's access log to this file ('-' for stderr; FEDMARK_ACCESS_LOG); off by "
+                        "default, and secrets in query strings are redacted")
+    p.add_argument("--dev", action="store_true",
+                   help="run werkzeug's single-process development server instead of gunicorn")
     p.set_defaults(func=_serve)
 
     def client_args(sp: argparse.ArgumentParser) -> None:
@@ -94,19 +102,34 @@ def register(subparsers: Any) -> None:
 # ---------------------------------------------------------------------------- server
 def _serve(args: argparse.Namespace) -> int:
     import logging
-    import signal
-    import threading
 
-    from werkzeug.serving import make_server
-
-    from server.app import create_app
     from server.config import Config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = Config.from_env(DATA_DIR=args.data_dir, DATABASE_URL=args.database_url, ADMIN_TOKEN=args.admin_token,
-                          TICK_SECONDS=args.tick_seconds)
+                          TICK_SECONDS=args.tick_seconds).finalize()
+    if args.dev:
+        return _serve_dev(args, cfg)
+    from server.serving import ProductionServer, default_workers
+
+    workers = args.workers or default_workers()
+    if workers < 1 or args.threads < 1:
+        raise SystemExit("--workers and --threads must be at least 1")
+    print(f"fedmark server listening on http://{args.host}:{args.port} with {workers} worker process(es) x "
+          f"{args.threads} threads (database {cfg.database_url().split('@')[-1]})", file=sys.stderr, flush=True)
+    ProductionServer(cfg, f"{args.host}:{args.port}", workers, args.threads, access_log=args.access_log).run()
+    return 0
+
+
+def _serve_dev(args: argparse.Namespace, cfg: Any) -> int:
+    import signal
+    import threading
+
+    from server.app import create_app
+    from server.serving import make_dev_server
+
     app = create_app(cfg)
-    srv = make_server(args.host, args.port, app, threaded=True)
+    srv = make_dev_server(args.host, args.port, app)
     stop = threading.Event()
 
     def _shutdown(signum: int, _frame: Any) -> None:
@@ -116,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
-    print(f"fedmark server listening on http://{args.host}:{srv.server_port} "
+    print(f"fedmark development server listening on http://{args.host}:{srv.server_port} "
           f"(database {app.config['DATABASE_URL_RESOLVED'].split('@')[-1]})", file=sys.stderr, flush=True)
     try:
         srv.serve_forever()

@@ -31,9 +31,24 @@ class Config:
     MAX_CONTENT_LENGTH: int = 512 * 1024 * 1024
     #: Absolute cap on one update body, whatever the model size.
     MAX_UPDATE_BYTES: int = 64 * 1024 * 1024
+    #: Every JSON body (enrolment, tasks, policies, reports ...) is refused beyond this many bytes, before parsing.
+    MAX_JSON_BYTES: int = 1024 * 1024
     #: Per-device token bucket: sustained requests per second and burst size.
     RATE_LIMIT_PER_S: float = 5.0
     RATE_LIMIT_BURST: int = 30
+    #: Enrolments per client address and per app key (the app key is public: it ships in every app).
+    ENROL_ADDRESS_LIMIT_PER_S: float = 1.0
+    ENROL_ADDRESS_LIMIT_BURST: int = 60
+    ENROL_APP_KEY_LIMIT_PER_S: float = 50.0
+    ENROL_APP_KEY_LIMIT_BURST: int = 5000
+    #: Requests with a wrong or missing token, per client address.
+    AUTH_FAILURE_LIMIT_PER_S: float = 0.5
+    AUTH_FAILURE_LIMIT_BURST: int = 30
+    #: Where the rate-limit counters live: ``memory://`` (this process) or ``redis://127.0.0.1:6379`` (shared
+    #: by every worker process and server).
+    RATE_LIMIT_STORAGE: str = "memory://"
+    #: Prefix of the counters' keys in a shared store (servers of different deployments sharing one Redis).
+    RATE_LIMIT_KEY_PREFIX: str = "fedmark"
     #: Seconds between background deadline checks; 0 disables the timer (checks stay lazy + /v1/admin/tick).
     TICK_SECONDS: float = 2.0
     #: Seconds a device waits before asking again when no task is available.
@@ -56,8 +71,17 @@ class Config:
         "FEDMARK_ADMIN_TOKEN": ("ADMIN_TOKEN", str),
         "FEDMARK_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
         "FEDMARK_MAX_UPDATE_BYTES": ("MAX_UPDATE_BYTES", int),
+        "FEDMARK_MAX_JSON_BYTES": ("MAX_JSON_BYTES", int),
         "FEDMARK_RATE_LIMIT_PER_S": ("RATE_LIMIT_PER_S", float),
         "FEDMARK_RATE_LIMIT_BURST": ("RATE_LIMIT_BURST", int),
+        "FEDMARK_ENROL_ADDRESS_LIMIT_PER_S": ("ENROL_ADDRESS_LIMIT_PER_S", float),
+        "FEDMARK_ENROL_ADDRESS_LIMIT_BURST": ("ENROL_ADDRESS_LIMIT_BURST", int),
+        "FEDMARK_ENROL_APP_KEY_LIMIT_PER_S": ("ENROL_APP_KEY_LIMIT_PER_S", float),
+        "FEDMARK_ENROL_APP_KEY_LIMIT_BURST": ("ENROL_APP_KEY_LIMIT_BURST", int),
+        "FEDMARK_AUTH_FAILURE_LIMIT_PER_S": ("AUTH_FAILURE_LIMIT_PER_S", float),
+        "FEDMARK_AUTH_FAILURE_LIMIT_BURST": ("AUTH_FAILURE_LIMIT_BURST", int),
+        "FEDMARK_RATE_LIMIT_STORAGE": ("RATE_LIMIT_STORAGE", str),
+        "FEDMARK_RATE_LIMIT_KEY_PREFIX": ("RATE_LIMIT_KEY_PREFIX", str),
         "FEDMARK_TICK_SECONDS": ("TICK_SECONDS", float),
         "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
@@ -109,4 +133,8 @@ class TestingConfig(Config):
     TICK_SECONDS = 0.0
     RATE_LIMIT_PER_S = 1000.0
     RATE_LIMIT_BURST = 1000
+    ENROL_ADDRESS_LIMIT_PER_S = 1000.0
+    ENROL_ADDRESS_LIMIT_BURST = 100_000
+    AUTH_FAILURE_LIMIT_PER_S = 1000.0
+    AUTH_FAILURE_LIMIT_BURST = 100_000
     NO_TASK_RETRY_S = 1

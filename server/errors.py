@@ -20,7 +20,8 @@ log = logging.getLogger("fedmark.server")
 # Default codes for framework-raised HTTP errors.
 _HTTP_CODES = {
     400: "bad_request", 401: "bad_token", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "body_too_large", 415: "bad_content_type", 429: "rate_limited",
+    409: "conflict", 413: "body_too_large", 414: "uri_too_long", 415: "bad_content_type", 429: "rate_limited",
+    431: "headers_too_large",
     500: "internal_error", 503: "unavailable",
 }
 

@@ -76,7 +76,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            _signal_group(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -84,8 +84,7 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as in a crash."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+        _signal_group(self.proc.pid, signal.SIGKILL)  # also worker processes left by a master that already died
         self.proc.wait(10)
 
     def restart(self, timeout: float = 30.0) -> "ServerProcess":
@@ -95,6 +94,14 @@ class ServerProcess:
         new = _launch(self.args, self.env, self.data_dir, self.port, self.admin_token, self.log_path, timeout)
         self.proc = new.proc
         return self
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the server and its worker processes: it was started as the leader of its own session."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _launch(args: list[str], env: dict[str, str], data_dir: Path, port: int, token: str, log_path: Path,
@@ -131,11 +138,15 @@ def start_server(data_dir: str | os.PathLike[str] | None = None, *, database_url
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("FEDMARK_TICK_SECONDS", "1")
+    # Test fleets enrol hundreds of devices from one loopback address; the tests of those limits set them.
+    for var, value in (("FEDMARK_ENROL_ADDRESS_LIMIT_PER_S", "1000"), ("FEDMARK_ENROL_ADDRESS_LIMIT_BURST", "100000"),
+                       ("FEDMARK_AUTH_FAILURE_LIMIT_PER_S", "1000"), ("FEDMARK_AUTH_FAILURE_LIMIT_BURST", "100000")):
+        env.setdefault(var, value)
     env.update(extra_env or {})
     last: Exception | None = None
     for _ in range(3):  # the free port may be taken between free_port() and the bind
         p = port or free_port()
-        args = [sys.executable, "-m", "fedmark.cli", "server", "--host", "127.0.0.1", "--port", str(p),
+        args = [sys.executable, "-m", "fedmark_cli", "server", "--host", "127.0.0.1", "--port", str(p),
                 "--data-dir", str(d), "--admin-token", token, *extra_args]
         if database_url:
             args += ["--database-url", database_url]
@@ -158,6 +169,30 @@ def running_server(data_dir: str | os.PathLike[str] | None = None, **kwargs: obj
         srv.stop()
 
 
+def placeholder_onnx(name: str, opset: int = 17) -> bytes:
+    """A minimal well-formed ONNX model (an empty graph called ``name``), encoded by hand (no ``onnx`` here).
+
+    The server checks every published graph parses as ONNX with allowed opsets;
+    tests that never run the graphs publish these.
+    """
+    def field(num: int, payload: bytes) -> bytes:
+        return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+    graph = field(2, name.encode())
+    opset_id = _varint(2 << 3) + _varint(opset)
+    return _varint(1 << 3) + _varint(8) + field(7, graph) + field(8, opset_id)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def make_artifact(directory: str | os.PathLike[str], model: str = "toy", shapes: Sequence[Sequence[int]] = ((4, 3), (3,)),
                   seed: int = 0, graph_bytes: bytes | None = None) -> Path:
     """Write a small valid trainer artifact (manifest + params.bin + placeholder graphs) for server tests.
@@ -174,9 +209,9 @@ def make_artifact(directory: str | os.PathLike[str], model: str = "toy", shapes:
     specs = tuple(ParamSpec(f"p{i}", tuple(int(s) for s in shape)) for i, shape in enumerate(shapes))
     n = sum(s.size for s in specs)
     np.random.default_rng(seed).normal(0, 0.1, n).astype("<f4").tofile(d / "params.bin")
-    body = graph_bytes if graph_bytes is not None else f"placeholder graph of {model}".encode()
-    (d / "train.onnx").write_bytes(b"train:" + body)
-    (d / "infer.onnx").write_bytes(b"infer:" + body)
+    for role in ("train", "infer"):
+        body = graph_bytes if graph_bytes is not None else placeholder_onnx(f"placeholder {role} graph of {model}")
+        (d / f"{role}.onnx").write_bytes(body)
     files = {f: sha256_file(d / f) for f in ("train.onnx", "infer.onnx", "params.bin")}
     m = Manifest(model=model, family="propensity", version=1, params=specs, batch_size=8,
                  graphs={"train": "train.onnx", "infer": "infer.onnx"}, files=files,

@@ -45,7 +45,8 @@ SERVER_FLOORS: list[set[str]] = [
     {"server.lifecycle"},    # use cases that change versions or end rounds: policy, gate, publish, rollback
     {"server.api"},          # one blueprint per resource
     {"server.app"},
-    {"server.wsgi", "server.cli", "server.testing", "server"},
+    {"server.wsgi", "server.serving"},   # what runs the app: gunicorn or werkzeug
+    {"server.cli", "server.testing", "server"},
 ]
 
 

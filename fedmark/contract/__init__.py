@@ -14,21 +14,31 @@ Nothing here may import TensorFlow, onnxruntime, Flask or SQLAlchemy.
 from __future__ import annotations
 
 from fedmark.contract.artifact import load_artifact_manifest
-from fedmark.contract.clipping import l2_clip
-from fedmark.contract.errors import ContractError, ManifestError, SchemaError, WireError
+from fedmark.contract import codes
+from fedmark.contract.clipping import clip_scale, l2_clip
+from fedmark.contract.codes import *  # noqa: F403  (every name in codes.__all__: ERR_*, REASON_*, OUTCOME_*)
+from fedmark.contract.errors import ContractError, ManifestError, ProtocolError, SchemaError, WireError
 from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket
 from fedmark.contract.hashing import sha256_bytes, sha256_file
-from fedmark.contract.manifest import MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ParamSpec, manifest_digest
+from fedmark.contract.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, PARAMS_FILE, Manifest, ParamSpec,
+                                      manifest_digest, params_file)
 from fedmark.contract.params import flatten, unflatten
+from fedmark.contract.protocol import (MAX_HEADER_INT, TaskDocument, UploadHeaders, build_task, consent_covers,
+                                       normalize_purpose, parse_task, parse_upload_headers, required_purposes,
+                                       upload_headers)
 from fedmark.contract.wire import (ENCODINGS, HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_ROUND,
                                    HDR_WITHIN_CLIP, UPDATE_CONTENT_TYPE, decode_update, encode_update, encoded_size)
 
 __all__ = [
-    "ContractError", "ManifestError", "SchemaError", "WireError",
+    "ContractError", "ManifestError", "SchemaError", "WireError", "ProtocolError",
     "Column", "FeatureSchema", "RowError", "hash_bucket",
     "MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "ParamSpec", "manifest_digest", "load_artifact_manifest",
+    "PARAMS_FILE", "params_file",
     "sha256_bytes", "sha256_file",
-    "flatten", "unflatten", "l2_clip",
+    "flatten", "unflatten", "clip_scale", "l2_clip",
     "ENCODINGS", "HDR_IDEMPOTENCY", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_ROUND", "HDR_WITHIN_CLIP",
     "UPDATE_CONTENT_TYPE", "decode_update", "encode_update", "encoded_size",
+    "TaskDocument", "parse_task", "build_task", "required_purposes", "consent_covers", "normalize_purpose",
+    "UploadHeaders", "upload_headers", "parse_upload_headers", "MAX_HEADER_INT",
+    "codes", *codes.__all__,
 ]

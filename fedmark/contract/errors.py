@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from fedmark.contract.features import RowError
 
-__all__ = ["ContractError", "ManifestError", "WireError", "SchemaError"]
+__all__ = ["ContractError", "ManifestError", "WireError", "SchemaError", "ProtocolError"]
 
 
 class ContractError(ValueError):
@@ -19,6 +19,15 @@ class ManifestError(ContractError):
 
 class WireError(ContractError):
     """An encoded update body cannot be decoded (size, magic, checksum, values)."""
+
+
+class ProtocolError(ContractError):
+    """A task document or an update's headers break the protocol; ``code`` is the machine-readable
+    error code (``bad_task``, ``bad_header``; see :mod:`fedmark.contract.codes`) each side reports."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
 
 
 class SchemaError(ContractError):

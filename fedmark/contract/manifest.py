@@ -16,8 +16,10 @@ from fedmark.contract.hashing import sha256_bytes
 
 MANIFEST_FORMAT = "fedmark-trainer/1"
 MANIFEST_FILE = "manifest.json"
+PARAMS_FILE = "params.bin"
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_FILE", "ParamSpec", "Manifest", "manifest_digest"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_FILE", "PARAMS_FILE", "ParamSpec", "Manifest", "manifest_digest",
+           "params_file"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +149,17 @@ class Manifest:
 def manifest_digest(m: Manifest) -> str:
     """Content address of a version: the hash of its canonical manifest (which hashes every file)."""
     return sha256_bytes(json.dumps(m.to_json(), sort_keys=True, separators=(",", ":")).encode())
+
+
+def params_file(m: Manifest) -> str:
+    """The artifact file holding the global parameters (raw little-endian float32, manifest order).
+
+    The one rule every reader follows: the file named by ``extra.params_file``
+    (what the exporter writes), ``params.bin`` when the manifest names none;
+    either way the file must have a content hash in ``files``.
+    """
+    name = m.extra.get("params_file", PARAMS_FILE)
+    if not isinstance(name, str) or name not in m.files:
+        raise ManifestError(f"manifest has no content hash for the parameter file {name!r}; "
+                            f"export the artifact with its initial parameters")
+    return name

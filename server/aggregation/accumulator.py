@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
+from .clipping import clip_scale, unclipped_bit
 from .errors import BufferFull, StateError, UpdateRejected
 
 
@@ -117,13 +118,9 @@ class Accumulator:
         norm = _chunked_norm(v)
         if not math.isfinite(norm):
             raise UpdateRejected("update contains NaN or Inf values")
-        clipped, bit, scale = False, 1, 1.0
-        if self.clip_norm is not None:
-            bit = int(norm <= self.clip_norm * (1.0 - self.boundary_rtol))
-            clipped = not bit
-            if norm > self.clip_norm:
-                # Scale strictly inside: float64 rounding can then never leave it above C.
-                scale = self.clip_norm / norm * (1.0 - 1e-12)
+        bit = unclipped_bit(norm, self.clip_norm, self.boundary_rtol)
+        clipped = not bit
+        scale = clip_scale(norm, self.clip_norm)
         mismatch = within_clip is not None and bool(within_clip) != bool(bit)
 
         if self.capacity is None:

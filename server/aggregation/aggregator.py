@@ -47,9 +47,11 @@ from .robust import Combiner, CoordinateMedian, TrimmedMean, WeightedMean, coord
 
 # Metrics that are safe to publish next to a DP model (the rest are exact per-round
 # counts meant for operators, which would leak under DP if published).
+# A partitioned (per-cell) result adds only public keys of its own (see cells.py).
 PUBLIC_METRICS = frozenset({"round", "contributors", "clip_norm", "next_clip_norm", "noise_stddev",
                             "noise_multiplier", "value_noise_multiplier", "denominator",
-                            "unclipped_fraction_noised", "dp", "epsilon"})
+                            "unclipped_fraction_noised", "dp", "epsilon",
+                            "hierarchical", "delta_norm", "cell_noise_stddev_total"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,24 @@ class AggregateResult:
 
 
 @dataclass(frozen=True)
+class Release:
+    """One accumulator's aggregate as released: what a (per-cell) DP release is made of.
+
+    ``bit_sum`` is the raw count adaptive clipping needs: with DP the noised,
+    shifted sum ``sum_i (b_i - 1/2) + N(0, sigma_b^2)`` (NaN without adaptive
+    clipping), without DP the number of unclipped updates.  It is kept raw, not
+    as a clamped fraction, so the bit sums of several releases add up exactly.
+    """
+
+    delta: np.ndarray
+    privacy: PrivacyLedger
+    contributors: int
+    weight: float
+    bit_sum: float
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Aggregator:
     """Composition of a combiner, an optional clip estimator, optional DP noise and an optional budget."""
 
@@ -147,9 +167,10 @@ class Aggregator:
 
     def clip_norm(self, state: AggregatorState) -> float | None:
         """The clip norm C to hand to devices in this round's task (None: no clipping)."""
-        return self._state_for_round(state).clip_norm
+        return self.state_for_round(state).clip_norm
 
-    def _state_for_round(self, state: AggregatorState) -> AggregatorState:
+    def state_for_round(self, state: AggregatorState) -> AggregatorState:
+        """``state`` as the next round uses it: a configured clip norm initialised, a changed fixed norm applied."""
         if self.clip is not None and state.clip is None:
             return replace(state, clip=self.clip.initialize())
         if isinstance(self.clip, FixedClip) and state.clip is not None and state.clip.norm != self.clip.norm:
@@ -167,7 +188,7 @@ class Aggregator:
     def start(self, state: AggregatorState, num_params: int) -> Accumulator:
         """Open a round: an empty accumulator bound to this state's clip norm and weighting."""
         self.check_budget(state)
-        state = self._state_for_round(state)
+        state = self.state_for_round(state)
         comb = self.combiner
         return Accumulator(
             round_index=state.round, num_params=num_params, clip_norm=state.clip_norm,
@@ -182,9 +203,25 @@ class Aggregator:
         ``rng`` is required with DP (the caller seeds it per round, so a
         recovered round re-publishes the same bits).  Raises :class:`EmptyRound`
         when nothing was added and :class:`StateError` when ``acc`` was opened
-        for another round or clip norm.
+        for another round or clip norm.  Equals :meth:`release` followed by
+        :meth:`next_clip` on the release's bit sum (what a partitioned
+        aggregation does with the sum over its cells).
         """
-        state = self._state_for_round(state)
+        state = self.state_for_round(state)
+        rel = self.release(state, acc, rng)
+        clip_state = self.next_clip(state, rel.bit_sum, rel.contributors)
+        metrics = dict(rel.metrics)
+        metrics["next_clip_norm"] = None if clip_state is None else clip_state.norm
+        return AggregateResult(rel.delta, AggregatorState(state.round + 1, clip_state, rel.privacy), metrics)
+
+    def release(self, state: AggregatorState, acc: Accumulator, rng: np.random.Generator | None = None) -> Release:
+        """The round's aggregate as it may leave the accumulator: noised (DP), with its privacy event recorded.
+
+        Does not advance the clip norm (see :meth:`next_clip`): a partitioned
+        aggregation releases several accumulators and advances C once, from the
+        sum of their noised bit counts.
+        """
+        state = self.state_for_round(state)
         if acc.round_index != state.round or acc.clip_norm != state.clip_norm:
             raise StateError(f"accumulator was opened for round {acc.round_index} with clip norm {acc.clip_norm}, "
                              f"but the state is at round {state.round} with clip norm {state.clip_norm}")
@@ -197,23 +234,37 @@ class Aggregator:
             if rng is None:
                 raise ConfigError("finish() with DP noise needs rng=np.random.Generator (seed it per round)")
             eps_next = self.check_budget(state)
-            delta, bit_mean = self._finish_dp(state, acc, rng, metrics)
+            delta, bit_sum = self._finish_dp(state, acc, rng, metrics)
             ledger = state.privacy.record(self.noise.noise_multiplier, self.noise.sampling_rate)
             if eps_next is not None:
                 metrics["epsilon"] = eps_next
         else:
             delta = self._combine(acc)
-            bit_mean = acc.unclipped / acc.count
+            bit_sum = float(acc.unclipped)
             ledger = state.privacy
             metrics["total_weight"] = acc.total_weight
             if self.clip is not None:
-                metrics["unclipped_fraction"] = bit_mean
+                metrics["unclipped_fraction"] = acc.unclipped / acc.count
                 metrics["clipped"] = acc.count - acc.unclipped
-        clip_state = state.clip
-        if self.clip is not None and clip_state is not None:
-            clip_state = self.clip.next(clip_state, bit_mean)
-        metrics["next_clip_norm"] = None if clip_state is None else clip_state.norm
-        return AggregateResult(delta, AggregatorState(state.round + 1, clip_state, ledger), metrics)
+        return Release(delta, ledger, acc.count, acc.total_weight, bit_sum, metrics)
+
+    def unclipped_mean(self, bit_sum: float, contributors: int) -> float:
+        """The mean bit b-bar adaptive clipping needs, from a (sum of) :attr:`Release.bit_sum`.
+
+        With DP the sum is of shifted, noised bits (sum_i (b_i - 1/2) + noise), so
+        b-bar = sum / expected_clients + 1/2 (not clamped; the estimator clamps);
+        without DP it is the plain count over the contributors.
+        """
+        if self.noise is not None:
+            return bit_sum / self.noise.expected_clients + 0.5
+        return bit_sum / contributors
+
+    def next_clip(self, state: AggregatorState, bit_sum: float, contributors: int) -> ClipState | None:
+        """The clip state of the next round, given this round's noised bit sum over ``contributors`` updates."""
+        state = self.state_for_round(state)
+        if self.clip is None or state.clip is None:
+            return state.clip
+        return self.clip.next(state.clip, self.unclipped_mean(bit_sum, contributors))
 
     def _combine(self, acc: Accumulator) -> np.ndarray:
         comb = self.combiner
@@ -232,14 +283,13 @@ class Aggregator:
         sigma = z_v * state.clip.norm
         delta = noised_mean(acc.sum, sigma, noise.expected_clients, rng)
         sigma_b = noise.bit_noise_stddev(self.adaptive)
-        bit_mean = math.nan
+        shifted = math.nan
         if self.adaptive:
             shifted = acc.unclipped - acc.count / 2.0
             if sigma_b > 0:
                 shifted += float(rng.normal(0.0, sigma_b))
-            bit_mean = shifted / noise.expected_clients + 0.5
-            metrics["unclipped_fraction_noised"] = min(1.0, max(0.0, bit_mean))
+            metrics["unclipped_fraction_noised"] = min(1.0, max(0.0, self.unclipped_mean(shifted, acc.count)))
         metrics.update(noise_multiplier=noise.noise_multiplier, value_noise_multiplier=z_v, noise_stddev=sigma,
                        bit_noise_stddev=sigma_b, denominator=noise.expected_clients,
                        unclipped_fraction=acc.unclipped / acc.count, clipped=acc.count - acc.unclipped)
-        return delta, bit_mean
+        return delta, shifted

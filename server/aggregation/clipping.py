@@ -27,6 +27,8 @@ from typing import Protocol, Union
 
 import numpy as np
 
+from fedmark.contract import ContractError, clip_scale as contract_clip_scale
+
 from .errors import ConfigError, StateError
 
 # The server never trusts a client's "within clip" claim.  Devices clip with
@@ -44,37 +46,33 @@ def l2_norm(vec: np.ndarray) -> float:
     return math.sqrt(float(np.dot(v, v)))
 
 
-def clip_scale(norm: float, clip_norm: float) -> float:
+#: The server scales a clipped update to C * (1 - INSIDE): applied in float64,
+#: rounding can then never leave it above C (the device's ``l2_clip`` keeps a
+#: larger float32 margin of 1e-6, which the server's BOUNDARY_RTOL covers).
+INSIDE = 1e-12
+
+
+def clip_scale(norm: float, clip_norm: float | None) -> float:
     """Factor that brings a vector of L2 norm ``norm`` inside the ball of radius ``clip_norm``.
 
-    Same rule as ``tf.clip_by_global_norm``: C / max(norm, C).  The result is
-    applied in float64 by callers, so the clipped norm never exceeds C by more
-    than float64 rounding; :func:`clip` additionally guarantees <= C in float32.
+    The contract's one clipping rule (``fedmark.contract.clip_scale``, which the
+    device's ``l2_clip`` uses too; None: no clipping), scaled strictly inside by
+    :data:`INSIDE`.  The accumulator applies it to float64 slices of the
+    update, so no model-sized float64 copy is made.
     """
-    if norm <= clip_norm:
+    if clip_norm is None:
         return 1.0
-    return clip_norm / norm
+    try:
+        return contract_clip_scale(norm, clip_norm, margin=INSIDE)
+    except ContractError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
-def clip(vec: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
-    """Return (vec scaled to L2 norm <= clip_norm as float32, original norm).
-
-    The float32 result provably satisfies ||out|| <= clip_norm: after scaling we
-    re-measure and, if float32 rounding left it a hair above, shrink by one more
-    ulp-sized step.
-    """
-    if not clip_norm > 0:
-        raise ConfigError(f"clip norm must be > 0, got {clip_norm}")
-    v = np.asarray(vec, dtype=np.float32)
-    norm = l2_norm(v)
-    if norm <= clip_norm:
-        return v, norm
-    out = (v.astype(np.float64) * (clip_norm / norm)).astype(np.float32)
-    shrink = 1.0
-    while l2_norm(out) > clip_norm:
-        shrink *= 1 - 1e-7
-        out = (v.astype(np.float64) * (clip_norm / norm * shrink)).astype(np.float32)
-    return out, norm
+def unclipped_bit(norm: float, clip_norm: float | None, rtol: float = BOUNDARY_RTOL) -> int:
+    """The adaptive-clipping bit the server counts: 1 iff the update lies clearly inside C (see BOUNDARY_RTOL)."""
+    if clip_norm is None:
+        return 1
+    return int(norm <= clip_norm * (1.0 - rtol))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ version, and one state blob to persist in the same transaction as that version.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,24 @@ class PipelineState:
     def from_bytes(b: bytes) -> "PipelineState":
         return PipelineState.from_tree(codec.unpack(b))
 
+    def without_optimizer(self) -> "PipelineState":
+        """This state with the server optimizer forgotten (step 0, no moments); ledger and clip norm kept."""
+        return replace(self, optimizer=OptimizerState())
+
+
+def reset_optimizer(blob: bytes | None) -> bytes | None:
+    """Forget the server optimizer's moments in a persisted state, keep the rest (privacy ledger, clip norm).
+
+    Used when a model's current version changes by publish, rollback, a refused
+    candidate or a new training configuration: momentum built on another
+    trajectory (or another parameter count) must not be applied to the new
+    base, while the privacy ledger must never be reset (epsilon counts every
+    release ever made).  ``None`` / empty (never aggregated) stays as it is.
+    """
+    if not blob:
+        return blob
+    return PipelineState.from_bytes(blob).without_optimizer().to_bytes()
+
 
 @dataclass(frozen=True)
 class RoundResult:
@@ -93,6 +111,15 @@ class Pipeline:
 
     def initialize(self, params: np.ndarray) -> PipelineState:
         return PipelineState(self.aggregator.initialize(), self.optimizer.initialize(np.asarray(params).reshape(-1)))
+
+    def restore(self, blob: bytes | None, params: np.ndarray) -> PipelineState:
+        """The persisted state ``blob`` (or a fresh one for ``params``); a reset optimizer is re-initialised for ``params``."""
+        if not blob:
+            return self.initialize(params)
+        state = PipelineState.from_bytes(blob)
+        if state.optimizer.step == 0 and not state.optimizer.slots:
+            state = replace(state, optimizer=self.optimizer.initialize(params))
+        return state
 
     def clip_norm(self, state: PipelineState) -> float | None:
         """Clip norm for this round's tasks (None: devices need not clip)."""

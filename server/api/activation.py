@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
+from fedmark.contract import Manifest, params_file
+from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.governance import activation
@@ -39,7 +41,7 @@ def activate_model():  # type: ignore[no-untyped-def]
     manifest = json.loads(row.manifest)
     base = f"/v1/models/{req.model}/versions/{v}/files/"
     files = {role: base + name for role, name in manifest.get("graphs", {}).items() if role in ("infer", "inference")}
-    files.setdefault("params", base + manifest.get("graphs", {}).get("params", "params.bin"))
+    files.setdefault("params", base + params_file(Manifest.from_json(manifest)))
     return jsonify({"model": req.model, "version": v, "digest": row.digest, "purpose": req.purpose,
                     "region": req.region, "manifest": manifest, "files": files,
                     "policy_version": policy.version, "k_min": policy.k_min})
@@ -58,7 +60,7 @@ def activate_segments():  # type: ignore[no-untyped-def]
 @bp.post("/v1/segments/reports")
 @requires("device")
 def segment_report():  # type: ignore[no-untyped-def]
-    raw = request.get_data(cache=True)
+    raw = read_body()
     body = json_body()
     with get_store().write() as conn:
         n = activation.store_segment_report(conn, principal(), body, now(), len(raw))

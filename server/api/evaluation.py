@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
-from server.governance import evaluation, gate, partners
+from server.governance import evaluation, partners
 from server.governance.policy import current_policy
+from server.lifecycle import gate
 from server.registry.service import require_model, version_row
 from server.rounds.service import get_rounds
 from server.storage import get_store
@@ -48,7 +50,7 @@ def evaluation_task():  # type: ignore[no-untyped-def]
 @requires("device")
 def evaluation_reports(model: str, target: int):  # type: ignore[no-untyped-def]
     who = principal()
-    raw = request.get_data(cache=True)
+    raw = read_body()
     body = json_body()
     with get_store().read() as conn:
         require_model(conn, model)
@@ -94,8 +96,7 @@ def evaluation_summary(name: str):  # type: ignore[no-untyped-def]
 @bp.post("/v1/models/<name>/candidates/<int:version>/decide")
 @requires("admin")
 def decide(name: str, version: int):  # type: ignore[no-untyped-def]
-    body = request.get_json(silent=True) or {}
-    force = bool(body.get("force", False)) if isinstance(body, dict) else False
+    force = bool(json_body(optional=True).get("force", False))
     with get_store().write() as conn:
         m = require_model(conn, name)
         policy = current_policy(conn, name)

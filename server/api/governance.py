@@ -8,8 +8,9 @@ from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.clock import iso
 from server.errors import ApiError
-from server.governance import audit, partners
+from server.governance import audit, decisions, partners
 from server.governance import policy as policies
+from server.lifecycle.policy import set_policy
 from server.registry.service import require_model
 from server.storage import get_store, schema
 
@@ -32,7 +33,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 @bp.put("/v1/models/<name>/policy")
 @requires("admin")
 def put_policy(name: str):  # type: ignore[no-untyped-def]
-    return jsonify(policies.set_policy(get_store(), name, json_body(), principal().name, now()))
+    return jsonify(set_policy(get_store(), name, json_body(), principal().name, now()))
 
 
 @bp.get("/v1/models/<name>/policy")
@@ -99,10 +100,10 @@ def list_rounds(name: str):  # type: ignore[no-untyped-def]
         partners.require_visible(conn, principal(), name)
         r = schema.rounds
         rows = conn.execute(select(r).where(r.c.model == name).order_by(r.c.created_at.desc()).limit(limit)).all()
-        k = (policies.current_policy(conn, name) or policies.Policy("none")).k_min
+        k = decisions.k_min(policies.current_policy(conn, name))
     out = []
     for row in reversed(rows):
-        shown = row.accepted if row.accepted >= k or row.accepted == 0 else None
+        shown = decisions.shown(row.accepted, k) if row.accepted else 0  # an empty round reveals no one
         out.append({"round_id": row.id, "seq": row.seq, "mode": row.mode, "state": row.state, "version": row.version,
                     "accepted": shown, "goal": row.goal, "result_version": row.result_version,
                     "opened_at": iso(row.created_at), "closed_at": iso(row.closed_at), "reason": row.reason})

@@ -5,11 +5,13 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
+from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
-from server.governance import activation, partners
+from server.governance import activation, decisions, partners
 from server.governance.policy import current_policy
+from server.lifecycle import training, versions
 from server.registry import service as registry
 from server.registry.artifacts import ArtifactError, read_archive
 from server.rounds.service import get_rounds
@@ -35,10 +37,10 @@ def publish(name: str):  # type: ignore[no-untyped-def]
     except ValueError:
         raise ApiError(400, "bad_request", f"query parameter parent must be a version number, got {parent!r}") from None
     try:
-        artifact = read_archive(request.get_data(cache=False))
+        artifact = read_archive(read_body(cache=False))
     except ArtifactError as exc:
         raise ApiError(400, "bad_artifact", str(exc)) from exc
-    out, created = registry.publish(get_store(), _blobs(), name, artifact, parent_v, principal().name, now())
+    out, created = versions.publish(get_store(), _blobs(), name, artifact, parent_v, principal().name, now())
     return jsonify(out), 201 if created else 200
 
 
@@ -71,8 +73,7 @@ def _version(name: str, version: int, *, files: bool = False):  # type: ignore[n
     with get_store().read() as conn:
         row = registry.version_row(conn, name, version)
         if who.role == "device":
-            policy = current_policy(conn, name)
-            if policy is not None and not (policy.region_allowed(who.region) and policy.partner_allowed(who.partner)):
+            if not decisions.device_allowed(current_policy(conn, name), who.region, who.partner):
                 raise ApiError(403, "policy_denied", f"the policy of {name!r} does not allow this device's region "
                                                      "or partner", extra={"reason": "device_not_allowed"})
         elif who.role == "marketer" and files and not activation.has_grant(conn, who, name, version):
@@ -130,13 +131,13 @@ def rollback(name: str):  # type: ignore[no-untyped-def]
     v = body.get("version")
     if isinstance(v, bool) or not isinstance(v, int):
         raise ApiError(400, "bad_request", "body must be {\"version\": <existing version number>}")
-    return jsonify(registry.rollback(get_store(), name, v, principal().name, now()))
+    return jsonify(versions.rollback(get_store(), name, v, principal().name, now()))
 
 
 @bp.put("/v1/models/<name>/training")
 @requires("admin")
 def put_training(name: str):  # type: ignore[no-untyped-def]
-    return jsonify(get_rounds().set_training(name, json_body(), principal().name))
+    return jsonify(training.set_training(get_store(), name, json_body(), principal().name, now()))
 
 
 @bp.get("/v1/models/<name>/training")

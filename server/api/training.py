@@ -6,6 +6,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
@@ -53,7 +54,7 @@ def upload(round_id: str):  # type: ignore[no-untyped-def]
 
     try:
         status, answer = ingest(get_rounds(), principal(), round_id, request.content_type, request.headers,
-                                lambda: request.get_data(cache=False), set_limit,
+                                lambda: read_body(cache=False), set_limit,
                                 int(current_app.config["MAX_UPDATE_BYTES"]))
     except ApiError as exc:
         if exc.status < 500:

@@ -52,6 +52,21 @@ def _bearer() -> str:
 
 
 def authenticate() -> Principal:
+    """The caller's principal; a client address that keeps failing is slowed down (429) before any lookup."""
+    limiter = current_app.extensions["fedmark_limiter"]
+    addr = request.remote_addr or "unknown"
+    wait = limiter.blocked("auth_failure", addr)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"too many requests with a missing or wrong token from this address; "
+                                            f"retry after {wait:.1f} s", retry_after=wait)
+    try:
+        return _authenticate()
+    except ApiError:
+        limiter.take("auth_failure", addr)
+        raise
+
+
+def _authenticate() -> Principal:
     token = _bearer()
     admin = current_app.config["ADMIN_TOKEN"]
     if admin and hmac.compare_digest(token.encode(), str(admin).encode()):
@@ -84,7 +99,7 @@ def requires(*roles: str) -> Callable[[F], F]:
             if who.role not in allowed:
                 raise ApiError(403, "forbidden", f"this endpoint needs role {' or '.join(sorted(allowed))}; your token has role {who.role}")
             if who.role == "device":
-                wait = current_app.extensions["fedmark_limiter"].take(who.device_id or who.name)
+                wait = current_app.extensions["fedmark_limiter"].take("device", who.device_id or who.name)
                 if wait > 0:
                     raise ApiError(429, "rate_limited", f"too many requests from this device; retry after {wait:.1f} s",
                                    retry_after=wait)

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, delete, select
 
 from server.auth.tokens import Principal
 from server.errors import ApiError
-from server.governance import audit
+from server.governance import audit, decisions
 from server.governance.policy import Policy, current_policy
 from server.storage import schema
 
@@ -68,17 +68,10 @@ def check(conn: Connection, who: Principal, req: Request) -> tuple[Policy | None
     policy = current_policy(conn, req.model)
     if policy is None:
         return None, model, "ungoverned_model", f"{req.model!r} has no governance policy; activation needs one"
-    if who.role == "marketer" and who.partner is not None and not policy.partner_allowed(who.partner):
-        return policy, model, "partner_not_allowed", f"{req.model!r} is not shared with partner {who.partner!r}"
-    if req.purpose not in policy.activation_purposes:
-        return policy, model, "purpose_not_allowed", (f"purpose {req.purpose!r} is not allowed for {req.model!r}; "
-                                                      f"allowed: {', '.join(policy.activation_purposes)}")
-    if req.region is not None:
-        if policy.activation_regions is not None and req.region not in policy.activation_regions:
-            return policy, model, "region_not_allowed", (f"region {req.region!r} may not be activated for "
-                                                         f"{req.model!r}; allowed: {', '.join(policy.activation_regions)}")
-        if not policy.exports(req.region):
-            return policy, model, "region_exports_nothing", f"region {req.region!r} exports nothing (residency policy)"
+    denial = decisions.activation_denial(policy, req.model, req.purpose, req.region,
+                                         who.partner if who.role == "marketer" else None)
+    if denial is not None:
+        return policy, model, denial.code, denial.message
     if model.current_version is None:
         return policy, model, "no_published_version", f"{req.model!r} has no published version"
     return policy, model, None, "allowed"
@@ -117,14 +110,13 @@ def segments(conn: Connection, who: Principal, req: Request, policy: Policy, ver
     counts: dict[str, int] = defaultdict(int)
     devices: dict[str, set[str]] = defaultdict(set)
     for row in conn.execute(q):
-        if not policy.exports(row.region) or (policy.activation_regions is not None
-                                              and row.region not in policy.activation_regions):
+        if decisions.activation_region_denial(policy, req.model, row.region) is not None:
             continue
         counts[row.segment] += int(row.count)
         devices[row.segment].add(row.device_id)
     out = []
     for seg in sorted(counts):
-        if len(devices[seg]) < policy.k_min:
+        if decisions.suppressed(len(devices[seg]), policy.k_min):
             out.append({"segment": seg, "suppressed": True, "reason": f"fewer than k_min={policy.k_min} devices"})
         else:
             out.append({"segment": seg, "count": counts[seg], "devices": len(devices[seg]), "suppressed": False})
@@ -147,24 +139,17 @@ def store_segment_report(conn: Connection, who: Principal, body: Mapping[str, An
     if policy is None:
         raise ApiError(403, "policy_denied", f"{model!r} has no policy; segments are only collected for governed "
                                              "models", extra={"reason": "ungoverned_model"})
-    reason = None
-    if not policy.region_allowed(who.region):
-        reason = "region_not_allowed"
-    elif not policy.partner_allowed(who.partner):
-        reason = "partner_not_allowed"
-    elif purpose.lower() not in policy.activation_purposes:
-        reason = "purpose_not_allowed"
-    elif not policy.exports(who.region or "default"):
-        reason = "region_exports_nothing"
+    reason = decisions.report_denial(policy, who.region, who.partner, purpose.lower())
     if reason is not None:
         raise ApiError(403, "policy_denied", f"segment counts for {model!r} and purpose {purpose!r} are not "
                                              f"accepted from this device ({reason})", extra={"reason": reason})
     s = schema.segment_reports
+    cell = decisions.place(who.region, who.partner)
     share = max(1, body_bytes // len(counts))
     for seg, n in counts.items():
         conn.execute(delete(s).where(s.c.model == model, s.c.version == version, s.c.purpose == purpose.lower(),
                                      s.c.device_id == who.device_id, s.c.segment == seg))
         conn.execute(s.insert().values(model=model, version=version, purpose=purpose.lower(), device_id=who.device_id,
-                                       region=who.region or "default", partner=who.partner or "default", segment=seg,
+                                       region=cell.region, partner=cell.partner, segment=seg,
                                        count=int(n), body_bytes=share, at=now))
     return len(counts)

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, delete, select
 
 from fedmark.metrics import HIST_BINS, ScoreHistogram, population_stability_index
 from server.errors import ApiError
+from server.governance import decisions
 from server.governance.policy import Policy
 from server.storage import schema
 
@@ -177,7 +178,7 @@ def metrics_of(rows: list[Any]) -> dict[str, Any]:
 
 
 def _public(m: dict[str, Any], k_min: int) -> dict[str, Any]:
-    if m.get("devices", 0) < k_min:
+    if decisions.suppressed(m.get("devices", 0), k_min):
         return {"suppressed": True, "reason": f"fewer than k_min={k_min} devices"}
     return {k: v for k, v in m.items() if not k.startswith("_")}
 
@@ -206,7 +207,7 @@ def versions_under_evaluation(conn: Connection, model: str, target: int) -> dict
 
 def summarize(conn: Connection, model: str, target: int, policy: Policy | None, *, public: bool = True) -> dict[str, Any]:
     """Metrics of every version under evaluation: overall, by region, by segment; spread, drift, contribution."""
-    k = policy.k_min if policy is not None else 1
+    k = decisions.k_min(policy)
     roles = versions_under_evaluation(conn, model, target)
     rows = conn.execute(select(schema.eval_reports).where(schema.eval_reports.c.model == model,
                                                           schema.eval_reports.c.target == target)).all()
@@ -238,7 +239,8 @@ def summarize(conn: Connection, model: str, target: int, policy: Policy | None, 
         versions[str(v)] = dict(meta, overall=fmt(overall), by_region={r: fmt(m) for r, m in reg_m.items()},
                                 by_segment={s: fmt(m) for s, m in seg_m.items()})
     tgt = raw.get(target, {"overall": {"devices": 0}, "by_region": {}})
-    visible = {r: m for r, m in tgt["by_region"].items() if m.get("devices", 0) >= k and m.get(metric) is not None}
+    visible = {r: m for r, m in tgt["by_region"].items()
+               if not decisions.suppressed(m.get("devices", 0), k) and m.get(metric) is not None}
     spread = None
     if len(visible) >= 2:
         vals = [m[metric] for m in visible.values()]
@@ -264,7 +266,7 @@ def summarize(conn: Connection, model: str, target: int, policy: Policy | None, 
         if meta["role"] != "variant":
             continue
         ov = raw.get(v, {}).get("overall", {})
-        if tval is None or ov.get(metric) is None or (public and min(ov["devices"], tgt["overall"]["devices"]) < k):
+        if tval is None or ov.get(metric) is None or (public and decisions.suppressed(min(ov["devices"], tgt["overall"]["devices"]), k)):
             contribution[meta["without_partner"]] = {"version": v, "metric": metric, "value": None}
             continue
         diff = (tval - ov[metric]) if higher else (ov[metric] - tval)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select
 from server.auth.tokens import Principal
 from server.clock import iso
 from server.errors import ApiError
+from server.governance import decisions
 from server.governance.policy import current_policy
 from server.storage import schema
 
@@ -35,8 +36,7 @@ def scoped_partner(who: Principal, requested: str | None = None) -> str | None:
 def model_visible(conn: Connection, who: Principal, model: str) -> bool:
     if who.role != "marketer" or who.partner is None:
         return True
-    policy = current_policy(conn, model)
-    return policy is not None and policy.partner_allowed(who.partner)
+    return decisions.shared_with(current_policy(conn, model), who.partner)
 
 
 def require_visible(conn: Connection, who: Principal, model: str) -> None:
@@ -61,10 +61,8 @@ def partners(conn: Connection) -> list[dict[str, Any]]:
     shared: dict[str, list[str]] = {n: [] for n in names}
     for (m,) in conn.execute(select(schema.models.c.name).where(schema.models.c.line_of.is_(None))):
         pol = current_policy(conn, m)
-        if pol is None:
-            continue
         for n in names:
-            if pol.partner_allowed(n):
+            if decisions.shared_with(pol, n):
                 shared[n].append(m)
     return [{"partner": n, "devices": int(dev.get(n, 0)), "app_keys": int(keys.get(n, 0)), "shared_models": shared[n]}
             for n in names]

@@ -50,7 +50,8 @@ GATE_METRICS: dict[str, bool] = {"auc": True, "loss": False, "ece": False, "hr":
 EXPORT_MODES = ("aggregate", "none")
 
 
-def _bad(key: str, why: str) -> ApiError:
+def bad_policy(key: str, why: str) -> ApiError:
+    """The 400 ``bad_policy`` error about one key of a policy body."""
     return ApiError(400, "bad_policy", f"policy: {key} {why}")
 
 
@@ -59,9 +60,9 @@ def _names(d: Mapping[str, Any], key: str, *, allow_null: bool) -> tuple[str, ..
     if v is None:
         if allow_null:
             return None
-        raise _bad(key, "is required")
+        raise bad_policy(key, "is required")
     if not isinstance(v, list) or not v or not all(isinstance(x, str) and _TOKEN_RE.match(x) for x in v):
-        raise _bad(key, f"must be {'null or ' if allow_null else ''}a non-empty list of names "
+        raise bad_policy(key, f"must be {'null or ' if allow_null else ''}a non-empty list of names "
                         f"(A-Z a-z 0-9 . _ : -), got {v!r}")
     return tuple(dict.fromkeys(v))
 
@@ -72,10 +73,10 @@ def _number(d: Mapping[str, Any], key: str, default: float | None, lo: float, *,
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-        raise _bad(where + key, f"must be a number >= {lo}, got {v!r}")
+        raise bad_policy(where + key, f"must be a number >= {lo}, got {v!r}")
     if integer:
         if int(v) != v:
-            raise _bad(where + key, f"must be an integer, got {v!r}")
+            raise bad_policy(where + key, f"must be an integer, got {v!r}")
         return int(v)
     return float(v)
 
@@ -139,20 +140,20 @@ class Policy:
     @staticmethod
     def from_json(d: Any) -> "Policy":
         if not isinstance(d, Mapping):
-            raise _bad("body", "must be a JSON object")
+            raise bad_policy("body", "must be a JSON object")
         known = {"purpose", "description", "consent_purposes", "allowed_regions", "allowed_partners", "residency",
                  "k_min", "min_region_contributors", "gate", "partner_contribution", "activation", "record_bytes"}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise _bad(", ".join(unknown), f"unknown key(s); known keys: {', '.join(sorted(known))}")
+            raise bad_policy(", ".join(unknown), f"unknown key(s); known keys: {', '.join(sorted(known))}")
         purpose = d.get("purpose")
         if not isinstance(purpose, str) or not _TOKEN_RE.match(purpose):
-            raise _bad("purpose", f"is required: the consent purpose records must carry, e.g. \"propensity_scoring\"; "
+            raise bad_policy("purpose", f"is required: the consent purpose records must carry, e.g. \"propensity_scoring\"; "
                                   f"got {purpose!r}")
         purpose = purpose.lower()
         desc = d.get("description", "")
         if not isinstance(desc, str) or len(desc) > 2000:
-            raise _bad("description", "must be a string of at most 2000 characters")
+            raise bad_policy("description", "must be a string of at most 2000 characters")
         consents = _names(d, "consent_purposes", allow_null=True) or (purpose,)
         consents = tuple(dict.fromkeys(c.lower() for c in consents))
         if purpose not in consents:
@@ -162,37 +163,37 @@ class Policy:
         res = d.get("residency", {})
         if not isinstance(res, Mapping) or not all(isinstance(k, str) and _TOKEN_RE.match(k) and v in EXPORT_MODES
                                                    for k, v in res.items()):
-            raise _bad("residency", f"must map region names to one of {EXPORT_MODES}, e.g. {{\"cn\": \"none\"}}; "
+            raise bad_policy("residency", f"must map region names to one of {EXPORT_MODES}, e.g. {{\"cn\": \"none\"}}; "
                                     f"got {res!r}")
         if regions is not None:
             stray = sorted(set(res) - set(regions))
             if stray:
-                raise _bad("residency", f"names region(s) {stray} that allowed_regions does not allow")
+                raise bad_policy("residency", f"names region(s) {stray} that allowed_regions does not allow")
         gate = None
         g = d.get("gate")
         if g is not None:
             if not isinstance(g, Mapping):
-                raise _bad("gate", "must be null or an object such as {\"metric\": \"auc\", \"max_regression\": 0.02}")
+                raise bad_policy("gate", "must be null or an object such as {\"metric\": \"auc\", \"max_regression\": 0.02}")
             gunknown = sorted(set(g) - {"metric", "max_regression", "min_contributors", "min_evaluators", "max_epsilon"})
             if gunknown:
-                raise _bad("gate." + ", gate.".join(gunknown), "unknown key(s)")
+                raise bad_policy("gate." + ", gate.".join(gunknown), "unknown key(s)")
             metric = g.get("metric", "auc")
             if metric not in GATE_METRICS:
-                raise _bad("gate.metric", f"must be one of {', '.join(GATE_METRICS)}, got {metric!r}")
+                raise bad_policy("gate.metric", f"must be one of {', '.join(GATE_METRICS)}, got {metric!r}")
             gate = Gate(metric, _number(g, "max_regression", 0.0, 0.0, where="gate."),
                         _number(g, "min_contributors", 1, 1, integer=True, where="gate."),
                         _number(g, "min_evaluators", 1, 1, integer=True, where="gate."),
                         _number(g, "max_epsilon", None, 0.0, where="gate."))
         act = d.get("activation", {})
         if not isinstance(act, Mapping) or set(act) - {"purposes", "regions"}:
-            raise _bad("activation", "must be an object with optional keys purposes and regions")
+            raise bad_policy("activation", "must be an object with optional keys purposes and regions")
         act_purposes = _names(act, "purposes", allow_null=True) or (purpose,)
         act_regions = _names(act, "regions", allow_null=True)
         if act_regions is None:
             act_regions = regions
         pc = d.get("partner_contribution", False)
         if not isinstance(pc, bool):
-            raise _bad("partner_contribution", f"must be true or false, got {pc!r}")
+            raise bad_policy("partner_contribution", f"must be true or false, got {pc!r}")
         return Policy(purpose=purpose, description=desc, consent_purposes=consents, allowed_regions=regions,
                       allowed_partners=partners, residency=dict(res),
                       k_min=_number(d, "k_min", 1, 1, integer=True),
@@ -240,8 +241,25 @@ def policy_version(conn: Connection, model: str, version: int) -> Policy | None:
     return None if row is None else _from_row(row)
 
 
+def check_applicable(model: str, policy: Policy, training: Mapping[str, Any] | None) -> None:
+    """Refuse a policy that cannot govern ``model`` as configured (400 ``bad_policy``)."""
+    if "@" in model:
+        raise ApiError(400, "bad_policy", f"{model!r} is a regional line; set the policy of its model instead")
+    if policy.gate is not None and training is not None and training.get("mode") == "async":
+        raise bad_policy("gate", "needs sync rounds (a candidate is evaluated before the next round); the training "
+                                 "configuration uses mode 'async'")
+
+
+def purpose_warnings(policy: Policy, manifest: Mapping[str, Any]) -> list[str]:
+    """What an admin should know when the current version (its manifest JSON) was built for another purpose."""
+    if str(manifest.get("purpose", "")).lower() != policy.purpose:
+        return [f"the current version's manifest purpose is {manifest.get('purpose')!r}; tasks carry the "
+                f"policy's purpose {policy.purpose!r}, which devices must filter records on"]
+    return []
+
+
 def store_policy(conn: Connection, model: str, policy: Policy, actor: str, now: float) -> tuple[int, str]:
-    """Insert the next policy version of ``model`` and audit it (inside the caller's transaction)."""
+    """Insert the next policy version of ``model`` (inside the caller's transaction; the caller audits it)."""
     body = policy.to_json()
     text = json.dumps(body, sort_keys=True)
     digest = sha256_bytes(audit.canonical(body))
@@ -257,35 +275,3 @@ def history(conn: Connection, model: str) -> list[dict[str, Any]]:
                         .order_by(schema.policies.c.version)).all()
     return [{"version": r.version, "digest": r.digest, "actor": r.actor, "created_at": r.created_at,
              "policy": json.loads(r.body)} for r in rows]
-
-
-def set_policy(store: Any, model: str, body: Any, actor: str, now: float) -> dict[str, Any]:
-    """Validate and store a new policy version; the open round is abandoned (a round runs under one policy)."""
-    from server.registry.service import record_event, require_model
-    from server.rounds.state import abandon_open
-
-    policy = Policy.from_json(body)
-    if "@" in model:
-        raise ApiError(400, "bad_policy", f"{model!r} is a regional line; set the policy of its model instead")
-    warnings: list[str] = []
-    with store.write() as conn:
-        row = require_model(conn, model)
-        if policy.gate is not None and row.training is not None and json.loads(row.training).get("mode") == "async":
-            raise _bad("gate", "needs sync rounds (a candidate is evaluated before the next round); the training "
-                               "configuration uses mode 'async'")
-        if row.current_version is not None:
-            man = json.loads(conn.execute(select(schema.versions.c.manifest).where(
-                schema.versions.c.model == model, schema.versions.c.version == row.current_version)).scalar_one())
-            if str(man.get("purpose", "")).lower() != policy.purpose:
-                warnings.append(f"the current version's manifest purpose is {man.get('purpose')!r}; tasks carry the "
-                                f"policy's purpose {policy.purpose!r}, which devices must filter records on")
-        version, digest = store_policy(conn, model, policy, actor, now)
-        abandoned = abandon_open(conn, model, f"policy version {version} set", now)
-        for (line,) in conn.execute(select(schema.models.c.name).where(schema.models.c.line_of == model)).all():
-            abandoned += abandon_open(conn, line, f"policy version {version} set", now)
-        record_event(conn, model, "policy", row.current_version, actor, {"policy_version": version, "digest": digest}, now)
-        entries = [audit.Entry("policy.set", model, actor, subject=f"policy:{version}",
-                               detail={"version": version, "digest": digest, "policy": policy.to_json()})]
-        entries += [audit.Entry("round.abandoned", model, actor, code="policy_changed", subject=rid) for rid in abandoned]
-        audit.append(conn, now, entries)
-    return {"model": model, "version": version, "digest": digest, "policy": policy.to_json(), "warnings": warnings}

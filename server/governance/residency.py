@@ -16,8 +16,10 @@ Export.  A region whose policy says ``"none"`` exports nothing, not even its
 aggregate.  Its devices never get tasks of the global model; they train a
 separate model line ``<model>@<region>`` (its own rows in ``models`` and
 ``versions``: its own version series, rounds, privacy ledgers), created on
-first use from the global model's current version.  Its aggregates are folded
-only into that line.
+first use from the global model's current version (by
+:func:`server.registry.lines.ensure_line`).  Its aggregates are folded only
+into that line.  Which line a device trains is decided by
+:func:`server.governance.decisions.training_line`.
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
-from server.governance import audit
 from server.storage import schema
 
 LINE_SEP = "@"
+#: Region / partner of a device enrolled without one: its updates form the cell ("default", "default").
+DEFAULT_PLACE = "default"
 _TRACE_LOCK = threading.Lock()
 
 
@@ -57,6 +60,11 @@ class Cell:
         return f"{self.region}|{self.partner}"
 
 
+def place(region: str | None, partner: str | None) -> Cell:
+    """The cell (partition) a device's updates, reports and contributions belong to."""
+    return Cell(region or DEFAULT_PLACE, partner or DEFAULT_PLACE)
+
+
 def cells_of(conn: Connection, round_id: str, ids: list[int] | None = None) -> "OrderedDict[Cell, list[int]]":
     """Partition keys of the round's stored updates (no bodies): cell -> update ids in id order."""
     u = schema.updates
@@ -65,7 +73,7 @@ def cells_of(conn: Connection, round_id: str, ids: list[int] | None = None) -> "
         q = q.where(u.c.id.in_(ids))
     out: "OrderedDict[Cell, list[int]]" = OrderedDict()
     for row in conn.execute(q):
-        out.setdefault(Cell(row.region or "default", row.partner or "default"), []).append(int(row.id))
+        out.setdefault(place(row.region, row.partner), []).append(int(row.id))
     return OrderedDict(sorted(out.items(), key=lambda kv: (kv[0].region, kv[0].partner)))
 
 
@@ -102,41 +110,9 @@ class RegionReader:
             f.write(line + "\n")
 
 
-def ensure_line(conn: Connection, model: str, region: str, now: float, actor: str = "server") -> str:
-    """The regional line of ``model`` for ``region``, created from the model's current version if new."""
-    from server.registry.service import _insert_version, manifest_of, record_event, version_row
-
-    name = line_name(model, region)
-    row = conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
-    if row is not None:
-        return name
-    base_model = conn.execute(select(schema.models).where(schema.models.c.name == model)).one()
-    base = version_row(conn, model, base_model.current_version)
-    conn.execute(schema.models.insert().values(name=name, current_version=None, training=base_model.training,
-                                               agg_state=None, stopped=None, created_at=now, line_of=model,
-                                               region=region))
-    version, digest = _insert_version(conn, name, manifest_of(base), "publish", None, now,
-                                      metrics={"forked_from": {"model": model, "version": base.version}})
-    record_event(conn, name, "line", version, actor, {"forked_from": model, "version": base.version,
-                                                     "region": region}, now)
-    audit.append(conn, now, [audit.Entry("line.created", name, actor, subject=f"v{version}",
-                                         detail={"model": model, "region": region, "from_version": base.version,
-                                                 "digest": digest})])
-    return name
-
-
 def lines_of(conn: Connection, model: str) -> list[Any]:
     return conn.execute(select(schema.models).where(schema.models.c.line_of == model)
                         .order_by(schema.models.c.name)).all()
-
-
-def propagate_training(conn: Connection, model: str, training_json: str) -> list[str]:
-    """A model's training configuration applies to its regional lines too; returns the lines updated."""
-    names = [r.name for r in lines_of(conn, model)]
-    for name in names:
-        conn.execute(update(schema.models).where(schema.models.c.name == name).values(training=training_json,
-                                                                                      stopped=None))
-    return names
 
 
 def trace_path_from(config: Any) -> str | None:

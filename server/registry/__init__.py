@@ -1,1 +1,3 @@
-"""Model registry: artifact archives (artifacts.py) and immutable, content-addressed versions with lineage (service.py)."""
+"""Model registry: artifact archives (artifacts.py), immutable, content-addressed versions with lineage
+(service.py) and regional model lines (lines.py).  Publish and rollback, which also end rounds, are
+use cases of :mod:`server.lifecycle.versions`."""

@@ -7,6 +7,10 @@ files, same manifest apart from version number) returns the existing version.
 Versions written by a round reuse the parent's graphs and carry a new
 ``params.bin``; files are stored once per content hash (``BlobStore``).
 Every publish, round and rollback appends a lineage/audit event.
+
+This module holds the registry's own operations (inside the caller's
+transaction); the use cases that also end rounds - publish and rollback - are
+in :mod:`server.lifecycle.versions`, regional lines in :mod:`server.registry.lines`.
 """
 from __future__ import annotations
 
@@ -17,22 +21,23 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, func, select, update
-from sqlalchemy.exc import IntegrityError
 
-from fedmark.contract import Manifest, manifest_digest
+from fedmark.contract import Manifest, manifest_digest, params_file
+from server.aggregation import reset_optimizer as reset_optimizer_state
 from server.clock import iso
 from server.errors import ApiError
 from server.governance import audit
-from server.registry.artifacts import Artifact, params_file, params_from_bytes
-from server.rounds.state import abandon_open
+from server.registry.artifacts import params_from_bytes
 from server.storage import BlobStore, Store, schema
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# A name starts with a letter or digit: "." and ".." (and hidden-file names) would read as paths in URLs and logs.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_model_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise ApiError(400, "bad_request", f"model name {name!r} must be 1-128 characters from A-Z a-z 0-9 . _ -")
+        raise ApiError(400, "bad_request", f"model name {name!r} must be 1-128 characters from A-Z a-z 0-9 . _ -, "
+                                           "starting with a letter or digit")
     return name
 
 
@@ -46,12 +51,12 @@ def record_event(conn: Connection, model: str, kind: str, version: int | None, a
                                                detail=json.dumps(detail, sort_keys=True), at=now))
 
 
-def _model_row(conn: Connection, name: str) -> Any:
+def model_row(conn: Connection, name: str) -> Any:
     return conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
 
 
 def require_model(conn: Connection, name: str) -> Any:
-    row = _model_row(conn, name)
+    row = model_row(conn, name)
     if row is None:
         raise ApiError(404, "unknown_model", f"no model named {name!r}; publish one with POST /v1/models/{name}/versions")
     return row
@@ -85,7 +90,7 @@ def version_json(row: Any) -> dict[str, Any]:
 PUBLISHABLE = (None, "published")
 
 
-def _insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent: int | None, now: float,
+def insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent: int | None, now: float,
                     status: str | None = None, **lineage: Any) -> tuple[int, str]:
     """Insert the next version number of ``name`` with manifest ``m`` (version field rewritten).
 
@@ -107,47 +112,31 @@ def _insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent:
     return nxt, digest
 
 
-def _reset_optimizer(conn: Connection, name: str) -> None:
-    from server.rounds.aggregate import reset_optimizer
-
+def reset_optimizer(conn: Connection, name: str) -> None:
+    """Forget the model's server-optimizer moments (its current version changed); the privacy ledger stays."""
     blob = conn.execute(select(schema.models.c.agg_state).where(schema.models.c.name == name)).scalar_one_or_none()
     if blob:
-        conn.execute(update(schema.models).where(schema.models.c.name == name).values(agg_state=reset_optimizer(blob)))
+        conn.execute(update(schema.models).where(schema.models.c.name == name)
+                     .values(agg_state=reset_optimizer_state(blob)))
 
 
-def publish(store: Store, blobs: BlobStore, name: str, artifact: Artifact, parent: int | None, actor: str,
-            now: float) -> tuple[dict[str, Any], bool]:
-    """Make ``artifact`` a new current version of ``name``; returns (answer, created)."""
-    check_model_name(name)
-    for data in artifact.files.values():
-        blobs.put(data)  # durable before the version row that points at it is committed
-    key = content_key(dataclasses.replace(artifact.manifest, model=name))
-    for _ in range(3):
-        try:
-            with store.write() as conn:
-                if _model_row(conn, name) is None:
-                    conn.execute(schema.models.insert().values(name=name, current_version=None, training=None,
-                                                               agg_state=None, stopped=None, created_at=now))
-                same = conn.execute(select(schema.versions).where(
-                    schema.versions.c.model == name, schema.versions.c.content_key == key,
-                    schema.versions.c.kind == "publish")).first()
-                if same is not None:
-                    return {"model": name, "version": same.version, "digest": same.digest}, False
-                if parent is not None:
-                    version_row(conn, name, parent)
-                superseded = supersede_candidate(conn, name, "a new artifact was published")
-                version, digest = _insert_version(conn, name, artifact.manifest, "publish", parent, now)
-                abandoned = abandon_open(conn, name, f"version {version} published", now)
-                _reset_optimizer(conn, name)
-                record_event(conn, name, "publish", version, actor, {"digest": digest, "parent": parent}, now)
-                audit.append(conn, now, [audit.Entry("version.published", name, actor, code="artifact",
-                                                     subject=f"v{version}", detail={"version": version, "digest": digest,
-                                                                                    "parent": parent})]
-                             + superseded + abandoned_entries(name, actor, "version_published", abandoned))
-                return {"model": name, "version": version, "digest": digest}, True
-        except IntegrityError:
-            continue  # a concurrent publish took the version number; try the next one
-    raise ApiError(503, "unavailable", "concurrent publishes of this model; retry", retry_after=1)
+def ensure_model(conn: Connection, name: str, now: float) -> None:
+    """Create the model's row on its first publish."""
+    if model_row(conn, name) is None:
+        conn.execute(schema.models.insert().values(name=name, current_version=None, training=None,
+                                                   agg_state=None, stopped=None, created_at=now))
+
+
+def same_content(conn: Connection, name: str, key: str) -> Any:
+    """The published version of ``name`` with content key ``key`` (see :func:`content_key`), if any."""
+    return conn.execute(select(schema.versions).where(
+        schema.versions.c.model == name, schema.versions.c.content_key == key,
+        schema.versions.c.kind == "publish")).first()
+
+
+def make_current(conn: Connection, name: str, version: int) -> None:
+    """Point the model at ``version`` (the caller checked it may be current)."""
+    conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=version))
 
 
 def supersede_candidate(conn: Connection, name: str, why: str) -> list[audit.Entry]:
@@ -184,32 +173,13 @@ def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, 
     files = dict(m.files)
     files[pname] = digest_params
     new_m = dataclasses.replace(m, files=files)
-    version, digest = _insert_version(conn, name, new_m, "round", base.version, now, status=status,
+    version, digest = insert_version(conn, name, new_m, "round", base.version, now, status=status,
                                       round_id=round_id, contributors=contributors, metrics=metrics, epsilon=epsilon,
                                       delta=delta)
     if status != "variant":
         record_event(conn, name, "round", version, "server", {"round_id": round_id, "parent": base.version,
                                                               "contributors": contributors, "status": status}, now)
     return version, digest
-
-
-def rollback(store: Store, name: str, version: int, actor: str, now: float) -> dict[str, Any]:
-    with store.write() as conn:
-        model = require_model(conn, name)
-        row = version_row(conn, name, version)
-        if row.status not in PUBLISHABLE:
-            raise ApiError(409, "not_publishable", f"version {version} of {name!r} is {row.status!r}: only published "
-                                                   "versions can be made current (a candidate passes its gate first)")
-        superseded = supersede_candidate(conn, name, f"rolled back to version {version}")
-        conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=version))
-        abandoned = abandon_open(conn, name, f"rolled back to version {version}", now)
-        _reset_optimizer(conn, name)
-        record_event(conn, name, "rollback", version, actor, {"from": model.current_version, "to": version}, now)
-        audit.append(conn, now, [audit.Entry("version.rolled_back", name, actor, subject=f"v{version}",
-                                             detail={"from": model.current_version, "to": version})]
-                     + superseded + abandoned_entries(name, actor, "rolled_back", abandoned))
-        return {"model": name, "current_version": version, "previous_version": model.current_version,
-                "digest": row.digest}
 
 
 def list_models(store: Store) -> list[dict[str, Any]]:

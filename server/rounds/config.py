@@ -6,6 +6,8 @@ stuck or privacy-violating round.  Unknown keys are refused by name.
 """
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -31,6 +33,10 @@ def _num(d: Mapping[str, Any], key: str, default: float, lo: float | None = None
     if hi is not None and v > hi:
         raise _bad(key, f"must be <= {hi}, got {v!r}")
     return int(v) if integer else float(v)
+
+
+#: Largest ``hyperparams`` / ``eligibility`` section (JSON bytes): each task carries both to its device.
+MAX_SECTION_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class TrainingConfig:
         for key in ("hyperparams", "eligibility"):
             if key in d and not isinstance(d[key], Mapping):
                 raise _bad(key, "must be an object")
+            if key in d and len(json.dumps(d[key])) > MAX_SECTION_BYTES:
+                raise _bad(key, f"is larger than {MAX_SECTION_BYTES} bytes as JSON; every task carries it to every "
+                                "device, so keep it to the few settings the trainer reads")
         encoding = d.get("encoding", "f32")
         if encoding not in ENCODINGS:
             raise _bad("encoding", f"must be one of {', '.join(sorted(ENCODINGS))}, got {encoding!r}")

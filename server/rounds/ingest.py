@@ -5,8 +5,10 @@ content type, round exists, headers, body size (capped at the exact size of an
 f32 update of this model, so a body can never exceed O(parameters)), replay
 (idempotency key), round open, decodable body (magic, length, checksum),
 encoding, every value finite, the device holds a task in this round, version /
-staleness.  The L2 norm is measured here, but the update is re-clipped
-server-side at fold time whatever the device claims.
+staleness.  The body is decoded once here, to validate it; its norm is
+measured and the update re-clipped server-side at fold time, whatever the
+device claims (its ``X-Fedmark-Within-Clip`` claim is stored as sent, NULL
+when absent, and only compared with the server's own bit).
 
 Exactly once: the idempotency receipt ``(device, round, key) -> body hash,
 update id`` is inserted in the same transaction as the update and the round's
@@ -24,21 +26,17 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from fedmark.contract import (HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_WITHIN_CLIP,
-                              UPDATE_CONTENT_TYPE, Manifest, WireError, decode_update, encoded_size, sha256_bytes)
+from fedmark.contract import (UPDATE_CONTENT_TYPE, Manifest, ProtocolError, UploadHeaders, WireError, decode_update,
+                              encoded_size, parse_upload_headers, sha256_bytes)
 from server.auth.tokens import Principal
 from server.errors import ApiError
-from server.governance import audit
+from server.governance import audit, decisions
 from server.governance.policy import policy_version
 from server.registry.service import version_row
 from server.rounds.config import TrainingConfig
@@ -48,44 +46,14 @@ from server.rounds.strategy import StaleUpdate, strategy_for
 from server.storage import schema
 
 log = logging.getLogger("fedmark.server.ingest")
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
-@dataclass(frozen=True)
-class Headers:
-    version: int
-    num_examples: int
-    within_clip: bool | None
-    key: str
-
-
-def parse_headers(h: Mapping[str, str]) -> Headers:
-    def need_int(name: str, lo: int) -> int:
-        raw = h.get(name)
-        if raw is None:
-            raise ApiError(400, "bad_header", f"header {name} is required")
-        try:
-            v = int(raw.strip())
-        except ValueError:
-            raise ApiError(400, "bad_header", f"header {name} must be an integer, got {raw!r}") from None
-        if v < lo:
-            raise ApiError(400, "bad_header", f"header {name} must be >= {lo}, got {v}")
-        return v
-
-    version = need_int(HDR_MODEL_VERSION, 1)
-    num = need_int(HDR_NUM_EXAMPLES, 1)
-    raw_bit = h.get(HDR_WITHIN_CLIP)
-    if raw_bit is None:
-        bit = None
-    elif raw_bit.strip() in ("0", "1"):
-        bit = raw_bit.strip() == "1"
-    else:
-        raise ApiError(400, "bad_header", f"header {HDR_WITHIN_CLIP} must be 0 or 1, got {raw_bit!r}")
-    key = h.get(HDR_IDEMPOTENCY)
-    if key is None or not _KEY_RE.match(key):
-        raise ApiError(400, "bad_header", f"header {HDR_IDEMPOTENCY} is required: 1-200 printable ASCII characters, "
-                                          "the same on every retry of this update (e.g. a UUID)")
-    return Headers(version, num, bit, key)
+def parse_headers(h: Mapping[str, str]) -> UploadHeaders:
+    """The update's headers, validated by the contract (``fedmark.contract.parse_upload_headers``); 400 bad_header."""
+    try:
+        return parse_upload_headers(h)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
 
 
 @lru_cache(maxsize=256)
@@ -156,10 +124,7 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
     if enc not in ("f32", cfg.encoding):
         raise ApiError(400, "bad_encoding", f"the task asked for encoding {cfg.encoding!r} (or lossless 'f32'); "
                                             f"the update is {enc!r}")
-    norm = float(np.linalg.norm(vec.astype(np.float64)))
-    if not math.isfinite(norm):
-        raise ApiError(400, "non_finite", "update norm overflows; values are too large")
-    del vec
+    del vec  # decoded once, to validate it; the fold decodes, measures and re-clips it from storage
     strategy = strategy_for(cfg)
     now = svc.now
     if rnd.deadline is not None and now >= rnd.deadline:
@@ -193,11 +158,11 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
                 strategy.check_version(svc._view(cur), task.version, hdr.version)
             except StaleUpdate as exc:
                 raise ApiError(409, "stale_version", str(exc)) from exc
-            region, partner = who.region or "default", who.partner or "default"
+            cell = decisions.place(who.region, who.partner)  # the update's partition keys
+            region, partner = cell.region, cell.partner
             uid = conn.execute(schema.updates.insert().values(
                 round_id=round_id, task_id=task.id, device_id=who.device_id, base_version=task.version,
-                num_examples=hdr.num_examples, within_clip=bool(hdr.within_clip) if hdr.within_clip is not None else norm <= (cur.clip_norm or math.inf),
-                norm=norm, encoding=enc, body=body, created_at=now, region=region, partner=partner)).inserted_primary_key[0]
+                num_examples=hdr.num_examples, within_clip=hdr.within_clip, encoding=enc, body=body, created_at=now, region=region, partner=partner)).inserted_primary_key[0]
             conn.execute(schema.receipts.insert().values(device_id=who.device_id, round_id=round_id, idem_key=hdr.key,
                                                          body_sha=body_sha, update_id=uid, created_at=now))
             conn.execute(update(schema.tasks).where(schema.tasks.c.id == task.id).values(state="done"))

@@ -23,16 +23,17 @@ from flask import Flask, current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from fedmark.contract import ERR_BAD_TRAINING_CONFIG, ProtocolError, build_task
 from server.auth.tokens import Principal
 from server.clock import Clock, iso
 from server.errors import ApiError
-from server.governance import audit, residency
+from server.governance import audit, decisions, residency
 from server.governance.policy import Policy, current_policy
-from server.registry.service import (abandoned_entries, load_params, manifest_of, record_event, require_model,
-                                     version_row)
+from server.registry.lines import ensure_line
+from server.registry.service import abandoned_entries, load_params, manifest_of, require_model, version_row
 from server.rounds import aggregate
 from server.rounds.config import TrainingConfig
-from server.rounds.state import OPEN, abandon_open
+from server.rounds.state import OPEN, abandon, abandon_open
 from server.rounds.strategy import RoundView, strategy_for
 from server.storage import BlobStore, Store, schema
 
@@ -98,31 +99,7 @@ class RoundService:
                                                             schema.rounds.c.state == OPEN)).first()
 
     # ------------------------------------------------------------------ training config
-    def set_training(self, model: str, body: Any, actor: str) -> dict[str, Any]:
-        cfg = TrainingConfig.from_json(body)
-        now = self.now
-        if residency.is_line(model):
-            raise ApiError(400, "bad_training_config", f"{model!r} is a regional line; it follows the training "
-                                                       "configuration of its model")
-        with self._st().write() as conn:
-            row = require_model(conn, model)
-            if row.current_version is None:
-                raise ApiError(409, "no_version", f"model {model!r} has no version to train; publish one first")
-            policy = current_policy(conn, model)
-            if policy is not None and policy.gate is not None and cfg.mode == "async":
-                raise ApiError(400, "bad_training_config", "mode 'async' cannot be used with the policy's publish "
-                                                           "gate (candidates are evaluated between sync rounds)")
-            text = json.dumps(cfg.to_json(), sort_keys=True)
-            conn.execute(update(schema.models).where(schema.models.c.name == model)
-                         .values(training=text, stopped=None, agg_state=aggregate.reset_optimizer(row.agg_state)))
-            abandoned = abandon_open(conn, model, "training reconfigured", now)
-            for line in residency.propagate_training(conn, model, text):
-                abandoned += abandon_open(conn, line, "training reconfigured", now)
-            record_event(conn, model, "training", row.current_version, actor, cfg.to_json(), now)
-            audit.append(conn, now, [audit.Entry("training.set", model, actor, detail=cfg.to_json())]
-                         + abandoned_entries(model, actor, "training_reconfigured", abandoned))
-        return cfg.to_json()
-
+    # (setting it is a use case that ends rounds: server.lifecycle.training.set_training)
     def get_training(self, model: str) -> dict[str, Any]:
         with self._st().read() as conn:
             row = require_model(conn, model)
@@ -161,7 +138,7 @@ class RoundService:
         cfg = TrainingConfig.from_json(json.loads(m.training))
         pipe = cfg.pipeline()
         params = load_params(self.blobs, manifest_of(base))  # type: ignore[arg-type]
-        state = aggregate.load_state(pipe, m.agg_state, params)
+        state = pipe.restore(m.agg_state, params)
         try:
             pipe.check_budget(state)
         except PrivacyBudgetExceeded as exc:
@@ -210,7 +187,7 @@ class RoundService:
         view = self._view(rnd, aggregate.buffered(self._st(), rnd.id))
         action = strategy.at_deadline(view, self.now)
         if action == "abandon":
-            if aggregate.abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
+            if abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
                                                      f"{rnd.min_clients} updates", self.now):
                 log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
         elif action == "close" or strategy.ready(view):
@@ -299,33 +276,31 @@ class RoundService:
             return self._task_json(task, current, cfg, policy, who)
 
     def governed_target(self, policy: Policy, who: Principal, model: str) -> str:
-        """Apply the policy to a task request: refuse (403 + audit) or pick the model line to train."""
-        reason = None
-        if not policy.region_allowed(who.region):
-            reason = ("region_not_allowed", f"the policy of {model!r} does not allow region {who.region!r} "
-                                            f"(allowed: {', '.join(policy.allowed_regions or ())})")
-        elif not policy.partner_allowed(who.partner):
-            reason = ("partner_not_allowed", f"the policy of {model!r} does not allow partner {who.partner!r}")
-        elif residency.is_line(model):
+        """Apply the policy to a task request: refuse (403 + audit) or pick the model line to train.
+
+        The decisions are :func:`server.governance.decisions.eligible` and
+        :func:`~server.governance.decisions.training_line`; this method audits
+        a refusal and creates the regional line on first use."""
+        line_region = None
+        if residency.is_line(model):
             with self._st().read() as conn:
                 line_region = conn.execute(select(schema.models.c.region)
                                            .where(schema.models.c.name == model)).scalar_one()
-            if line_region != who.region:
-                reason = ("wrong_region_line", f"{model!r} is the line of region {line_region!r}; this device is in "
-                                               f"region {who.region!r}")
-        if reason is not None:
+        denial = decisions.eligible(policy, model, who.region, who.partner, line_region)
+        if denial is not None:
             with self._st().write() as conn:
-                audit.append_one(conn, self.now, "task.denied", model=model, actor=who.name, code=reason[0],
+                audit.append_one(conn, self.now, "task.denied", model=model, actor=who.name, code=denial.code,
                                  subject=who.device_id, detail={"region": who.region, "partner": who.partner,
                                                                 "policy_version": policy.version})
-            raise ApiError(403, "policy_denied", reason[1], extra={"reason": reason[0]})
-        if not residency.is_line(model) and not policy.exports(who.region or "default"):
-            try:
-                with self._st().write() as conn:
-                    return residency.ensure_line(conn, model, who.region or "default", self.now)
-            except IntegrityError:  # created concurrently
-                return residency.line_name(model, who.region or "default")
-        return model
+            raise ApiError(403, "policy_denied", denial.message, extra={"reason": denial.code})
+        line = decisions.training_line(policy, model, who.region)
+        if line is None:
+            return model
+        try:
+            with self._st().write() as conn:
+                return ensure_line(conn, model, decisions.place(who.region, who.partner).region, self.now)
+        except IntegrityError:  # created concurrently
+            return line
 
     def _retry_after(self, rnd: Any, now: float) -> float:
         if rnd.deadline is not None and rnd.deadline > now:
@@ -335,17 +310,22 @@ class RoundService:
     @staticmethod
     def _task_json(task: Any, rnd: Any, cfg: TrainingConfig, policy: Policy | None = None,
                    who: Principal | None = None) -> dict[str, Any]:
+        """The task document (schema: ``fedmark.contract.protocol``, the one every device parses with)."""
         governance: dict[str, Any] = {}
         if policy is not None:
             governance = {"purpose": policy.purpose, "consent_purposes": list(policy.consent_purposes),
                           "policy_version": task.policy_version, "region": who.region if who else None}
-        return governance | {
-            "task_id": task.id, "round_id": rnd.id, "model": rnd.model, "version": task.version, "mode": cfg.mode,
-            "manifest_url": f"/v1/models/{rnd.model}/versions/{task.version}/manifest",
-            "upload_url": f"/v1/rounds/{rnd.id}/updates",
-            "hyperparams": dict(cfg.hyperparams), "clip_norm": rnd.clip_norm, "local_noise": cfg.local_noise,
-            "encoding": cfg.encoding, "deadline": iso(task.deadline), "eligibility": dict(cfg.eligibility),
-        }
+        try:
+            return build_task(
+                task_id=task.id, round_id=rnd.id, model=rnd.model, version=task.version, mode=cfg.mode,
+                manifest_url=f"/v1/models/{rnd.model}/versions/{task.version}/manifest",
+                upload_url=f"/v1/rounds/{rnd.id}/updates", hyperparams=cfg.hyperparams, clip_norm=rnd.clip_norm,
+                local_noise=cfg.local_noise, encoding=cfg.encoding, deadline=iso(task.deadline),
+                eligibility=cfg.eligibility, **governance)
+        except ProtocolError as exc:  # e.g. local_noise without clipping: no device could train this task
+            raise ApiError(409, ERR_BAD_TRAINING_CONFIG, f"the training configuration of {rnd.model!r} yields a "
+                                                         f"task no device can run: {exc}; fix it with PUT "
+                                                         f"/v1/models/{rnd.model}/training") from exc
 
 
 def get_rounds() -> RoundService:

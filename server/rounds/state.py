@@ -1,13 +1,18 @@
-"""Low-level round state changes shared by the registry and the round service.
+"""Round states and ending a round without aggregating it.
 
-Kept apart (and free of imports from ``server.registry``) so that publishing or
-rolling back a version can end the open round without a circular import.
+A round is ``open`` until it is ``closed`` (aggregated, :mod:`server.rounds.aggregate`)
+or ``abandoned``: at its deadline with too few updates (:func:`abandon`), when
+its privacy budget is spent, or when a use case of :mod:`server.lifecycle`
+changes what the round was training (publish, rollback, policy, training
+configuration).  Every transition is a conditional ``UPDATE ... WHERE
+state='open'``, so when processes race exactly one of them makes it.
 """
 from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select, update
 
-from server.storage import schema
+from server.governance import audit
+from server.storage import Store, schema
 
 OPEN, CLOSED, ABANDONED = "open", "closed", "abandoned"
 
@@ -31,3 +36,14 @@ def abandon_round(conn: Connection, round_id: str, reason: str, now: float) -> b
         return False
     conn.execute(delete(schema.updates).where(schema.updates.c.round_id == round_id))
     return True
+
+
+def abandon(store: Store, round_id: str, reason: str, now: float) -> bool:
+    """Abandon one round at its deadline (audited ``round.abandoned`` / ``deadline``); True if this call did it."""
+    with store.write() as conn:
+        done = abandon_round(conn, round_id, reason, now)
+        if done:
+            model = conn.execute(select(schema.rounds.c.model).where(schema.rounds.c.id == round_id)).scalar_one()
+            audit.append_one(conn, now, "round.abandoned", model=model, code="deadline", subject=round_id,
+                             detail={"reason": reason})
+        return done

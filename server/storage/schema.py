@@ -154,8 +154,9 @@ updates = Table(
     Column("device_id", String(128), nullable=False),
     Column("base_version", Integer, nullable=False),
     Column("num_examples", Integer, nullable=False),
-    Column("within_clip", Boolean, nullable=False),
-    Column("norm", Float, nullable=False),
+    #: The device's claim "not clipped" (header X-Fedmark-Within-Clip; NULL: no claim).  Only compared with
+    #: the bit the server computes at the fold; never trusted.
+    Column("within_clip", Boolean, nullable=True),
     Column("encoding", String(8), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),

@@ -188,3 +188,59 @@ def test_flatten_unflatten():
     assert all(np.array_equal(x, y) for x, y in zip(arrs, back))
     with pytest.raises(c.ContractError, match="parameters need 10"):
         c.unflatten(vec[:-1], specs)
+
+
+# --------------------------------------------------------------------------- the protocol around the body
+def test_a_built_task_parses_back_to_itself_and_names_its_consent_purposes():
+    doc = c.build_task(task_id="t", round_id="r", model="m", version=2, upload_url="/v1/rounds/r/updates",
+                       clip_norm=0.8, purpose="Retention", consent_purposes=["retention", "analytics"],
+                       policy_version=1, region="eu")
+    t = c.parse_task(doc)
+    assert t.to_json() == doc and t.manifest_url == "/v1/models/m/versions/2/manifest"
+    assert t.required_purposes("marketing") == ("retention", "analytics")
+    ungoverned = c.parse_task({**doc, "purpose": None, "consent_purposes": None})
+    assert "consent_purposes" not in ungoverned.to_json() and ungoverned.required_purposes(" Marketing") == ("marketing",)
+    assert c.consent_covers({"retention", "analytics", "x"}, t.required_purposes("m"))
+    assert not c.consent_covers({"retention"}, t.required_purposes("m"))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"clip_norm": None, "local_noise": 0.1}, "no clip_norm"),
+    ({"version": 0}, "version must be an integer >= 1"),
+    ({"encoding": "f64"}, "unknown update encoding"),
+    ({"consent_purposes": "retention"}, "consent_purposes must be a list"),
+])
+def test_build_task_refuses_what_no_device_could_run(change, words):
+    kw = {"task_id": "t", "round_id": "r", "model": "m", "version": 1, "upload_url": "/u", "clip_norm": 1.0, **change}
+    with pytest.raises(c.ProtocolError, match=words) as ei:
+        c.build_task(**kw)
+    assert ei.value.code == c.ERR_BAD_TASK and isinstance(ei.value, c.ContractError)
+
+
+def test_upload_headers_round_trip_and_the_bit_needs_a_clip_norm():
+    h = c.upload_headers(version=4, num_examples=12, key="abc", round_id="r_1", within_clip=False)
+    p = c.parse_upload_headers({k.lower(): v for k, v in h.items()})  # header names are case-insensitive
+    assert (p.version, p.num_examples, p.within_clip, p.key, p.round_id) == (4, 12, False, "abc", "r_1")
+    assert c.HDR_WITHIN_CLIP not in c.upload_headers(version=4, num_examples=12, key="abc")
+    with pytest.raises(c.ProtocolError, match="Num-Examples must be >= 1") as ei:
+        c.upload_headers(version=4, num_examples=0, key="abc")
+    assert ei.value.code == c.ERR_BAD_HEADER
+
+
+def test_params_file_rule():
+    m = c.Manifest.from_json(_manifest_dict())
+    assert c.params_file(m) == c.PARAMS_FILE == "params.bin"
+    h = "sha256:" + "2" * 64
+    named = c.Manifest.from_json(_manifest_dict(extra={"params_file": "w.bin"},
+                                                files={"train.onnx": "sha256:" + "0" * 64, "w.bin": h}))
+    assert c.params_file(named) == "w.bin"
+    with pytest.raises(c.ManifestError, match="no content hash for the parameter file 'x.bin'"):
+        c.params_file(c.Manifest.from_json(_manifest_dict(extra={"params_file": "x.bin"})))
+
+
+def test_codes_and_upload_outcomes():
+    assert c.REASON_ROUND_FULL in c.NO_TASK_REASONS and c.ERR_ROUND_CLOSED in c.EXPIRED_CODES
+    assert [c.upload_outcome(s, code) for s, code in [(202, None), (200, None), (503, "unavailable"),
+                                                       (409, "stale_version"), (400, "bad_header")]] == [
+        "accepted", "duplicate", "pending", "expired", "rejected"]
+    assert set(c.codes.__all__) <= set(c.__all__)

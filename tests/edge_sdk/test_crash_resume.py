@@ -77,7 +77,7 @@ def test_sigkilled_upload_is_resumed_and_counted_once(server_got_it, admin, arti
     assert proxy.forwarded == ([202] if server_got_it else [])
 
     proxy.uploads = "pass"
-    flush = [sys.executable, "-m", "fedmark.cli", "device", "flush", "--server", proxy.url, "--app-key", app_key,
+    flush = [sys.executable, "-m", "fedmark_cli", "device", "flush", "--server", proxy.url, "--app-key", app_key,
              "--device-id", model, "--region", "eu", "--storage", str(storage)]
     out = subprocess.run(flush, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

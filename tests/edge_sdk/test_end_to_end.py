@@ -239,7 +239,7 @@ def test_cli_train_from_a_csv(admin, artifacts, fedmark_server, device, tmp_path
         w = csv.DictWriter(f, cols, delimiter=";")
         w.writeheader()
         w.writerows(rows)
-    out = subprocess.run([sys.executable, "-m", "fedmark.cli", "device", "train", "--server", fedmark_server[0],
+    out = subprocess.run([sys.executable, "-m", "fedmark_cli", "device", "train", "--server", fedmark_server[0],
                           "--app-key", device.app_key, "--device-id", "cli-a", "--region", "eu", "--data",
                           str(csv_path), "--model", "p-cli", "--storage", str(tmp_path / "cli"), "--seed", "3"],
                          capture_output=True, text=True, timeout=120)
@@ -294,7 +294,7 @@ def test_cli_score_and_errors(admin, artifacts, fedmark_server, device, tmp_path
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    base = [sys.executable, "-m", "fedmark.cli", "device", "score", "--server", fedmark_server[0], "--app-key",
+    base = [sys.executable, "-m", "fedmark_cli", "device", "score", "--server", fedmark_server[0], "--app-key",
             device.app_key, "--device-id", "cli-b", "--region", "eu", "--storage", str(tmp_path / "cli")]
     out = subprocess.run(base + ["--data", str(csv_path), "--model", "p-cli2"], capture_output=True, text=True,
                          timeout=120)

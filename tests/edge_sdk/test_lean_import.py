@@ -49,7 +49,7 @@ def test_cli_registration_is_light(lean_python):
 
 
 def test_the_fedmark_command_offers_device_actions_in_the_lean_env(lean_python):
-    out = subprocess.run([str(lean_python), "-m", "fedmark.cli", "device", "train", "--help"], cwd=ROOT,
+    out = subprocess.run([str(lean_python), "-m", "fedmark_cli", "device", "train", "--help"], cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

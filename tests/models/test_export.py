@@ -99,7 +99,7 @@ def test_tampered_artifact_is_refused(propensity_artifact, tmp_path):
 
 
 def test_cli_exports_logistic_variant(tmp_path, bank_split, monkeypatch):
-    from fedmark.cli import main
+    from fedmark_cli import main
 
     out = tmp_path / "lr"
     rc = main(["export", "propensity", "--out", str(out), "--hidden", "0", "--lr", "0.05", "--epochs", "2",
@@ -113,7 +113,7 @@ def test_cli_exports_logistic_variant(tmp_path, bank_split, monkeypatch):
 
 
 def test_cli_rejects_options_of_the_other_family(tmp_path, capsys):
-    from fedmark.cli import main
+    from fedmark_cli import main
 
     with pytest.raises(SystemExit, match="--dim"):
         main(["export", "propensity", "--out", str(tmp_path / "x"), "--dim", "8"])

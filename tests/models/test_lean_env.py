@@ -1,8 +1,8 @@
 """The device side trains with numpy + onnxruntime only: no TensorFlow anywhere.
 
 A separate venv (cached in .venv-lean/, gitignored) gets just numpy and
-onnxruntime.  Only three files of this repository are copied beside the test
-script — fedmark/__init__.py, fedmark/contract.py and edge_sdk/trainer.py — so
+onnxruntime.  Only the shared package and one SDK file of this repository are
+copied beside the test script — fedmark/ (contract + metrics) and edge_sdk/trainer.py — so
 any hidden import of TensorFlow, tf2onnx, onnx or the rest of the SDK fails.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 
@@ -78,9 +77,8 @@ def _lean_python() -> str:
 def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommender_artifact, bank_xy, retail):
     py = _lean_python()
     code = tmp_path / "code"
-    (code / "fedmark").mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, "fedmark", "__init__.py"), code / "fedmark" / "__init__.py")
-    shutil.copy(os.path.join(ROOT, "fedmark", "contract.py"), code / "fedmark" / "contract.py")
+    code.mkdir(parents=True)
+    shutil.copytree(os.path.join(ROOT, "fedmark"), code / "fedmark", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(ROOT, "edge_sdk", "trainer.py"), code / "trainer.py")
     (code / "run.py").write_text(SCRIPT)
     np.save(tmp_path / "x.npy", bank_xy[0][:500])

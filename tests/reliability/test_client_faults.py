@@ -78,7 +78,7 @@ def _device(s: dict[str, Any], fault: str) -> subprocess.CompletedProcess[str]:
 
 
 def _flush(s: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "fedmark.cli", "device", "flush", "--server", s["srv"].base_url,
+    out = subprocess.run([sys.executable, "-m", "fedmark_cli", "device", "flush", "--server", s["srv"].base_url,
                           "--app-key", s["app_key"], "--device-id", "dev-1", "--region", "eu",
                           "--storage", str(s["storage"])], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr

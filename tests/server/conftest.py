@@ -140,17 +140,16 @@ class Live:
 
 @contextmanager
 def live_app(db_url: str, tmp: Path, **overrides: Any) -> Iterator[Live]:
-    from werkzeug.serving import make_server
-
     from server.app import create_app
     from server.clock import ManualClock
     from server.config import TestingConfig
+    from server.serving import make_dev_server
 
     clock = ManualClock(1_800_000_000.0)
     token = "adm_" + secrets.token_hex(8)
     cfg = TestingConfig(DATA_DIR=str(tmp / "data"), DATABASE_URL=db_url, ADMIN_TOKEN=token, CLOCK=clock, **overrides)
     app = create_app(cfg)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    srv = make_dev_server("127.0.0.1", 0, app)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:

@@ -174,3 +174,29 @@ def test_acknowledged_update_survives_sigkill(tmp_path, db_url):
         assert model["current_version"] == 2 and model["versions"][1]["contributors"] == 2
     finally:
         srv.stop()
+
+
+def test_header_parsing_follows_the_shared_protocol_vectors():
+    """The server refuses and accepts upload headers exactly as the contract vectors (and the JS SDK) say."""
+    import importlib.util
+    from pathlib import Path
+
+    from server.errors import ApiError
+    from server.rounds.ingest import parse_headers
+
+    spec = importlib.util.spec_from_file_location("fedmark_make_vectors",
+                                                  Path(__file__).resolve().parents[1] / "web" / "make_vectors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = mod.header_vectors()["parsed"]
+    assert sum("message" in e for e in cases) >= 10
+    for e in cases:
+        if "message" in e:
+            with pytest.raises(ApiError) as ei:
+                parse_headers(e["headers"])
+            assert (ei.value.status, ei.value.code, ei.value.message) == (400, e["code"], e["message"]), e["name"]
+        else:
+            h = parse_headers(e["headers"])
+            p = e["parsed"]
+            assert (h.version, h.num_examples, h.within_clip, h.key) == (
+                p["version"], p["num_examples"], p["within_clip"], p["key"]), e["name"]

@@ -84,7 +84,7 @@ def test_two_processes_on_one_postgres_close_each_round_exactly_once(tmp_path: P
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "fedmark.cli", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "fedmark_cli", *args], capture_output=True, text=True, timeout=120,
                           env=env, cwd=str(REPO_ROOT))
 
 

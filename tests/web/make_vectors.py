@@ -2,9 +2,12 @@
 
 Why vectors and not a second specification: the Python module *is* the
 contract.  This script runs it on fixed inputs (update bodies, feature rows
-with missing/unknown/bad values, clip results, broken manifests) and records
-its exact outputs; tests/web/js/contract.test.mjs demands the same bytes and
-messages from edge_sdk/web/src/contract.js.
+with missing/unknown/bad values, clip results, broken manifests, task
+documents, upload headers, outcome codes, the params-file and consent rules)
+and records its exact outputs; tests/web/js/contract.test.mjs demands the same
+bytes and messages from edge_sdk/web/src/contract.js, and the Python SDK and
+the server are held to the same protocol vectors (tests/edge_sdk/test_task.py,
+tests/server/test_ingest.py).
 
 Usage: python tests/web/make_vectors.py OUT.json
 
@@ -270,6 +273,188 @@ def schema_error_vectors() -> list[dict[str, Any]]:
     return out
 
 
+BASE_TASK: dict[str, Any] = {
+    "task_id": "t_1", "round_id": "r_1", "model": "m", "version": 3, "mode": "sync",
+    "manifest_url": "/v1/models/m/versions/3/manifest", "upload_url": "/v1/rounds/r_1/updates",
+    "hyperparams": {"epochs": 2, "learning_rate": 0.05}, "clip_norm": 1.25, "local_noise": 0.0, "encoding": "f16",
+    "deadline": "2026-11-29T21:00:00Z",
+    "eligibility": {"require_charging": True, "require_unmetered": False, "require_idle": False, "min_battery": 0.5},
+}
+GOVERNED = {"purpose": "propensity_scoring", "consent_purposes": ["propensity_scoring", "Analytics "],
+            "policy_version": 2, "region": "eu"}
+
+
+def task_vectors() -> list[dict[str, Any]]:
+    """Task documents: each either parses (to its canonical wire form) or is refused with a message."""
+    cases: list[tuple[str, dict[str, Any] | None, list[str]]] = [
+        # name, fields to set, fields to delete
+        ("server_built", {}, []),
+        ("governed", GOVERNED, []),
+        ("no_clip", {"clip_norm": None}, []),
+        ("minimal", {}, ["task_id", "mode", "manifest_url", "hyperparams", "local_noise", "encoding", "deadline",
+                          "eligibility"]),
+        ("nulls_default", {"task_id": None, "manifest_url": None, "encoding": None, "local_noise": None,
+                           "hyperparams": None, "eligibility": None, "consent_purposes": None}, []),
+        ("numeric_strings", {"clip_norm": " 2.5 ", "version": "7", "local_noise": "0.5"}, []),
+        ("integral_float_version", {"version": 4.0, "policy_version": 1}, []),
+        ("unknown_keys_ignored", {"extra": {"x": 1}, "future": [1, 2]}, []),
+        ("not_object", None, []),
+        ("missing", {"round_id": None}, ["upload_url"]),
+        ("missing_clip_key", {}, ["clip_norm"]),
+        ("clip_negative", {"clip_norm": -1}, []),
+        ("clip_zero", {"clip_norm": 0}, []),
+        ("clip_text", {"clip_norm": "big"}, []),
+        ("clip_list", {"clip_norm": [1]}, []),
+        ("clip_bool", {"clip_norm": True}, []),
+        ("clip_inf", {"clip_norm": "inf"}, []),
+        ("noise_negative", {"local_noise": -0.5}, []),
+        ("noise_without_clip", {"clip_norm": None, "local_noise": 0.5}, []),
+        ("encoding_unknown", {"encoding": "f8"}, []),
+        ("encoding_number", {"encoding": 3}, []),
+        ("eligibility_list", {"eligibility": []}, []),
+        ("hyperparams_text", {"hyperparams": "fast"}, []),
+        ("version_zero", {"version": 0}, []),
+        ("version_fraction", {"version": 2.5}, []),
+        ("version_text", {"version": "three"}, []),
+        ("version_bool", {"version": True}, []),
+        ("round_number", {"round_id": 17}, []),
+        ("model_empty", {"model": ""}, []),
+        ("deadline_number", {"deadline": 12}, []),
+        ("purposes_text", {"consent_purposes": "marketing"}, []),
+        ("purposes_blank", {"consent_purposes": ["a", " "]}, []),
+        ("policy_version_zero", {**GOVERNED, "policy_version": 0}, []),
+        ("region_list", {**GOVERNED, "region": ["eu"]}, []),
+    ]
+    out = []
+    for name, change, delete in cases:
+        if change is None:
+            d: Any = ["not", "a", "task"]
+        else:
+            d = copy.deepcopy(BASE_TASK)
+            d.update(copy.deepcopy(change))
+            for k in delete:
+                del d[k]
+        try:
+            doc = c.parse_task(d)
+        except c.ProtocolError as exc:
+            assert exc.code == c.ERR_BAD_TASK
+            out.append({"name": name, "task": d, "code": exc.code, "message": str(exc)})
+        else:
+            out.append({"name": name, "task": d, "parsed": doc.to_json(),
+                        "required_purposes": list(doc.required_purposes("Marketing"))})
+    # What the server builds parses back to itself on every side.
+    built = c.build_task(task_id="t_9", round_id="r_9", model="m@eu", version=5, upload_url="/v1/rounds/r_9/updates",
+                         clip_norm=None, mode="async", hyperparams={"epochs": 1}, **GOVERNED)
+    out.append({"name": "build_task", "task": built, "parsed": c.parse_task(built).to_json(),
+                "required_purposes": list(c.parse_task(built).required_purposes("marketing"))})
+    return out
+
+
+def header_vectors() -> dict[str, Any]:
+    """Upload headers: what a device sends (built), and what the server accepts or refuses (parsed)."""
+    built = []
+    for name, kw in [("clipped", {"version": 3, "num_examples": 120, "key": "k-1", "round_id": "r_1",
+                                  "within_clip": True}),
+                     ("clipped_outside", {"version": 3, "num_examples": 1, "key": "k-2", "round_id": "r_1",
+                                          "within_clip": False}),
+                     ("no_clip_norm", {"version": 1, "num_examples": 5, "key": "k-3", "round_id": "r_2",
+                                       "within_clip": None}),
+                     ("no_round", {"version": 2, "num_examples": 9, "key": "0123456789abcdef"})]:
+        built.append({"name": name, "args": kw, "headers": c.upload_headers(**kw)})
+    good = {c.HDR_MODEL_VERSION: "3", c.HDR_NUM_EXAMPLES: "10", c.HDR_IDEMPOTENCY: "key-1"}
+    cases: list[tuple[str, dict[str, Any], list[str]]] = [
+        ("ok", {}, []),
+        ("ok_bit", {c.HDR_WITHIN_CLIP: " 1 "}, []),
+        ("ok_bit_zero", {c.HDR_WITHIN_CLIP: "0", c.HDR_ROUND: "r_1"}, []),
+        ("ok_lower_case_names", {}, ["*lower"]),
+        ("ok_spaces_and_sign", {c.HDR_MODEL_VERSION: " +7 ", c.HDR_NUM_EXAMPLES: "1_000"}, []),
+        ("ok_max", {c.HDR_NUM_EXAMPLES: str(c.MAX_HEADER_INT)}, []),
+        ("version_missing", {}, [c.HDR_MODEL_VERSION]),
+        ("version_text", {c.HDR_MODEL_VERSION: "v3"}, []),
+        ("version_float", {c.HDR_MODEL_VERSION: "3.0"}, []),
+        ("version_zero", {c.HDR_MODEL_VERSION: "0"}, []),
+        ("examples_missing", {}, [c.HDR_NUM_EXAMPLES]),
+        ("examples_zero", {c.HDR_NUM_EXAMPLES: "0"}, []),
+        ("examples_negative", {c.HDR_NUM_EXAMPLES: "-4"}, []),
+        ("examples_too_big", {c.HDR_NUM_EXAMPLES: str(c.MAX_HEADER_INT + 1)}, []),
+        ("examples_empty", {c.HDR_NUM_EXAMPLES: ""}, []),
+        ("bit_yes", {c.HDR_WITHIN_CLIP: "yes"}, []),
+        ("bit_two", {c.HDR_WITHIN_CLIP: "2"}, []),
+        ("key_missing", {}, [c.HDR_IDEMPOTENCY]),
+        ("key_empty", {c.HDR_IDEMPOTENCY: ""}, []),
+        ("key_space", {c.HDR_IDEMPOTENCY: "a b"}, []),
+        ("key_long", {c.HDR_IDEMPOTENCY: "k" * 201}, []),
+        ("key_200", {c.HDR_IDEMPOTENCY: "k" * 200}, []),
+        ("key_non_ascii", {c.HDR_IDEMPOTENCY: "clé"}, []),
+    ]
+    parsed = []
+    for name, change, delete in cases:
+        h = {**good, **change}
+        if delete == ["*lower"]:
+            h = {k.lower(): v for k, v in h.items()}
+            delete = []
+        for k in delete:
+            del h[k]
+        try:
+            p = c.parse_upload_headers(h)
+        except c.ProtocolError as exc:
+            assert exc.code == c.ERR_BAD_HEADER
+            parsed.append({"name": name, "headers": h, "code": exc.code, "message": str(exc)})
+        else:
+            parsed.append({"name": name, "headers": h, "parsed": {"version": p.version, "num_examples": p.num_examples,
+                                                                  "within_clip": p.within_clip, "key": p.key,
+                                                                  "round_id": p.round_id}})
+    return {"built": built, "parsed": parsed}
+
+
+def code_vectors() -> dict[str, Any]:
+    """Every outcome / error code constant, the code sets, and the upload-outcome decision table."""
+    constants = {n: getattr(c.codes, n) for n in c.codes.__all__ if isinstance(getattr(c.codes, n), str)}
+    sets = {n: sorted(getattr(c.codes, n)) for n in ("NO_TASK_REASONS", "POLICY_DENIED_REASONS", "EXPIRED_CODES")}
+    outcomes = [[status, code, c.upload_outcome(status, code)]
+                for status, code in [(202, None), (200, None), (500, "internal_error"), (503, "unavailable"),
+                                     (409, "round_closed"), (409, "stale_version"), (404, "unknown_round"),
+                                     (409, "duplicate_update"), (400, "bad_header"), (403, "forbidden")]]
+    return {"constants": constants, "sets": sets, "OUTCOMES": list(c.OUTCOMES), "upload_outcome": outcomes}
+
+
+def params_file_vectors() -> list[dict[str, Any]]:
+    """The params-file rule: which file holds the global parameters, or why the manifest names none."""
+    h = "sha256:" + "2" * 64
+    out = []
+    for name, extra, files in [("default", {}, None), ("named", {"params_file": "weights.bin"}, {"weights.bin": h}),
+                               ("named_default", {"params_file": "params.bin"}, None),
+                               ("named_unhashed", {"params_file": "weights.bin"}, None),
+                               ("default_unhashed", {}, {"train.onnx": "sha256:" + "0" * 64}),
+                               ("named_null", {"params_file": None}, None)]:
+        d = copy.deepcopy(BASE_MANIFEST)
+        d["extra"] = extra
+        if files is not None:
+            d["files"] = {"train.onnx": "sha256:" + "0" * 64, **files} if name != "default_unhashed" else files
+        m = c.Manifest.from_json(d)
+        try:
+            out.append({"name": name, "manifest": d, "file": c.params_file(m)})
+        except c.ManifestError as exc:
+            out.append({"name": name, "manifest": d, "message": str(exc)})
+    return out
+
+
+def consent_vectors() -> list[dict[str, Any]]:
+    """The consent rule: which purposes a task requires, and whether a record's consent covers them."""
+    consents = [["marketing"], ["propensity_scoring"], ["propensity_scoring", "analytics"], ["analytics"],
+                ["propensity_scoring", "analytics", "marketing"], []]
+    out = []
+    for consent_purposes, purpose, manifest_purpose in [
+            ([], None, "Marketing"), (["propensity_scoring"], "propensity_scoring", "marketing"),
+            (["propensity_scoring", "Analytics"], "propensity_scoring", "marketing"),
+            ([], "analytics", "marketing"), (["a", "A ", "b"], "b", "m")]:
+        req = c.required_purposes(consent_purposes, purpose, manifest_purpose)
+        out.append({"consent_purposes": consent_purposes, "purpose": purpose, "manifest_purpose": manifest_purpose,
+                    "required": list(req), "consents": consents,
+                    "covered": [c.consent_covers(frozenset(x), req) for x in consents]})
+    return out
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -277,8 +462,11 @@ def main(argv: list[str]) -> int:
     vectors = {
         "updates": update_vectors(), "clip": clip_vectors(), "features": feature_vectors(),
         "manifests": manifest_vectors(), "schema_errors": schema_error_vectors(),
+        "tasks": task_vectors(), "upload_headers": header_vectors(), "codes": code_vectors(),
+        "params_file": params_file_vectors(), "consent": consent_vectors(),
         "headers": {"HDR_MODEL_VERSION": c.HDR_MODEL_VERSION, "HDR_NUM_EXAMPLES": c.HDR_NUM_EXAMPLES,
                     "HDR_WITHIN_CLIP": c.HDR_WITHIN_CLIP, "HDR_IDEMPOTENCY": c.HDR_IDEMPOTENCY,
+                    "HDR_ROUND": c.HDR_ROUND, "MAX_HEADER_INT": c.MAX_HEADER_INT, "PARAMS_FILE": c.PARAMS_FILE,
                     "UPDATE_CONTENT_TYPE": c.UPDATE_CONTENT_TYPE, "MANIFEST_FORMAT": c.MANIFEST_FORMAT},
     }
     with open(argv[1], "w", encoding="utf-8") as f:

@@ -12,10 +12,13 @@
 // Nothing leaves the device except the encoded update and its headers (round,
 // version, example count, within-clip bit).
 
-import { ContractError } from './contract_errors.js';
 import {
-  HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_ROUND, HDR_WITHIN_CLIP, UPDATE_CONTENT_TYPE,
-} from './contract.js';
+  ERR_NO_VERSION, EXPIRED_CODES, OUTCOME_ACCEPTED, OUTCOME_DUPLICATE, OUTCOME_EXPIRED, OUTCOME_PENDING,
+  OUTCOME_REJECTED, uploadOutcome,
+} from './codes.js';
+import { ContractError } from './contract_errors.js';
+import { paramsFile } from './manifest.js';
+import { uploadHeaders } from './protocol.js';
 import { CONSENT_FIELD } from './consent.js';
 import { prepareTabular, loadRecords } from './data.js';
 import { ensureEligible } from './eligibility.js';
@@ -32,8 +35,8 @@ import { parseTask } from './task.js';
 import { Trainer } from './trainer.js';
 import { RetryPolicy, Transport } from './transport.js';
 
-/** Server answers that mean a queued update can never be accepted: drop it. */
-export const EXPIRED_CODES = new Set(['round_closed', 'stale_version', 'unknown_round']);
+/** Server answers that mean a queued update can never be accepted: drop it (the contract's codes.js). */
+export { EXPIRED_CODES };
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
@@ -156,18 +159,23 @@ export class Client {
     }
   }
 
+  /** One authenticated request (`opts` as Transport.request); every server call but sync goes through it. */
+  async _request(method, path, opts = {}) {
+    return this._authed((h) => this.transport.request(method, path, { ...opts, headers: { ...(opts.headers ?? {}), ...h } }));
+  }
+
   // ------------------------------------------------------------------ server calls
   /** Ask for a training task for `model`; throws NoTaskError when no round is open. */
   async getTask(model) {
-    const resp = await this._authed((h) => this.transport.request('POST', '/v1/tasks', { json: { model }, headers: h }));
+    const resp = await this._request('POST', '/v1/tasks', { json: { model } });
     return parseTask(resp.json());
   }
 
   /** The version the server currently publishes for `model`. */
   async currentVersion(model) {
-    const resp = await this._authed((h) => this.transport.request('GET', `/v1/models/${encodeURIComponent(model)}`, { headers: h }));
+    const resp = await this._request('GET', `/v1/models/${encodeURIComponent(model)}`);
     const v = resp.json()?.current_version;
-    if (v === null || v === undefined) throw new ServerError(resp.status, 'no_version', `model '${model}' has no published version yet`);
+    if (v === null || v === undefined) throw new ServerError(resp.status, ERR_NO_VERSION, `model '${model}' has no published version yet`);
     return Number(v);
   }
 
@@ -178,7 +186,7 @@ export class Client {
   }
 
   async _trainerFor(synced) {
-    const key = `${synced.manifest.model}@${synced.manifest.version}:${synced.manifest.files.params ?? ''}`;
+    const key = `${synced.manifest.model}@${synced.manifest.version}:${synced.manifest.files[paramsFile(synced.manifest)]}`;
     if (this._trainer?.key !== key) {
       await this._trainer?.trainer.close();
       const trainer = await converted('loading the model', () => Trainer.create({
@@ -220,7 +228,9 @@ export class Client {
     const trainer = await this._trainerFor(synced);
     // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
     await converted('loading the model', () => trainer.session('train_epoch'));
-    const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField });
+    // Consent follows the task: its consent_purposes (the manifest's purpose only if the task names none).
+    const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField,
+      purposes: task.requiredPurposes(manifest.purpose) });
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
     const old = await converted('loading the initial parameters', () => trainer.initialParams());
     const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
@@ -235,20 +245,18 @@ export class Client {
     await progress({ stage: 'upload', roundId: task.roundId, norm: prepared.norm, withinClip: prepared.within,
       clipNorm: prepared.clipNorm, bytes: prepared.body.length, encoding: prepared.encoding });
     const key = newKey();
-    const headers = {
-      'Content-Type': UPDATE_CONTENT_TYPE, [HDR_MODEL_VERSION]: String(task.version),
-      [HDR_NUM_EXAMPLES]: String(prepared.numExamples), [HDR_WITHIN_CLIP]: prepared.within ? '1' : '0',
-      [HDR_IDEMPOTENCY]: key, [HDR_ROUND]: task.roundId,
-    };
+    // The within-clip bit only travels with a clip norm (the contract's rule: without one it means nothing).
+    const headers = uploadHeaders({ version: task.version, numExamples: prepared.numExamples, key, roundId: task.roundId,
+      withinClip: prepared.clipNorm === null ? null : prepared.within });
     await this.outbox.put({ key, uploadPath: task.uploadUrl, roundId: task.roundId, model, version: task.version,
       headers, body: prepared.body });
     const flushed = await this.flush();
     const mine = flushed.outcomes.find((o) => o.key === key);
-    if (mine && (mine.status === 'expired' || mine.status === 'rejected')) {
+    if (mine && (mine.status === OUTCOME_EXPIRED || mine.status === OUTCOME_REJECTED)) {
       throw new RejectedUpdateError(mine.httpStatus ?? 400, mine.code ?? 'rejected',
         `the server refused this update (${mine.code}); it was dropped from the queue`);
     }
-    const status = mine && mine.status !== 'pending' ? mine.status : 'queued';
+    const status = mine && mine.status !== OUTCOME_PENDING ? mine.status : 'queued';
     await progress({ stage: 'done', status, roundId: task.roundId, updateId: mine?.updateId ?? null,
       httpStatus: mine?.httpStatus ?? null });
     return {
@@ -272,8 +280,7 @@ export class Client {
   /** The server's view of a round (GET /v1/rounds/{id}): state, accepted, goal, clip norm, result version. */
   async roundStatus(roundId) {
     if (typeof roundId !== 'string' || !roundId) throw new ConfigurationError('roundStatus needs the round id a train() report carries');
-    const resp = await this._authed((h) => this.transport.request('GET', `/v1/rounds/${encodeURIComponent(roundId)}`,
-      { headers: h }));
+    const resp = await this._request('GET', `/v1/rounds/${encodeURIComponent(roundId)}`);
     return resp.json();
   }
 
@@ -293,32 +300,31 @@ export class Client {
       for (const item of await this.outbox.entries()) {
         const outcome = await this._send(item);
         outcomes.push(outcome);
-        if (outcome.status === 'pending') break;
+        if (outcome.status === OUTCOME_PENDING) break;
         await this.outbox.remove(item.key);
       }
       const pending = await this.outbox.size();
-      return { outcomes, pending, sent: outcomes.filter((o) => ['accepted', 'duplicate'].includes(o.status)).length };
+      return { outcomes, pending, sent: outcomes.filter((o) => [OUTCOME_ACCEPTED, OUTCOME_DUPLICATE].includes(o.status)).length };
     });
   }
 
   async _send(item) {
     let resp;
     try {
-      resp = await this._authed((h) => this.transport.request('POST', item.uploadPath,
-        { body: item.body, headers: { ...item.headers, ...h }, accept: [200, 202] }));
+      resp = await this._request('POST', item.uploadPath, { body: item.body, headers: item.headers, accept: [200, 202] });
     } catch (exc) {
       if (exc instanceof TransportError) {
         this._log?.(`upload ${item.key} stays queued: ${exc.message}`);
-        return { key: item.key, roundId: item.roundId, status: 'pending' };
+        return { key: item.key, roundId: item.roundId, status: OUTCOME_PENDING };
       }
       if (exc instanceof AuthenticationError || !(exc instanceof ServerError)) throw exc;
-      if (exc.status >= 500) return { key: item.key, roundId: item.roundId, status: 'pending', code: exc.code, httpStatus: exc.status };
-      const status = EXPIRED_CODES.has(exc.code) ? 'expired' : 'rejected';
+      const status = uploadOutcome(exc.status, exc.code);
+      if (status === OUTCOME_PENDING) return { key: item.key, roundId: item.roundId, status, code: exc.code, httpStatus: exc.status };
       this._log?.(`dropping queued update ${item.key} for round ${item.roundId} (${status}): ${exc.message}`);
       return { key: item.key, roundId: item.roundId, status, code: exc.code, httpStatus: exc.status };
     }
     const body = resp.body.length ? resp.json() : {};
-    return { key: item.key, roundId: item.roundId, status: resp.status === 200 ? 'duplicate' : 'accepted',
+    return { key: item.key, roundId: item.roundId, status: uploadOutcome(resp.status),
       updateId: body?.update_id ?? null, httpStatus: resp.status };
   }
 

@@ -3,9 +3,14 @@
 //
 // Every record carries the purposes its owner consented to in a `consent`
 // field — an array of purposes or a comma-separated string such as
-// "marketing,analytics".  The manifest names the model's purpose.  Records
-// without it are dropped before validation, training or scoring see them, so
-// their values can never influence an update; only their count is reported.
+// "marketing,analytics".  A training task names the purposes a record must
+// have consented to (consent_purposes); scoring outside a task uses the
+// manifest's purpose (the contract's rule: requiredPurposes in protocol.js).
+// Records whose consent does not cover every required purpose are dropped
+// before validation, training or scoring see them, so their values can never
+// influence an update; only their count is reported.
+
+import { consentCovers } from './protocol.js';
 
 export const CONSENT_FIELD = 'consent';
 
@@ -18,16 +23,28 @@ export function parsePurposes(value) {
   return new Set(items.filter((p) => typeof p === 'string' && p.trim()).map((p) => p.trim().toLowerCase()));
 }
 
-/** True iff the record's consent field names `purpose` (case-insensitive). */
-export function hasConsent(record, purpose, field = CONSENT_FIELD) {
-  if (record === null || typeof record !== 'object' || Array.isArray(record)) return false;
-  const value = record instanceof Map ? record.get(field) : (Object.hasOwn(record, field) ? record[field] : undefined);
-  return parsePurposes(value).has(String(purpose).trim().toLowerCase());
+function consentValue(record, field) {
+  return record instanceof Map ? record.get(field) : (Object.hasOwn(record, field) ? record[field] : undefined);
 }
 
-/** {used: indices that may be used, excluded: how many may not} — excluded records are only counted. */
+/** True iff the record's consent field names `purpose` (case-insensitive). */
+export function hasConsent(record, purpose, field = CONSENT_FIELD) {
+  return hasConsents(record, [purpose], field);
+}
+
+/** True iff the record's consent field names every purpose in `purposes` (case-insensitive). */
+export function hasConsents(record, purposes, field = CONSENT_FIELD) {
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) return false;
+  return consentCovers(parsePurposes(consentValue(record, field)), purposes);
+}
+
+/**
+ * {used: indices that may be used, excluded: how many may not} — excluded records are only counted.
+ * `purpose`: one purpose, or an array of purposes that must all be covered.
+ */
 export function splitByConsent(records, purpose, field = CONSENT_FIELD) {
+  const purposes = Array.isArray(purpose) ? purpose : [purpose];
   const used = [];
-  records.forEach((r, i) => { if (hasConsent(r, purpose, field)) used.push(i); });
+  records.forEach((r, i) => { if (hasConsents(r, purposes, field)) used.push(i); });
   return { used, excluded: records.length - used.length };
 }

@@ -20,6 +20,17 @@ export class ManifestError extends ContractError {}
 /** An encoded update body cannot be decoded (size, magic, checksum, values). */
 export class WireError extends ContractError {}
 
+/**
+ * A task document or an update's headers break the protocol; `code` is the machine-readable
+ * error code ('bad_task', 'bad_header'; see codes.js) each side reports.
+ */
+export class ProtocolError extends ContractError {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
 /** Why one input row was refused: its 0-based row number, the column and the reason. */
 export class RowError {
   constructor(row, column, reason) {

@@ -7,6 +7,8 @@
 import { ContractError, RowError } from './contract_errors.js';
 import { CONSENT_FIELD, splitByConsent } from './consent.js';
 import { ConfigurationError, ConsentError, SchemaError } from './errors.js';
+import { requiredPurposes } from './protocol.js';
+import { pyRepr } from './pycompat.js';
 
 /** Check the app's input: an array of plain objects. */
 export function loadRecords(records) {
@@ -21,10 +23,13 @@ export function loadRecords(records) {
   return records;
 }
 
-function consented(records, manifest, field) {
-  const { used, excluded } = splitByConsent(records, manifest.purpose, field);
+/** Records whose consent covers `purposes` (a task's; default: the manifest's purpose). */
+function consented(records, manifest, field, purposes) {
+  const needed = purposes?.length ? [...purposes] : requiredPurposes([], null, manifest.purpose);
+  const { used, excluded } = splitByConsent(records, needed, field);
   if (!used.length) {
-    throw new ConsentError(`none of the ${records.length} record(s) carries consent for purpose '${manifest.purpose}' in `
+    const shown = needed.length === 1 ? `purpose ${pyRepr(needed[0])}` : `purposes ${needed.map(pyRepr).join(', ')}`;
+    throw new ConsentError(`none of the ${records.length} record(s) carries consent for ${shown} in `
       + `field '${field}' (an array or comma-separated string of purposes); nothing may be used`);
   }
   return { used, excluded };
@@ -33,8 +38,11 @@ function consented(records, manifest, field) {
 /**
  * Consent-filter and encode records for the propensity family.
  * Returns {x, y, rows, width, kept, report}: `kept` holds the caller's index of each row of x.
+ * `purposes`: what a record's consent must cover — a task's `requiredPurposes(manifest.purpose)`;
+ * null outside a task (scoring): the manifest's purpose.
  */
-export function prepareTabular(records, manifest, { withLabel = true, strict = false, consentField = CONSENT_FIELD } = {}) {
+export function prepareTabular(records, manifest, { withLabel = true, strict = false, consentField = CONSENT_FIELD,
+  purposes = null } = {}) {
   let schema;
   try {
     schema = manifest.schema();
@@ -42,7 +50,7 @@ export function prepareTabular(records, manifest, { withLabel = true, strict = f
     if (exc instanceof ContractError) throw new SchemaError(`the model's manifest has no usable feature schema: ${exc.message}`);
     throw exc;
   }
-  const { used, excluded } = consented(records, manifest, consentField);
+  const { used, excluded } = consented(records, manifest, consentField, purposes);
   const names = [...schema.columns.map((c) => c.name), ...(withLabel && schema.label ? [schema.label] : [])];
   const seen = new Set();
   for (const i of used) for (const k of Object.keys(records[i])) seen.add(k);

@@ -13,7 +13,7 @@ export { RetryPolicy, Transport, parseRetryAfter } from './transport.js';
 export { Outbox } from './outbox.js';
 export { ModelCache } from './sync.js';
 export { buildUpdate, computeDelta, privatize } from './prepare.js';
-export { CONSENT_FIELD, hasConsent, parsePurposes, splitByConsent } from './consent.js';
+export { CONSENT_FIELD, hasConsent, hasConsents, parsePurposes, splitByConsent } from './consent.js';
 export { check as checkEligibility, deviceConditions, ensureEligible } from './eligibility.js';
 export { parseTask } from './task.js';
 export { prepareTabular } from './data.js';

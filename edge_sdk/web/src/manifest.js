@@ -13,6 +13,22 @@ import { FeatureSchema } from './features.js';
 
 export const MANIFEST_FORMAT = 'fedmark-trainer/1';
 export const MANIFEST_FILE = 'manifest.json';
+export const PARAMS_FILE = 'params.bin';
+
+/**
+ * The artifact file holding the global parameters (raw little-endian float32, manifest order).
+ * The one rule every reader follows (fedmark.contract.params_file): the file named by
+ * `extra.params_file` (what the exporter writes), 'params.bin' when the manifest names none;
+ * either way the file must have a content hash in `files`.
+ */
+export function paramsFile(m) {
+  const name = Object.hasOwn(m.extra ?? {}, 'params_file') ? m.extra.params_file : PARAMS_FILE;
+  if (typeof name !== 'string' || !Object.hasOwn(m.files, name)) {
+    throw new ManifestError(`manifest has no content hash for the parameter file ${pyRepr(name)}; `
+      + 'export the artifact with its initial parameters');
+  }
+  return name;
+}
 
 // Python iterates strings by character and mappings by key; reproduce that so a
 // malformed entry fails (or passes) exactly as it does in Python.

@@ -10,7 +10,7 @@
 // a source: seeded privacy noise would be no privacy at all.
 
 import { ContractError } from './contract_errors.js';
-import { ENCODINGS, encodeUpdate, flatten, l2Clip } from './update.js';
+import { ENCODINGS, encodeUpdate, flatten, l2Clip, l2Norm } from './update.js';
 import { ConfigurationError, ModelError } from './errors.js';
 import { normal, secureRandom } from './random.js';
 
@@ -31,8 +31,20 @@ export function computeDelta(newParams, oldParams, specs) {
   return out;
 }
 
-/** Clip to L2 norm `clipNorm`, then add N(0, (localNoise·C)²) per coordinate: {vec, norm, within}. */
+/**
+ * Clip to L2 norm `clipNorm`, then add N(0, (localNoise·C)²) per coordinate: {vec, norm, within}.
+ * `clipNorm` null (a server configured without clipping) sends the update unclipped; local noise,
+ * defined relative to C, then cannot be applied.
+ */
 export function privatize(delta, clipNorm, localNoise = 0, { random = secureRandom } = {}) {
+  if (clipNorm === null) {
+    if (localNoise) throw new ConfigurationError('local noise is a multiple of the clip norm; it needs a clip norm');
+    const norm = l2Norm(delta);
+    if (!Number.isFinite(norm)) {
+      throw new ModelError('training produced an invalid update: it contains NaN or Inf; check the data and learning rate');
+    }
+    return { vec: Float32Array.from(delta), norm, within: true };
+  }
   if (!(typeof clipNorm === 'number' && Number.isFinite(clipNorm) && clipNorm > 0)) {
     throw new ConfigurationError(`clip norm must be a positive number, got ${clipNorm}`);
   }
@@ -73,5 +85,5 @@ export function buildUpdate(newParams, oldParams, specs, { clipNorm, numExamples
     if (exc instanceof ContractError) throw new ModelError(`update cannot be encoded as ${encoding}: ${exc.message}`);
     throw exc;
   }
-  return { vector: vec, body, encoding, norm, within, clipNorm, numExamples: Math.trunc(numExamples) };
+  return { vector: vec, body, encoding, norm, within, clipNorm: clipNorm ?? null, numExamples: Math.trunc(numExamples) };
 }

@@ -14,9 +14,10 @@
 
 import { ContractError, ManifestError } from './contract_errors.js';
 import { sha256Hex, toBytes } from './hashing.js';
+import { PARAMS_FILE, paramsFile } from './manifest.js';
 import { normal, permutation, seededRandom } from './random.js';
 
-export const PARAMS_FILE = 'params.bin';
+export { PARAMS_FILE };
 
 /** Training input does not fit the artifact (shape, values). */
 export class TrainerError extends ContractError {}
@@ -121,12 +122,13 @@ export class Trainer {
   }
 
   // ------------------------------------------------------------------ parameters
-  /** Global params from params.bin (raw little-endian float32, manifest order). */
+  /** Global params from the artifact's params file (paramsFile: raw little-endian float32, manifest order). */
   initialParams() {
-    const raw = toBytes(this.files.get(PARAMS_FILE) ?? new Uint8Array(0));
+    const name = paramsFile(this.manifest);
+    const raw = toBytes(this.files.get(name) ?? new Uint8Array(0));
     const n = this.manifest.numParams;
     if (raw.byteLength !== 4 * n) {
-      throw new ManifestError(`${PARAMS_FILE} holds ${raw.byteLength / 4} values, the manifest's parameters need ${n}`);
+      throw new ManifestError(`${name} holds ${raw.byteLength / 4} values, the manifest's parameters need ${n}`);
     }
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const out = [];

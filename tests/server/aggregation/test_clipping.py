@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from fedmark.contract import l2_clip
 from server.aggregation import (BOUNDARY_RTOL, AdaptiveClip, Aggregator, ConfigError, FixedClip, UpdateRejected,
-                                WeightedMean, clip, l2_norm)
+                                WeightedMean, clip_scale, l2_norm)
 
 finite32 = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32)
 vectors = arrays(np.float32, st.integers(1, 300), elements=finite32)
@@ -21,7 +21,7 @@ clip_norms = st.floats(1e-4, 1e4, allow_nan=False)
 @settings(max_examples=300, deadline=None)
 @given(vectors, clip_norms)
 def test_clipped_norm_never_exceeds_c(vec, c):
-    out, norm = clip(vec, c)
+    out, norm, _within = l2_clip(vec, c)  # the one clip rule, shared by device and server
     assert out.dtype == np.float32
     assert l2_norm(out) <= c
     assert math.isclose(norm, l2_norm(vec), rel_tol=1e-12)
@@ -122,7 +122,7 @@ def test_fixed_clip_must_be_positive():
     with pytest.raises(ConfigError, match="clip.norm"):
         FixedClip(0.0)
     with pytest.raises(ConfigError):
-        clip(np.ones(3, np.float32), -1.0)
+        clip_scale(l2_norm(np.ones(3, np.float32)), -1.0)
 
 
 def test_changed_fixed_norm_in_config_wins_over_the_persisted_one_consistently():

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.aggregation import (Accumulator, Aggregator, EmptyRound, FixedClip, StateError, WeightedMean, clip,
-                                plain_fedavg)
+from fedmark.contract import l2_clip
+from server.aggregation import Accumulator, Aggregator, EmptyRound, FixedClip, StateError, WeightedMean, plain_fedavg
 
 
 @st.composite
@@ -51,7 +51,7 @@ def test_streaming_in_any_order_matches_the_batch_result(data, shuffler, c):
         acc.add(vecs[i], weights[i])
     res = agg.finish(state, acc)
     # batch: clip all, then one weighted average
-    clipped = np.stack([clip(v, c)[0] for v in vecs]).astype(np.float64)
+    clipped = np.stack([l2_clip(v, c)[0] for v in vecs]).astype(np.float64)
     w = np.minimum(weights, 2000.0)
     batch = (clipped * w[:, None]).sum(0) / w.sum()
     np.testing.assert_allclose(res.delta, batch, rtol=1e-5, atol=1e-6 * c)

@@ -43,10 +43,10 @@ def test_kpis_from_recorded_events_via_api_and_cli(tmp_path, fleet_for, populate
         _run(fl)
         k = fl.ok("GET", "/v1/kpis", params={"model": "toy"})
         everything = fl.ok("GET", "/v1/kpis")
-        cli = subprocess.run([sys.executable, "-m", "fedmark.cli", "kpis", "--server", srv.base_url,
+        cli = subprocess.run([sys.executable, "-m", "fedmark_cli", "kpis", "--server", srv.base_url,
                               "--token", srv.admin_token, "--model", "toy"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=120)
-        cli_all = subprocess.run([sys.executable, "-m", "fedmark.cli", "kpis", "--server", srv.base_url,
+        cli_all = subprocess.run([sys.executable, "-m", "fedmark_cli", "kpis", "--server", srv.base_url,
                                   "--token", fl.marketer("kim")], cwd=REPO_ROOT, capture_output=True, text=True,
                                  timeout=120)
         metrics = fl.call("GET", "/metrics").text

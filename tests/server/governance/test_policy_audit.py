@@ -98,12 +98,12 @@ def test_audit_records_the_governance_events_without_update_content(fleet, tmp_p
 
 
 def _verify_subprocess(db_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedmark.cli", "audit", "verify", "--database-url", db_url],
+    return subprocess.run([sys.executable, "-m", "fedmark_cli", "audit", "verify", "--database-url", db_url],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_tampering_is_detected_and_names_the_first_bad_entry(fleet, tmp_path, db_url, capsys):
-    from fedmark.cli import main
+    from fedmark_cli import main
 
     def _verify_cli(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
         """``fedmark audit verify`` in this process (the first call above runs the real command)."""

@@ -67,7 +67,7 @@ def test_no_update_of_one_region_is_read_by_another_regions_fold(tmp_path, fleet
     closed = [e for e in audit if e["kind"] == "round.closed"]
     assert {e["model"]: e["detail"]["regions"] for e in closed} == {"toy": {"eu": 2, "us": 2}, "toy@cn": {"cn": 4}}
     assert any(e["kind"] == "line.created" and e["model"] == "toy@cn" for e in audit)
-    from fedmark.cli import main
+    from fedmark_cli import main
 
     assert main(["audit", "verify", "--data-dir", str(tmp_path / "srv")]) == 0  # the stopped server's SQLite file
 

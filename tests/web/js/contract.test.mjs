@@ -116,6 +116,71 @@ test('manifests: accepted and refused exactly as fedmark.contract does', () => {
   }
 });
 
+test('task documents: parsed to the same wire form, or refused with the same code and message', () => {
+  assert.ok(V.tasks.length >= 30);
+  let refused = 0;
+  for (const e of V.tasks) {
+    if (e.message === undefined) {
+      const t = c.parseTaskDocument(e.task);
+      assert.deepEqual(c.taskToJSON(t), e.parsed, `${e.name}: parsed task differs from fedmark.contract.parse_task`);
+      assert.deepEqual(t.requiredPurposes(e.name === 'build_task' ? 'marketing' : 'Marketing'), e.required_purposes,
+        `${e.name}: required purposes`);
+      assert.deepEqual(c.taskToJSON(c.parseTaskDocument(c.taskToJSON(t))), e.parsed, `${e.name}: wire form round-trips`);
+    } else {
+      refused += 1;
+      assert.throws(() => c.parseTaskDocument(e.task),
+        (err) => err instanceof c.ProtocolError && err.code === e.code && err.message === e.message,
+        `${e.name}: expected ${e.code}: ${e.message}`);
+    }
+  }
+  assert.ok(refused >= 20, 'vectors exercise the refusals');
+});
+
+test('upload headers: built identically; accepted and refused exactly as the server does', () => {
+  for (const e of V.upload_headers.built) {
+    const a = e.args;
+    const h = c.uploadHeaders({ version: a.version, numExamples: a.num_examples, key: a.key, roundId: a.round_id ?? null,
+      withinClip: a.within_clip ?? null });
+    assert.deepEqual(h, e.headers, `${e.name}: headers differ from fedmark.contract.upload_headers`);
+  }
+  for (const e of V.upload_headers.parsed) {
+    if (e.message === undefined) {
+      const p = c.parseUploadHeaders(e.headers);
+      assert.deepEqual({ version: p.version, num_examples: p.numExamples, within_clip: p.withinClip, key: p.key,
+        round_id: p.roundId }, e.parsed, e.name);
+      assert.deepEqual(c.parseUploadHeaders(new Headers(e.headers)).version, e.parsed.version, `${e.name}: fetch Headers`);
+    } else {
+      assert.throws(() => c.parseUploadHeaders(e.headers),
+        (err) => err instanceof c.ProtocolError && err.code === e.code && err.message === e.message,
+        `${e.name}: expected ${e.message}`);
+    }
+  }
+});
+
+test('outcome and error codes are the same strings, sets and decisions', () => {
+  assert.ok(Object.keys(V.codes.constants).length >= 30);
+  for (const [k, v] of Object.entries(V.codes.constants)) assert.equal(c[k], v, k);
+  for (const [k, v] of Object.entries(V.codes.sets)) assert.deepEqual([...c[k]].sort(), v, k);
+  assert.deepEqual([...c.OUTCOMES], V.codes.OUTCOMES);
+  for (const [status, code, outcome] of V.codes.upload_outcome) assert.equal(c.uploadOutcome(status, code), outcome, `${status} ${code}`);
+});
+
+test('the params-file rule names the same file, or refuses with the same message', () => {
+  for (const e of V.params_file) {
+    const m = c.Manifest.fromJSON(e.manifest);
+    if (e.message === undefined) assert.equal(c.paramsFile(m), e.file, e.name);
+    else assert.throws(() => c.paramsFile(m), (err) => err instanceof c.ManifestError && err.message === e.message, e.name);
+  }
+});
+
+test('the consent rule: the same required purposes and the same covered records', () => {
+  for (const e of V.consent) {
+    const req = c.requiredPurposes(e.consent_purposes, e.purpose, e.manifest_purpose);
+    assert.deepEqual(req, e.required);
+    assert.deepEqual(e.consents.map((x) => c.consentCovers(new Set(x), req)), e.covered);
+  }
+});
+
 test('Python str() of numbers and SHA-256 via WebCrypto', async () => {
   assert.deepEqual([1e-5, 1e16, 0.1, 123.456, 1.5e-7, 2.0 ** 60 + 0.5].map(pyFloatRepr),
     ['1e-05', '1e+16', '0.1', '123.456', '1.5e-07', '1.152921504606847e+18']);

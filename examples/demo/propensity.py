@@ -16,9 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.fleet import Fleet
+from edge_sdk.consent import has_consent
+from examples.demo import governance as gov
+from examples.demo.fleet import SimDevice, app_key, published_params, run_sync_round
 from fedmark.contract import load_artifact_manifest
-from fedmark.demo import governance as gov
-from fedmark.demo.fleet import Admin, SimDevice, run_sync_round
 from fedmark.metrics import binary_report, roc_auc
 
 REGIONS = {  # job -> region; three regional systems of a Portuguese bank
@@ -105,6 +107,10 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
     trainer = Trainer(artifact)
     init = trainer.initial_params()
 
+    def score(params: Any) -> np.ndarray:
+        """Held-out scores from the artifact's exported inference graph (ONNX Runtime, as a device scores)."""
+        return np.asarray(trainer.predict(params, x_test), dtype=np.float32).ravel()
+
     results: dict[str, Any] = {"runs": {}, "curves": {}, "epsilon": [], "by_region": {}}
     device_root = out / "devices"
     shutil.rmtree(out / "eval-devices", ignore_errors=True)
@@ -116,15 +122,15 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
         server_dir = out / f"server-{'dp' if noise else 'plain'}"
         shutil.rmtree(server_dir, ignore_errors=True)  # each run starts from an empty registry
         with running_server(server_dir) as srv:
-            admin = Admin(srv.base_url, srv.admin_token)
-            keys = {p: admin.app_key(p) for p in PARTNERS}
-            admin.publish(artifact, manifest.model)
+            admin = Fleet(srv.base_url, srv.admin_token)
+            keys = {p: app_key(admin, p) for p in PARTNERS}
+            admin.publish_dir(artifact, manifest.model)
             governed = noise == 0.0  # the governed flow runs once, on the run without DP
             if governed:
                 base_policy = gov.policy(manifest.purpose, [d.region for d in devices], PARTNERS, k_min=cfg.k_min)
                 gov.set_policy(admin, manifest.model, base_policy)
-            admin.configure(manifest.model, _training_config(cfg, len(devices), noise))
-            curve = [(0, roc_auc(y_test, prop.predict_numpy(init, x_test)))]
+            admin.train(manifest.model, **_training_config(cfg, len(devices), noise))
+            curve = [(0, roc_auc(y_test, score(init)))]
             bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
             stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
             round_rng = np.random.default_rng(cfg.seed + 1)
@@ -135,8 +141,8 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                 stats["rounds_closed"] += o.state == "closed"
                 if r % cfg.eval_every == 0 or r == cfg.rounds:
                     info = admin.model(manifest.model)
-                    params = admin.params(manifest.model, info["current_version"], manifest)
-                    curve.append((r, roc_auc(y_test, prop.predict_numpy(params, x_test))))
+                    params = published_params(admin, manifest.model, info["current_version"], manifest)
+                    curve.append((r, roc_auc(y_test, score(params))))
                     bar.set_postfix(auc=f"{curve[-1][1]:.3f}")
                 bar.update(1)
             bar.close()
@@ -152,8 +158,8 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                 g["audit"] = gov.audit_check(admin)
                 results["governance"] = g
             info = admin.model(manifest.model)
-            params = admin.params(manifest.model, info["current_version"], manifest)
-            scores = prop.predict_numpy(params, x_test)
+            params = published_params(admin, manifest.model, info["current_version"], manifest)
+            scores = score(params)
             report = binary_report(y_test, scores)
             eps = [(v["version"], v["epsilon"]) for v in info["versions"] if v.get("epsilon") is not None]
             report.update(stats, version=info["current_version"], epsilon=eps[-1][1] if eps else None,
@@ -166,21 +172,22 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
             results["by_region"][name] = _auc_by_region(test, x_test, y_test, scores)
 
     # Centralized: the same architecture, Keras fit on the consented training rows pooled.
-    consented = [r for d in devices for r in d.records if manifest.purpose in r["consent"]]
+    # Consent is decided as the devices decide it (edge_sdk.consent), for the model's purpose.
+    consented = [r for d in devices for r in d.records if has_consent(r, manifest.purpose)]
     x_tr, y_tr, _ = schema.encode(consented)
     central = prop.train_centralized(x_tr, y_tr, hidden=int(manifest.hyperparams["hidden"]),
                                      epochs=cfg.central_epochs, lr=cfg.learning_rate, seed=cfg.seed, params=init)
-    results["runs"]["centralized"] = binary_report(y_test, prop.predict_numpy(central, x_test))
+    results["runs"]["centralized"] = binary_report(y_test, score(central))
     # Local-only: each device trains alone on its own consented rows; AUCs averaged.
     aucs, lifts = [], []
     pick = np.random.default_rng(cfg.seed).choice(len(devices), min(cfg.local_only_devices, len(devices)), replace=False)
     for i in progress(pick, desc="propensity local-only", unit="device"):
-        rows = [r for r in devices[int(i)].records if manifest.purpose in r["consent"]]
+        rows = [r for r in devices[int(i)].records if has_consent(r, manifest.purpose)]
         if not rows:
             continue
         x_d, y_d, _ = schema.encode(rows)
         res = trainer.train(init, (x_d, y_d), epochs=cfg.local_only_epochs, seed=cfg.seed)
-        rep = binary_report(y_test, prop.predict_numpy(res.params, x_test))
+        rep = binary_report(y_test, score(res.params))
         aucs.append(rep["auc"])
         lifts.append(rep["lift_top_decile"])
     results["runs"]["local-only (mean of devices)"] = {"auc": float(np.mean(aucs)), "lift_top_decile": float(np.mean(lifts)),

@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fedmark.demo.fleet import Admin, SimDevice, run_sync_round
+from bench.fleet import Fleet
+from examples.demo.fleet import SimDevice, run_sync_round
 
 
 def policy(purpose: str, regions: Sequence[str], partners: Sequence[str], *, k_min: int,
@@ -24,12 +25,12 @@ def policy(purpose: str, regions: Sequence[str], partners: Sequence[str], *, k_m
             "description": "propensity to subscribe to a term deposit, for outbound campaign targeting"}
 
 
-def set_policy(admin: Admin, model: str, body: dict[str, Any]) -> int:
-    out = admin.call("PUT", f"/v1/models/{model}/policy", json=body)
+def set_policy(admin: Fleet, model: str, body: dict[str, Any]) -> int:
+    out = admin.ok(admin.admin("PUT", f"/v1/models/{model}/policy", json=body))
     return int(out.get("version", 0)) if isinstance(out, dict) else 0
 
 
-def gated_round(admin: Admin, model: str, devices: Sequence[SimDevice], evaluators: Sequence[SimDevice],
+def gated_round(admin: Fleet, model: str, devices: Sequence[SimDevice], evaluators: Sequence[SimDevice],
                 keys: dict[str, str], rng: np.random.Generator, base_policy: dict[str, Any], *, goal: int,
                 dropout: float, max_regression: float, progress: Callable[..., Any]) -> dict[str, Any]:
     """One more round under a publish gate: its result is published only if federated
@@ -41,9 +42,9 @@ def gated_round(admin: Admin, model: str, devices: Sequence[SimDevice], evaluato
     outcome = run_sync_round(admin, model, devices, keys, rng, dropout=dropout, goal=goal)
     answers = []
     for dev in progress(evaluators, desc="federated validation", unit="device"):
-        answers.append(dev.connect(admin.base, keys[dev.partner]).validate(model, dev.records))
+        answers.append(dev.connect(admin.base_url, keys[dev.partner]).validate(model, dev.records))
     info = admin.model(model)
-    evaluation = admin.call("GET", f"/v1/models/{model}/evaluations")
+    evaluation = admin.ok(admin.admin("GET", f"/v1/models/{model}/evaluations"))
     return {"round_state": outcome.state, "round_contributors": outcome.accepted, "previous_version": before,
             "current_version": info["current_version"], "published": info["current_version"] != before,
             "gate": evaluation.get("gate"), "evaluators": evaluation.get("evaluators"),
@@ -54,21 +55,18 @@ def gated_round(admin: Admin, model: str, devices: Sequence[SimDevice], evaluato
             "partner_contribution": evaluation.get("partner_contribution")}
 
 
-def activate(admin: Admin, model: str, purpose: str, evaluators: Sequence[SimDevice], keys: dict[str, str]) -> dict[str, Any]:
+def activate(admin: Fleet, model: str, purpose: str, evaluators: Sequence[SimDevice], keys: dict[str, str]) -> dict[str, Any]:
     """A marketer's activation (allowed), one for a purpose the policy does not cover (denied),
     and audience segments built from counts the devices scored and reported themselves."""
-    marketer = admin.call("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "campaign-team"})["token"]
+    marketer = admin.ok(admin.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "campaign-team"}),
+                        201)["token"]
     counts = {}
     for dev in evaluators:
-        for seg, n in dev.connect(admin.base, keys[dev.partner]).report_segments(model, dev.records).items():
+        for seg, n in dev.connect(admin.base_url, keys[dev.partner]).report_segments(model, dev.records).items():
             counts[seg] = counts.get(seg, 0) + n
-    as_marketer = {"Authorization": f"Bearer {marketer}"}
-    allowed = admin.http.post(f"{admin.base}/v1/activation/model", json={"model": model, "purpose": purpose},
-                              headers=as_marketer, timeout=admin.timeout)
-    denied = admin.http.post(f"{admin.base}/v1/activation/model", json={"model": model, "purpose": "credit_decisioning"},
-                             headers=as_marketer, timeout=admin.timeout)
-    segments = admin.http.post(f"{admin.base}/v1/activation/segments", json={"model": model, "purpose": purpose},
-                               headers=as_marketer, timeout=admin.timeout)
+    allowed = admin.call("POST", "/v1/activation/model", marketer, json={"model": model, "purpose": purpose})
+    denied = admin.call("POST", "/v1/activation/model", marketer, json={"model": model, "purpose": "credit_decisioning"})
+    segments = admin.call("POST", "/v1/activation/segments", marketer, json={"model": model, "purpose": purpose})
     return {"allowed": {"status": allowed.status_code, "version": allowed.json().get("version")},
             "denied": {"status": denied.status_code, "reason": (denied.json().get("error") or {}).get("reason")
                        or (denied.json().get("error") or {}).get("message")},
@@ -76,13 +74,13 @@ def activate(admin: Admin, model: str, purpose: str, evaluators: Sequence[SimDev
             "device_reported_counts": counts}
 
 
-def kpis(admin: Admin, model: str) -> dict[str, Any]:
-    return admin.call("GET", f"/v1/kpis?model={model}")
+def kpis(admin: Fleet, model: str) -> dict[str, Any]:
+    return admin.ok(admin.admin("GET", f"/v1/kpis?model={model}"))
 
 
-def audit_check(admin: Admin) -> dict[str, Any]:
+def audit_check(admin: Fleet) -> dict[str, Any]:
     """Walk the server's hash-chained audit trail: ``ok`` and the number of entries."""
-    out = admin.call("GET", "/v1/audit/verify")
+    out = admin.ok(admin.admin("GET", "/v1/audit/verify"))
     return {"ok": bool(out["ok"]), "entries": int(out["entries"])}
 
 

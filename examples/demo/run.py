@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedmark.demo.propensity import PropensityConfig
-from fedmark.demo.recommender import RecommenderConfig
+from examples.demo.propensity import PropensityConfig
+from examples.demo.recommender import RecommenderConfig
 
 
 @dataclass
@@ -94,9 +94,9 @@ def _governance_rows(g: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
-    from fedmark.demo import propensity as prop_exp
-    from fedmark.demo import recommender as rec_exp
-    from fedmark.demo.report import write_report
+    from examples.demo import propensity as prop_exp
+    from examples.demo import recommender as rec_exp
+    from examples.demo.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     # Late uploads refused with round_closed are expected under over-selection; the round

@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bench.fleet import Fleet
+from examples.demo.fleet import SimDevice, app_key, published_params, run_sync_round
 from fedmark.contract import load_artifact_manifest
-from fedmark.demo.fleet import Admin, SimDevice, run_sync_round
 from fedmark.metrics import ranking_at_k, top_k
 
 PARTNER = "retailer"
@@ -104,10 +105,10 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
     server_dir = out / "server-rec"
     shutil.rmtree(server_dir, ignore_errors=True)
     with running_server(server_dir) as srv:
-        admin = Admin(srv.base_url, srv.admin_token)
-        keys = {PARTNER: admin.app_key(PARTNER)}
-        admin.publish(artifact, manifest.model)
-        admin.configure(manifest.model, {
+        admin = Fleet(srv.base_url, srv.admin_token)
+        keys = {PARTNER: app_key(admin, PARTNER)}
+        admin.publish_dir(artifact, manifest.model)
+        admin.train(manifest.model, **{
             "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
             "deadline_s": 60.0, "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
             "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": cfg.server_lr},
@@ -123,13 +124,13 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
                 stats[key] += getattr(o, key)
             if r % cfg.eval_every == 0 or r == cfg.rounds:
                 info = admin.model(manifest.model)
-                params = admin.params(manifest.model, info["current_version"], manifest)
+                params = published_params(admin, manifest.model, info["current_version"], manifest)
                 results["curve"].append((r, evaluate(trainer, params, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
                 bar.set_postfix(hr=f"{results['curve'][-1][1]:.3f}")
             bar.update(1)
         bar.close()
         info = admin.model(manifest.model)
-        fed_params = admin.params(manifest.model, info["current_version"], manifest)
+        fed_params = published_params(admin, manifest.model, info["current_version"], manifest)
     fed = evaluate(trainer, fed_params, data, eval_users, cfg.k, cfg.seed)
     fed.update(stats, version=info["current_version"], devices=len(devices),
                participating=sum(d.contributed > 0 for d in devices),

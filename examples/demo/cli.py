@@ -17,6 +17,6 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fedmark.demo.run import main
+    from examples.demo.run import main
 
     return main(args.out, args.fast)

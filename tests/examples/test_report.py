@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from fedmark.demo.report import write_report
+from examples.demo.report import write_report
 
 RESULTS = {
     "summary": "test run",

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.tff
 def test_fast_demo_completes_and_beats_trivial_baselines(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "fedmark.cli", "demo", "--fast", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "fedmark_cli", "demo", "--fast", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -4,7 +4,8 @@ Every device is a real ``edge_sdk.Client`` with its own storage directory,
 talking to a real ``fedmark server`` on loopback: the demo exercises exactly
 the code an app team ships.  What is simulated is only the population —
 which records sit on which device, which customers consented, which devices
-drop out mid-round.
+drop out mid-round.  The model owner's calls go through ``bench.fleet.Fleet``,
+the admin HTTP client the benchmarks and the reliability suite use.
 """
 from __future__ import annotations
 
@@ -17,57 +18,23 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import requests
 
+from bench.fleet import Fleet
 from edge_sdk import Client, DeviceConditions, NoTaskError, RejectedUpdateError
 from fedmark.contract import unflatten, Manifest
 
 READY = DeviceConditions(charging=True, unmetered=True, idle=True, battery=0.9)
 
 
-class Admin:
-    """The model owner's calls: app keys, training configuration, publishing, reading versions."""
+def app_key(admin: Fleet, partner: str) -> str:
+    """A new app key for ``partner`` (devices enrol with it)."""
+    return admin.ok(admin.admin("POST", "/v1/admin/app-keys", json={"partner": partner}), 201)["app_key"]
 
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0) -> None:
-        self.base = base_url.rstrip("/")
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
-        self.timeout = timeout
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, self.base + path, timeout=self.timeout, **kw)
-        if r.status_code >= 400:
-            raise RuntimeError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
-        return r.json() if r.content else None
-
-    def app_key(self, partner: str) -> str:
-        return self.call("POST", "/v1/admin/app-keys", json={"partner": partner})["app_key"]
-
-    def publish(self, artifact_dir: str | Path, model: str) -> int:
-        from server.registry.artifacts import write_archive
-
-        out = self.call("POST", f"/v1/models/{model}/versions", data=write_archive(str(artifact_dir)),
-                        headers={"Content-Type": "application/gzip"})
-        return int(out["version"])
-
-    def configure(self, model: str, config: dict[str, Any]) -> None:
-        self.call("PUT", f"/v1/models/{model}/training", data=json.dumps(config),
-                  headers={"Content-Type": "application/json"})
-
-    def model(self, model: str) -> dict[str, Any]:
-        return self.call("GET", f"/v1/models/{model}")
-
-    def round(self, round_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/v1/rounds/{round_id}")
-
-    def tick(self) -> None:
-        self.call("POST", "/v1/admin/tick")
-
-    def params(self, model: str, version: int, manifest: Manifest) -> list[np.ndarray]:
-        """A published version's global parameters (the marketer's view of the model)."""
-        r = self.http.get(f"{self.base}/v1/models/{model}/versions/{version}/files/params.bin", timeout=self.timeout)
-        r.raise_for_status()
-        return unflatten(np.frombuffer(r.content, dtype="<f4").astype(np.float32), manifest.params)
+def published_params(admin: Fleet, model: str, version: int, manifest: Manifest) -> list[np.ndarray]:
+    """A published version's global parameters (the marketer's view of the model)."""
+    raw = admin.params_bytes(model, version)
+    return unflatten(np.frombuffer(raw, dtype="<f4").astype(np.float32), manifest.params)
 
 
 @dataclass
@@ -107,7 +74,7 @@ class RoundOutcome:
     late: int = 0
 
 
-def run_sync_round(admin: Admin, model: str, devices: Sequence[SimDevice], app_keys: dict[str, str],
+def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_keys: dict[str, str],
                    rng: np.random.Generator, *, dropout: float = 0.0, goal: int, workers: int = 8,
                    max_wait_s: float = 60.0) -> RoundOutcome:
     """Drive one synchronous round: devices, in random order and ``workers`` at a time, ask
@@ -133,7 +100,7 @@ def run_sync_round(admin: Admin, model: str, devices: Sequence[SimDevice], app_k
             if st["stop"] or st["accepted"] >= goal:
                 return
         dev = devices[i]
-        client = dev.connect(admin.base, app_keys[dev.partner])
+        client = dev.connect(admin.base_url, app_keys[dev.partner])
         try:
             if drops[i]:
                 task = client.get_task(model)
