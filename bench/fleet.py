@@ -8,6 +8,7 @@ loopback HTTP to a real server process.  Nothing here imports the server.
 """
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 import uuid
@@ -54,7 +55,8 @@ class Fleet:
         self.base_url = base_url.rstrip("/")
         self.admin_token = admin_token
         self.http = requests.Session()
-        self._app_key: str | None = None
+        self._app_keys: dict[str, str] = {}  # region -> app key (keys are issued per region)
+        self.device_secrets: dict[str, str] = {}  # device id -> its enrolment secret (proof on re-enrolment)
 
     # ------------------------------------------------------------------ raw calls
     def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
@@ -116,14 +118,17 @@ class Fleet:
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ devices
-    def app_key(self) -> str:
-        if self._app_key is None:
-            self._app_key = self.ok(self.admin("POST", "/v1/admin/app-keys", json={"partner": "bench"}), 201)["app_key"]
-        return self._app_key
+    def app_key(self, region: str = "eu") -> str:
+        """The app key of partner bench's build for ``region`` (the key decides the device's region)."""
+        if region not in self._app_keys:
+            self._app_keys[region] = self.ok(self.admin("POST", "/v1/admin/app-keys",
+                                                        json={"partner": "bench", "region": region}), 201)["app_key"]
+        return self._app_keys[region]
 
     def enroll(self, device_id: str, region: str = "eu") -> str:
-        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self.app_key(), "device_id": device_id,
-                                                          "region": region})
+        secret = self.device_secrets.setdefault(device_id, secrets.token_urlsafe(32))
+        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self.app_key(region), "device_id": device_id,
+                                                          "region": region, "device_secret": secret})
         return self.ok(r, 201)["device_token"]
 
     def task(self, token: str, model: str) -> requests.Response:
@@ -142,13 +147,13 @@ class Fleet:
         """Enrol ``n`` devices (in parallel) and, if ``model`` is given, take a task for each."""
         def one(i: int) -> Device:
             f = Fleet(self.base_url, self.admin_token)
-            f._app_key = self._app_key
+            f._app_keys, f.device_secrets = self._app_keys, self.device_secrets
             dev = Device(f"{prefix}-{i}", f.enroll(f"{prefix}-{i}", region))
             if model is not None:
                 dev.task = f.ok(f.task(dev.token, model))
             return dev
 
-        self.app_key()
+        self.app_key(region)
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(one, range(n)))
 

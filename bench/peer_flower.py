@@ -11,7 +11,8 @@ client work (return a pre-computed update; no local compute in the timed path):
 * **fedmark**: a real ``fedmark server`` (SQLite, durable acks) in sync mode
   with goal = min_clients = CLIENTS, no clipping or noise, FedAvg server
   optimizer, and CLIENTS device processes that each round ask for a task
-  (polling every 20 ms while the previous round is open), download the current
+  (by default with the server's long-poll, ``"wait"``, so a device waiting for
+  the next round sends one request; ``--poll S`` polls every S seconds instead), download the current
   ``params.bin`` like a device syncing its model, and upload the update.
 Timed from the start of round 1 to the end of the last aggregation; server CPU
 over that window from ``/proc``.  The systems alternate within each repetition
@@ -44,13 +45,13 @@ if __package__ in (None, ""):
 from bench import venvs  # noqa: E402
 from bench import exit_on_sigterm  # noqa: E402
 from bench.fleet import Fleet, synthetic_update, upload_headers  # noqa: E402
-from bench.procstat import cpu_seconds  # noqa: E402
+from bench.procstat import tree_cpu_seconds as cpu_seconds  # noqa: E402
 from bench.stats import interleave, median, table  # noqa: E402
 from fedmark.contract import encode_update  # noqa: E402
 from server.testing import free_port, start_server  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-POLL_S = 0.02
+POLL_S = 0.0  # 0: long-poll (the server holds the task request until the next round opens)
 
 
 class CpuTrace:
@@ -91,12 +92,16 @@ def _fm_client(base: str, token: str, n: int, seed: int, rounds: int, go: Any, q
     polls = 0
     for _r in range(rounds):
         while True:
-            r = http.post(base + "/v1/tasks", json={"model": "m"}, headers=auth, timeout=120)
+            ask = {"model": "m"} if poll > 0 else {"model": "m", "wait": 30}  # poll 0: the server's long-poll
+            r = http.post(base + "/v1/tasks", json=ask, headers=auth, timeout=120)
             if r.status_code == 200:
                 break
             if r.status_code != 409:
                 raise RuntimeError(f"task: {r.status_code} {r.text}")
-            time.sleep(poll)
+            if poll > 0:
+                time.sleep(poll)
+            else:  # no waiting slot was free: the server says how long to wait
+                time.sleep(float(r.json()["error"].get("retry_after_s", 0.0)))
             polls += 1
         task = r.json()
         p = http.get(f"{base}/v1/models/m/versions/{task['version']}/files/params.bin", headers=auth, timeout=120)
@@ -228,7 +233,8 @@ def main() -> int:
             ups = {s: median(r["updates"] / r["elapsed"] for r in res[s]) for s in runners}
             cpu = {s: median(r["cpu"] / r["updates"] for r in res[s]) for s in runners}
             polls = median(r["polls"] for r in res["fedmark"]) / (a.clients * a.rounds)
-            print(f"n={n}: fedmark devices sent {polls:.1f} refused task polls per update (poll every {a.poll * 1e3:.0f} ms)")
+            how = f"poll every {a.poll * 1e3:.0f} ms" if a.poll > 0 else "long-poll"
+            print(f"n={n}: fedmark devices got {polls:.1f} refused task requests per update ({how})")
             for s in runners:
                 rows.append([f"{n:,}", s, a.clients, a.rounds, rpm[s], ups[s], cpu[s] * 1e3,
                              f"{rpm[s] / rpm['flower']:.2f}x"])

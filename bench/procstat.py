@@ -22,6 +22,49 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _TICK
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of every live process below ``pid`` (a gunicorn master's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read().decode()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every live process below it (the whole server, workers included)."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and every live process below it."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += rss_bytes(p)
+        except OSError:
+            pass
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size now."""
     with open(f"/proc/{pid}/statm", "rb") as f:

@@ -7,7 +7,9 @@ numpy are imported by the handlers when they run.
     fedmark publish ARTIFACT_DIR --server URL --token T [--model NAME] [--parent N]
     fedmark rollback MODEL VERSION --server URL --token T
     fedmark training MODEL (--config FILE | --set JSON) --server URL --token T
-    fedmark app-key --server URL --token T [--partner P]
+    fedmark app-key --server URL --token T [--partner P] [--region R]
+    fedmark device-admin (reset|revoke|consent-withdrawn) DEVICE_ID --server URL --token T
+    fedmark token revoke TOKEN_ID --server URL --token T
     fedmark policy MODEL (--config FILE | --set JSON) --server URL --token T
     fedmark audit verify [--database-url URL | --data-dir DIR] [--anchor SEQ:HASH ...]
     fedmark kpis --server URL --token T [--model M] [--json]
@@ -68,10 +70,27 @@ def register(subparsers: Any) -> None:
     client_args(p)
     p.set_defaults(func=_training)
 
-    p = subparsers.add_parser("app-key", help="issue an app key that devices enrol with")
+    p = subparsers.add_parser("app-key", help="issue an app key that devices of one region enrol with")
     p.add_argument("--partner", default="default")
+    p.add_argument("--region", default=None,
+                   help="the residency zone of every device enrolling with this key (default: 'default'); "
+                        "issue one key per region and ship each in that region's build")
     client_args(p)
     p.set_defaults(func=_app_key)
+
+    p = subparsers.add_parser("device-admin", help="reset, revoke or flag an enrolled device (admin, audited)")
+    p.add_argument("action", choices=["reset", "revoke", "consent-withdrawn"],
+                   help="reset: forget its secret and tokens so it enrols afresh; revoke: revoke its tokens and "
+                        "block re-enrolment; consent-withdrawn: refuse its uploads")
+    p.add_argument("device_id")
+    client_args(p)
+    p.set_defaults(func=_device)
+
+    p = subparsers.add_parser("token", help="revoke a marketer (or device) token by its id")
+    p.add_argument("action", choices=["revoke"])
+    p.add_argument("token_id", type=int)
+    client_args(p)
+    p.set_defaults(func=_token)
 
     p = subparsers.add_parser("policy", help="set a model's governance policy (JSON, see docs/GOVERNANCE.md)")
     p.add_argument("model")
@@ -304,5 +323,21 @@ def _kpis(args: argparse.Namespace) -> int:
 
 
 def _app_key(args: argparse.Namespace) -> int:
-    print(json.dumps(_call(args, "POST", "/v1/admin/app-keys", json.dumps({"partner": args.partner}).encode())))
+    body: dict[str, Any] = {"partner": args.partner}
+    if args.region is not None:
+        body["region"] = args.region
+    print(json.dumps(_call(args, "POST", "/v1/admin/app-keys", json.dumps(body).encode())))
+    return 0
+
+
+def _device(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    path = f"/v1/admin/devices/{urllib.parse.quote(args.device_id, safe='')}/{args.action}"
+    print(json.dumps(_call(args, "POST", path, b"{}")))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    print(json.dumps(_call(args, "POST", f"/v1/admin/tokens/{args.token_id}/revoke", b"{}")))
     return 0

@@ -15,6 +15,16 @@ from typing import Any, Mapping
 from server.clock import Clock, SystemClock
 
 
+def boolean(raw: str) -> bool:
+    """An environment flag: 1/true/yes/on or 0/false/no/off."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
 def _default_data_dir() -> str:
     return os.path.join(os.getcwd(), "var", "fedmark")
 
@@ -53,6 +63,8 @@ class Config:
     TICK_SECONDS: float = 2.0
     #: Seconds a device waits before asking again when no task is available.
     NO_TASK_RETRY_S: int = 30
+    #: Task requests (``"wait"``) one worker process holds open at once; each holds a request thread.
+    LONG_POLL_SLOTS: int = 4
     #: Apply Alembic migrations when the app starts.
     MIGRATE_ON_START: bool = True
     #: Seconds SQLite waits for a lock before a request fails with 503.
@@ -61,17 +73,30 @@ class Config:
     NOISE_SECRET: str | None = None
     #: JSON-lines file where every regional fold records the update rows it read (residency audits/tests).
     RESIDENCY_TRACE: str | None = None
+    #: Lifetime of a device token and of a marketer token (seconds); ``POST /v1/tokens/refresh`` renews one.
+    DEVICE_TOKEN_TTL_S: float = 30 * 86400.0
+    MARKETER_TOKEN_TTL_S: float = 90 * 86400.0
+    #: Device attestation at enrolment: an import path ``package.module:Name`` (a class, called with no
+    #: arguments, or an object) or an object with ``verify(device_id, evidence)``; see server/auth/attestation.py.
+    #: The default attests nothing: every device is unattested.
+    ATTESTATION_VERIFIER: Any = "server.auth.attestation:NoAttestation"
+    #: Bearer credential of ``GET /metrics`` (Prometheus ``authorization: {credentials: ...}``), apart from every
+    #: other role.  ``None``: /metrics is off and answers 404.
+    METRICS_TOKEN: str | None = None
+    #: Refuse enrolment of devices the verifier does not attest (403 attestation_required).
+    ATTESTATION_REQUIRED: bool = False
     TESTING: bool = False
     #: Time source; tests inject a :class:`server.clock.ManualClock`.
     CLOCK: Clock = SystemClock()
 
-    _ENV: Mapping[str, tuple[str, type]] = {
+    _ENV: Mapping[str, tuple[str, Any]] = {
         "FEDMARK_DATA_DIR": ("DATA_DIR", str),
         "FEDMARK_DATABASE_URL": ("DATABASE_URL", str),
         "FEDMARK_ADMIN_TOKEN": ("ADMIN_TOKEN", str),
         "FEDMARK_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
         "FEDMARK_MAX_UPDATE_BYTES": ("MAX_UPDATE_BYTES", int),
         "FEDMARK_MAX_JSON_BYTES": ("MAX_JSON_BYTES", int),
+        "FEDMARK_LONG_POLL_SLOTS": ("LONG_POLL_SLOTS", int),
         "FEDMARK_RATE_LIMIT_PER_S": ("RATE_LIMIT_PER_S", float),
         "FEDMARK_RATE_LIMIT_BURST": ("RATE_LIMIT_BURST", int),
         "FEDMARK_ENROL_ADDRESS_LIMIT_PER_S": ("ENROL_ADDRESS_LIMIT_PER_S", float),
@@ -86,6 +111,11 @@ class Config:
         "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
         "FEDMARK_RESIDENCY_TRACE": ("RESIDENCY_TRACE", str),
+        "FEDMARK_DEVICE_TOKEN_TTL_S": ("DEVICE_TOKEN_TTL_S", float),
+        "FEDMARK_MARKETER_TOKEN_TTL_S": ("MARKETER_TOKEN_TTL_S", float),
+        "FEDMARK_ATTESTATION_VERIFIER": ("ATTESTATION_VERIFIER", str),
+        "FEDMARK_ATTESTATION_REQUIRED": ("ATTESTATION_REQUIRED", boolean),
+        "FEDMARK_METRICS_TOKEN": ("METRICS_TOKEN", str),
     }
 
     def __init__(self, **overrides: Any) -> None:

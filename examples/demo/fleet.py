@@ -26,9 +26,30 @@ from fedmark.contract import unflatten, Manifest
 READY = DeviceConditions(charging=True, unmetered=True, idle=True, battery=0.9)
 
 
-def app_key(admin: Fleet, partner: str) -> str:
-    """A new app key for ``partner`` (devices enrol with it)."""
-    return admin.ok(admin.admin("POST", "/v1/admin/app-keys", json={"partner": partner}), 201)["app_key"]
+def app_key(admin: Fleet, partner: str, region: str) -> str:
+    """A new app key of ``partner``'s build for ``region`` (the key decides the region of devices enrolling with it)."""
+    return admin.ok(admin.admin("POST", "/v1/admin/app-keys", json={"partner": partner, "region": region}),
+                    201)["app_key"]
+
+
+class AppKeys(dict):  # type: ignore[type-arg]
+    """App keys by (partner, region), issued on first use: one key per partner and region, as apps ship them."""
+
+    def __init__(self, admin: Fleet) -> None:
+        super().__init__()
+        self.admin = admin
+        self._lock = threading.Lock()
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        with self._lock:  # devices connect from worker threads: one key per (partner, region)
+            if key not in self:
+                partner, region = key
+                dict.__setitem__(self, key, app_key(self.admin, partner, region))
+            return dict.__getitem__(self, key)
+
+    def of(self, dev: "SimDevice") -> str:
+        """The key a simulated device's app carries (its partner's build for its region)."""
+        return self[dev.partner, dev.region]
 
 
 def published_params(admin: Fleet, model: str, version: int, manifest: Manifest) -> list[np.ndarray]:
@@ -74,7 +95,7 @@ class RoundOutcome:
     late: int = 0
 
 
-def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_keys: dict[str, str],
+def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_keys: AppKeys,
                    rng: np.random.Generator, *, dropout: float = 0.0, goal: int, workers: int = 8,
                    max_wait_s: float = 60.0) -> RoundOutcome:
     """Drive one synchronous round: devices, in random order and ``workers`` at a time, ask
@@ -100,7 +121,7 @@ def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_k
             if st["stop"] or st["accepted"] >= goal:
                 return
         dev = devices[i]
-        client = dev.connect(admin.base_url, app_keys[dev.partner])
+        client = dev.connect(admin.base_url, app_keys.of(dev))
         try:
             if drops[i]:
                 task = client.get_task(model)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from bench.fleet import Fleet
-from examples.demo.fleet import SimDevice, run_sync_round
+from examples.demo.fleet import AppKeys, SimDevice, run_sync_round
 
 
 def policy(purpose: str, regions: Sequence[str], partners: Sequence[str], *, k_min: int,
@@ -31,7 +31,7 @@ def set_policy(admin: Fleet, model: str, body: dict[str, Any]) -> int:
 
 
 def gated_round(admin: Fleet, model: str, devices: Sequence[SimDevice], evaluators: Sequence[SimDevice],
-                keys: dict[str, str], rng: np.random.Generator, base_policy: dict[str, Any], *, goal: int,
+                keys: AppKeys, rng: np.random.Generator, base_policy: dict[str, Any], *, goal: int,
                 dropout: float, max_regression: float, progress: Callable[..., Any]) -> dict[str, Any]:
     """One more round under a publish gate: its result is published only if federated
     evaluation on the evaluators' holdouts shows no regression beyond ``max_regression``."""
@@ -42,7 +42,7 @@ def gated_round(admin: Fleet, model: str, devices: Sequence[SimDevice], evaluato
     outcome = run_sync_round(admin, model, devices, keys, rng, dropout=dropout, goal=goal)
     answers = []
     for dev in progress(evaluators, desc="federated validation", unit="device"):
-        answers.append(dev.connect(admin.base_url, keys[dev.partner]).validate(model, dev.records))
+        answers.append(dev.connect(admin.base_url, keys.of(dev)).validate(model, dev.records))
     info = admin.model(model)
     evaluation = admin.ok(admin.admin("GET", f"/v1/models/{model}/evaluations"))
     return {"round_state": outcome.state, "round_contributors": outcome.accepted, "previous_version": before,
@@ -55,14 +55,14 @@ def gated_round(admin: Fleet, model: str, devices: Sequence[SimDevice], evaluato
             "partner_contribution": evaluation.get("partner_contribution")}
 
 
-def activate(admin: Fleet, model: str, purpose: str, evaluators: Sequence[SimDevice], keys: dict[str, str]) -> dict[str, Any]:
+def activate(admin: Fleet, model: str, purpose: str, evaluators: Sequence[SimDevice], keys: AppKeys) -> dict[str, Any]:
     """A marketer's activation (allowed), one for a purpose the policy does not cover (denied),
     and audience segments built from counts the devices scored and reported themselves."""
     marketer = admin.ok(admin.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "campaign-team"}),
                         201)["token"]
     counts = {}
     for dev in evaluators:
-        for seg, n in dev.connect(admin.base_url, keys[dev.partner]).report_segments(model, dev.records).items():
+        for seg, n in dev.connect(admin.base_url, keys.of(dev)).report_segments(model, dev.records).items():
             counts[seg] = counts.get(seg, 0) + n
     allowed = admin.call("POST", "/v1/activation/model", marketer, json={"model": model, "purpose": purpose})
     denied = admin.call("POST", "/v1/activation/model", marketer, json={"model": model, "purpose": "credit_decisioning"})

@@ -19,7 +19,7 @@ import numpy as np
 from bench.fleet import Fleet
 from edge_sdk.consent import has_consent
 from examples.demo import governance as gov
-from examples.demo.fleet import SimDevice, app_key, published_params, run_sync_round
+from examples.demo.fleet import AppKeys, SimDevice, published_params, run_sync_round
 from fedmark.contract import load_artifact_manifest
 from fedmark.metrics import binary_report, roc_auc
 
@@ -123,7 +123,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
         shutil.rmtree(server_dir, ignore_errors=True)  # each run starts from an empty registry
         with running_server(server_dir) as srv:
             admin = Fleet(srv.base_url, srv.admin_token)
-            keys = {p: app_key(admin, p) for p in PARTNERS}
+            keys = AppKeys(admin)  # one key per partner and region, issued as devices need them
             admin.publish_dir(artifact, manifest.model)
             governed = noise == 0.0  # the governed flow runs once, on the run without DP
             if governed:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from bench.fleet import Fleet
-from examples.demo.fleet import SimDevice, app_key, published_params, run_sync_round
+from examples.demo.fleet import AppKeys, SimDevice, published_params, run_sync_round
 from fedmark.contract import load_artifact_manifest
 from fedmark.metrics import ranking_at_k, top_k
 
@@ -106,7 +106,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
     shutil.rmtree(server_dir, ignore_errors=True)
     with running_server(server_dir) as srv:
         admin = Fleet(srv.base_url, srv.admin_token)
-        keys = {PARTNER: app_key(admin, PARTNER)}
+        keys = AppKeys(admin)  # one key per region (each country is a region), issued as devices need them
         admin.publish_dir(artifact, manifest.model)
         admin.train(manifest.model, **{
             "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,

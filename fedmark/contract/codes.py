@@ -28,6 +28,14 @@ ERR_BAD_ENCODING = "bad_encoding"
 ERR_NON_FINITE = "non_finite"
 ERR_RATE_LIMITED = "rate_limited"
 ERR_BAD_TRAINING_CONFIG = "bad_training_config"
+# Identity and access (docs/GOVERNANCE.md, threat model): a device re-enrols with its secret on any 401.
+ERR_TOKEN_EXPIRED = "token_expired"
+ERR_DEVICE_PROOF_REQUIRED = "device_proof_required"
+ERR_DEVICE_REVOKED = "device_revoked"
+ERR_REGION_MISMATCH = "region_mismatch"
+ERR_CONSENT_WITHDRAWN = "consent_withdrawn"
+ERR_ATTESTATION_REQUIRED = "attestation_required"
+ERR_ACTIVATION_REQUIRED = "activation_required"
 # Raised on the device: the server's task document does not follow the protocol.
 ERR_BAD_TASK = "bad_task"
 # Raised on the device: the server's answer lacks a field the protocol requires.
@@ -79,7 +87,8 @@ def upload_outcome(http_status: int, code: str | None = None) -> str:
 
 
 __all__ = [
-    "ERR_BAD_TOKEN", "ERR_FORBIDDEN", "ERR_UNKNOWN_ROUND", "ERR_NO_TASK", "ERR_NO_VERSION",
+    "ERR_TOKEN_EXPIRED", "ERR_DEVICE_PROOF_REQUIRED", "ERR_DEVICE_REVOKED", "ERR_REGION_MISMATCH",
+    "ERR_CONSENT_WITHDRAWN", "ERR_ATTESTATION_REQUIRED", "ERR_ACTIVATION_REQUIRED", "ERR_BAD_TOKEN", "ERR_FORBIDDEN", "ERR_UNKNOWN_ROUND", "ERR_NO_TASK", "ERR_NO_VERSION",
     "ERR_PRIVACY_BUDGET_EXHAUSTED", "ERR_POLICY_DENIED", "ERR_ROUND_CLOSED", "ERR_STALE_VERSION",
     "ERR_DUPLICATE_UPDATE", "ERR_IDEMPOTENCY_CONFLICT", "ERR_BAD_CONTENT_TYPE", "ERR_BAD_HEADER",
     "ERR_BODY_TOO_LARGE", "ERR_BAD_UPDATE", "ERR_BAD_ENCODING", "ERR_NON_FINITE", "ERR_RATE_LIMITED",

@@ -140,6 +140,39 @@ class Accumulator:
         self.max_norm = max(self.max_norm, norm)
         return Contribution(norm=norm, clipped=clipped, unclipped_bit=bit, weight=w, claim_mismatch=mismatch)
 
+    # ------------------------------------------------------------------ combining partial tallies
+    def copy(self) -> "Accumulator":
+        """An independent copy (the running sum is copied, O(parameters))."""
+        out = Accumulator(round_index=self.round_index, num_params=self.num_params, clip_norm=self.clip_norm,
+                          uniform=self.uniform, max_weight=self.max_weight, boundary_rtol=self.boundary_rtol,
+                          capacity=self.capacity)
+        out.sum = None if self.sum is None else self.sum.copy()
+        out.buffer = list(self.buffer)
+        out.total_weight, out.count, out.unclipped = self.total_weight, self.count, self.unclipped
+        out.mismatches, out.max_norm = self.mismatches, self.max_norm
+        return out
+
+    def merge(self, other: "Accumulator") -> None:
+        """Add a partial tally of the same round (another process's share) into this one.
+
+        Both must stream (no robust buffer) with the same clip norm, weighting and size: the
+        sum of partial sums then equals the sum of the updates, to float64 rounding in the
+        merge order (callers merge in a fixed order, so a replay is bit-identical).
+        """
+        if other.capacity is not None or self.capacity is not None:
+            raise StateError("robust (buffered) tallies cannot be merged; they keep every update")
+        if (other.num_params, other.clip_norm, other.uniform, other.max_weight) != \
+                (self.num_params, self.clip_norm, self.uniform, self.max_weight):
+            raise StateError(f"cannot merge a tally of {other.num_params} values at clip norm {other.clip_norm} into "
+                             f"one of {self.num_params} at {self.clip_norm}: they belong to different rounds")
+        assert self.sum is not None and other.sum is not None
+        self.sum += other.sum
+        self.total_weight += other.total_weight
+        self.count += other.count
+        self.unclipped += other.unclipped
+        self.mismatches += other.mismatches
+        self.max_norm = max(self.max_norm, other.max_norm)
+
     # ------------------------------------------------------------------ persistence
     def tree(self) -> dict[str, Any]:
         return {

@@ -5,14 +5,15 @@ from flask import Blueprint, jsonify, request
 
 from server.api.bodies import read_body
 from server.api.common import json_body, now
+from server.api.models import int_arg, require_access
 from server.auth import principal, requires
 from server.errors import ApiError
-from server.governance import evaluation, partners
+from server.governance import access, evaluation
 from server.governance.policy import current_policy
 from server.lifecycle import gate
 from server.registry.service import require_model, version_row
 from server.rounds.service import get_rounds
-from server.storage import get_store
+from server.storage import get_store, schema
 
 bp = Blueprint("evaluation", __name__)
 
@@ -30,12 +31,13 @@ def evaluation_task():  # type: ignore[no-untyped-def]
         policy = current_policy(conn, model)
     if policy is not None:
         model = get_rounds().governed_target(policy, who, model)
-    with get_store().read() as conn:
+    with get_store().write() as conn:
         m = require_model(conn, model)
         target = m.candidate if m.candidate is not None else m.current_version
         if target is None:
             raise ApiError(409, "no_task", f"model {model!r} has no version to evaluate", retry_after=30)
         roles = evaluation.versions_under_evaluation(conn, model, target)
+        access.record_evaluation_task(conn, who, model, target, now())  # scopes the device's downloads
     return jsonify({
         "model": model, "target": target, "purpose": policy.purpose if policy else None,
         "consent_purposes": list(policy.consent_purposes) if policy else None,
@@ -50,6 +52,8 @@ def evaluation_task():  # type: ignore[no-untyped-def]
 @requires("device")
 def evaluation_reports(model: str, target: int):  # type: ignore[no-untyped-def]
     who = principal()
+    if target > schema.MAX_INT:
+        raise ApiError(404, "unknown_version", f"model {model!r} has no version {target}")
     raw = read_body()
     body = json_body()
     with get_store().read() as conn:
@@ -77,26 +81,25 @@ def evaluation_reports(model: str, target: int):  # type: ignore[no-untyped-def]
 @requires("admin", "marketer")
 def evaluation_summary(name: str):  # type: ignore[no-untyped-def]
     raw = request.args.get("target")
+    asked = int_arg("target", raw, lo=1)
     with get_store().read() as conn:
-        require_model(conn, name)
-        partners.require_visible(conn, principal(), name)
-        if raw is None:
+        allowed = require_access(conn, name, "evaluations")
+        if asked is None:
             target = evaluation.latest_target(conn, name)
             if target is None:
                 raise ApiError(404, "no_evaluation", f"no device has reported an evaluation of {name!r} yet")
         else:
-            try:
-                target = int(raw)
-            except ValueError:
-                raise ApiError(400, "bad_request", f"target must be a version number, got {raw!r}") from None
+            target = asked
             version_row(conn, name, target)
-        return jsonify(evaluation.summarize(conn, name, target, current_policy(conn, name)))
+        return jsonify(evaluation.summarize(conn, name, target, allowed.policy))
 
 
 @bp.post("/v1/models/<name>/candidates/<int:version>/decide")
 @requires("admin")
 def decide(name: str, version: int):  # type: ignore[no-untyped-def]
     force = bool(json_body(optional=True).get("force", False))
+    if version > schema.MAX_INT:
+        raise ApiError(404, "unknown_version", f"model {name!r} has no version {version}")
     with get_store().write() as conn:
         m = require_model(conn, name)
         policy = current_policy(conn, name)

@@ -5,6 +5,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from server.api.common import json_body, now
+from server.api.models import require_access
 from server.auth import principal, requires
 from server.clock import iso
 from server.errors import ApiError
@@ -40,9 +41,7 @@ def put_policy(name: str):  # type: ignore[no-untyped-def]
 @requires("admin", "marketer")
 def get_policy(name: str):  # type: ignore[no-untyped-def]
     with get_store().read() as conn:
-        require_model(conn, name)
-        partners.require_visible(conn, principal(), name)
-        pol = policies.current_policy(conn, name)
+        pol = require_access(conn, name, "policy").policy
     if pol is None:
         raise ApiError(404, "no_policy", f"model {name!r} has no policy; set one with PUT /v1/models/{name}/policy")
     return jsonify({"model": name, "version": pol.version, "policy": pol.to_json()})
@@ -96,11 +95,10 @@ def list_devices():  # type: ignore[no-untyped-def]
 def list_rounds(name: str):  # type: ignore[no-untyped-def]
     limit = _int_arg("limit", 100, 1, 1000)
     with get_store().read() as conn:
-        require_model(conn, name)
-        partners.require_visible(conn, principal(), name)
+        allowed = require_access(conn, name, "rounds")
         r = schema.rounds
         rows = conn.execute(select(r).where(r.c.model == name).order_by(r.c.created_at.desc()).limit(limit)).all()
-        k = decisions.k_min(policies.current_policy(conn, name))
+        k = decisions.k_min(allowed.policy)
     out = []
     for row in reversed(rows):
         shown = decisions.shown(row.accepted, k) if row.accepted else 0  # an empty round reveals no one

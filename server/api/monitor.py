@@ -1,6 +1,7 @@
 """Monitoring: KPIs (JSON), Prometheus metrics, and the dashboard page."""
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -8,8 +9,8 @@ from sqlalchemy import select
 
 from server.auth import principal, requires
 from server.errors import ApiError
-from server.governance import kpis, monitor, partners
-from server.registry.service import require_model
+from server.api.models import require_access
+from server.governance import access, kpis, monitor
 from server.storage import get_store, schema
 
 bp = Blueprint("monitor", __name__)
@@ -23,16 +24,37 @@ def get_kpis():  # type: ignore[no-untyped-def]
     name = request.args.get("model")
     with get_store().read() as conn:
         if name:
-            require_model(conn, name)
-            partners.require_visible(conn, who, name)
+            require_access(conn, name, "kpis")
             return jsonify(kpis.kpis(conn, name))
         names = [r[0] for r in conn.execute(select(schema.models.c.name).where(schema.models.c.line_of.is_(None))
                                             .order_by(schema.models.c.name))]
-        return jsonify({"models": [kpis.kpis(conn, n) for n in names if partners.model_visible(conn, who, n)]})
+        return jsonify({"models": [kpis.kpis(conn, n) for n in names if access.visible(conn, who, n)]})
+
+
+def _metrics_credential() -> None:
+    """``/metrics`` has its own bearer credential (``METRICS_TOKEN``); none configured: the route is off (404).
+
+    Failures count toward the per-address auth-failure limit like every other token check."""
+    expected = current_app.config.get("METRICS_TOKEN")
+    if not expected:
+        raise ApiError(404, "not_found", "/metrics is off: set FEDMARK_METRICS_TOKEN and scrape with "
+                                         "'Authorization: Bearer <that token>'")
+    limiter = current_app.extensions["fedmark_limiter"]
+    addr = request.remote_addr or "unknown"
+    wait = limiter.blocked("auth_failure", addr)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"too many requests with a wrong token from this address; retry after "
+                                            f"{wait:.1f} s", retry_after=wait)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), str(expected).encode()):
+        limiter.take("auth_failure", addr)
+        raise ApiError(401, "bad_token", "/metrics needs its own credential: 'Authorization: Bearer <METRICS_TOKEN>' "
+                                         "(no other token is accepted here)")
 
 
 @bp.get("/metrics")
 def metrics():  # type: ignore[no-untyped-def]
+    _metrics_credential()
     body, ctype = monitor.render(current_app)
     return Response(body, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
 

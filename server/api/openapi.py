@@ -22,10 +22,21 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
     ("/v1/openapi.json", "get", "This document", None, None, {"200": "OpenAPI 3 document"}),
     ("/v1/admin/app-keys", "post", "Issue an app key for a partner's app", ["admin"], "application/json",
      {"201": "app_key issued"}),
-    ("/v1/admin/tokens", "post", "Issue a marketer token", ["admin"], "application/json", {"201": "token issued"}),
+    ("/v1/admin/tokens", "post", "Issue a marketer token", ["admin"], "application/json",
+     {"201": "token issued (with its id and expires_at)"}),
+    ("/v1/admin/tokens/{token_id}/revoke", "post", "Revoke a token by id", ["admin"], None, {"200": "revoked"}),
+    ("/v1/admin/devices/{device_id}/reset", "post", "Forget a device's secret and revoke its tokens (it enrols afresh)",
+     ["admin"], None, {"200": "reset"}),
+    ("/v1/admin/devices/{device_id}/revoke", "post", "Revoke every token of a device and block its re-enrolment",
+     ["admin"], None, {"200": "revoked"}),
+    ("/v1/admin/devices/{device_id}/consent-withdrawn", "post",
+     "Record that a device's person withdrew consent (its uploads are refused)", ["admin"], "application/json",
+     {"200": "flag set"}),
     ("/v1/admin/tick", "post", "Run round deadline and buffer checks now", ["admin"], None, {"200": "models checked"}),
-    ("/v1/devices/enroll", "post", "Trade an app key for a device token", None, "application/json",
-     {"201": "device token"}),
+    ("/v1/devices/enroll", "post", "Trade an app key (and, for a known device, its proof) for a device token", None,
+     "application/json", {"201": "device token"}),
+    ("/v1/tokens/refresh", "post", "Trade a valid token for a new one (same id, new lifetime)", ["device", "marketer"],
+     None, {"200": "new token"}),
     ("/v1/models", "get", "List models", ["any"], None, {"200": "models"}),
     ("/v1/models/{name}", "get", "A model with its versions (lineage) and history", ["any"], None, {"200": "model"}),
     ("/v1/models/{name}/versions", "post", "Publish an artifact (gzip'd tar) as a new version", ["admin"],
@@ -70,7 +81,9 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
     ("/v1/segments/reports", "post", "Report segment counts (device-side scoring)", ["device"], "application/json",
      {"202": "stored"}),
     ("/v1/kpis", "get", "The six governance KPIs", ["admin", "marketer"], None, {"200": "KPIs"}),
-    ("/metrics", "get", "Prometheus metrics", None, None, {"200": "text exposition format"}),
+    ("/metrics", "get", "Prometheus metrics, k-suppressed; bearer METRICS_TOKEN only (its own credential)",
+     ["metrics"], None, {"200": "text exposition format", "401": "missing or wrong METRICS_TOKEN",
+                         "404": "off: no METRICS_TOKEN configured"}),
     ("/dashboard", "get", "Monitoring dashboard page", None, None, {"200": "HTML"}),
     ("/dashboard/dashboard.js", "get", "Dashboard script", None, None, {"200": "JavaScript"}),
     # the browser trainer page (server/api/web.py)
@@ -83,7 +96,7 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
      {"200": "JavaScript or application/wasm", "503": "web_sdk_unavailable"}),
 ]
 
-_PARAM_TYPES = {"version": {"type": "integer"}, "target": {"type": "integer"}}
+_PARAM_TYPES = {"version": {"type": "integer"}, "target": {"type": "integer"}, "token_id": {"type": "integer"}}
 
 
 def document() -> dict[str, Any]:
@@ -96,6 +109,8 @@ def document() -> dict[str, Any]:
                                  "schema": _PARAM_TYPES.get(p, {"type": "string"})} for p in params]
         if roles is None:
             op["security"] = []
+        elif roles == ["metrics"]:  # not a role: the scrape credential of config METRICS_TOKEN
+            op["security"] = [{"metricsBearer": []}]
         else:
             op["x-roles"] = roles
         if ctype == "application/json":
@@ -112,7 +127,9 @@ def document() -> dict[str, Any]:
                  "description": "Federated learning for marketing models; see docs/API.md for bodies and error codes."},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                                  "description": "config METRICS_TOKEN (FEDMARK_METRICS_TOKEN)"}},
             "responses": {"Error": {"description": "Any error", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message"],

@@ -10,9 +10,9 @@ from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
-from server.governance import audit
+from server.governance import access, audit
 from server.rounds.ingest import ingest
-from server.rounds.service import get_rounds
+from server.rounds.service import MAX_TASK_WAIT_S, get_rounds
 from server.storage import get_store
 
 bp = Blueprint("training", __name__)
@@ -26,13 +26,26 @@ def task():  # type: ignore[no-untyped-def]
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "bad_request", "body must be {\"model\": \"<model name>\"}")
-    return jsonify(get_rounds().assign_task(principal(), model))
+    wait = body.get("wait", 0)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_TASK_WAIT_S:
+        raise ApiError(400, "bad_request", f"wait must be a number of seconds from 0 to {MAX_TASK_WAIT_S:g} (how long "
+                                           "to wait for the next round when the current one has no task for you)")
+    return jsonify(get_rounds().assign_task(principal(), model, wait_s=float(wait)))
 
 
 @bp.get("/v1/rounds/<round_id>")
 @requires("any")
 def round_status(round_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(get_rounds().round_info(round_id))
+    """A round's state, after the access decision for its model; device counts under the model's k rule."""
+    with get_store().read() as conn:
+        model = access.round_model(conn, round_id)
+        decided = access.model_access(conn, principal(), model, "rounds") if model is not None else None
+    if model is None or (isinstance(decided, access.Denial) and decided.code == "unknown_model"):
+        # a round of a model the caller may not see is answered like a round that does not exist
+        raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks) for a current one")
+    if isinstance(decided, access.Denial):
+        raise access.error(decided)
+    return jsonify(access.round_counts_shown(get_rounds().round_info(round_id), decided))
 
 
 def _audit_rejection(round_id: str, code: str) -> None:
@@ -53,6 +66,10 @@ def upload(round_id: str):  # type: ignore[no-untyped-def]
         request.max_content_length = n
 
     try:
+        if principal().consent_withdrawn:  # the server-side flag an admin set (POST /v1/admin/devices/<id>/consent-withdrawn)
+            raise ApiError(403, "consent_withdrawn", "the person behind this device withdrew consent: its updates are "
+                                                    "refused; stop training on this device (an admin clears the flag "
+                                                    "when consent is given again)")
         status, answer = ingest(get_rounds(), principal(), round_id, request.content_type, request.headers,
                                 lambda: read_body(cache=False), set_limit,
                                 int(current_app.config["MAX_UPDATE_BYTES"]))

@@ -4,6 +4,10 @@ Why hashes only: a leaked database must not leak working credentials, so
 tokens and app keys are stored as SHA-256 hashes (they are long random
 strings, so a plain hash is enough; no per-token salt is needed).  The admin
 secret comes from configuration and is compared in constant time.
+
+Every token has a lifetime (``DEVICE_TOKEN_TTL_S``, ``MARKETER_TOKEN_TTL_S``):
+past it the token answers 401 ``token_expired`` (a device enrols again with its
+secret; ``POST /v1/tokens/refresh`` renews a token that is still valid).
 """
 from __future__ import annotations
 
@@ -33,6 +37,45 @@ class Principal:
     device_id: str | None = None
     region: str | None = None
     partner: str | None = None
+    #: The configured attestation verifier vouched for this device (k-thresholds count attested devices only).
+    attested: bool = False
+    #: An admin recorded that the person behind this device withdrew consent: its uploads are refused.
+    consent_withdrawn: bool = False
+    #: The token's row id (stable across refreshes; what revocation and grants refer to); None for the admin.
+    token_id: int | None = None
+
+
+def token_ttl(role: str) -> float:
+    """The configured lifetime of a token of ``role`` (seconds)."""
+    key = "DEVICE_TOKEN_TTL_S" if role == "device" else "MARKETER_TOKEN_TTL_S"
+    return float(current_app.config.get(key) or 0) or float("inf")
+
+
+def expiry(role: str, created_at: float, expires_at: float | None) -> float:
+    """When a token stops working: its stored expiry, or (tokens from before expiries) creation + TTL."""
+    return float(expires_at) if expires_at is not None else float(created_at) + token_ttl(role)
+
+
+def lookup(conn: Any, token: str, now: float) -> Any:
+    """The valid token row of ``token`` (with its device's fields), ``None`` if unknown or revoked.
+
+    Raises 401 ``token_expired`` for a known token past its lifetime.
+    """
+    row = conn.execute(
+        select(schema.tokens.c.id, schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
+               schema.tokens.c.created_at, schema.tokens.c.expires_at,
+               schema.devices.c.region, schema.devices.c.attested, schema.devices.c.consent_withdrawn_at,
+               func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
+        .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
+                     .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
+        .where(schema.tokens.c.token_hash == hash_secret(token), schema.tokens.c.revoked.is_(False))
+    ).first()
+    if row is not None and now >= expiry(row.role, row.created_at, row.expires_at):
+        what = ("enrol the device again (POST /v1/devices/enroll with its device_secret; the SDKs do this)"
+                if row.role == "device" else "ask an admin for a new token (POST /v1/admin/tokens)")
+        raise ApiError(401, "token_expired", f"this token expired; {what}. Renew tokens before they expire with "
+                                             "POST /v1/tokens/refresh")
+    return row
 
 
 def hash_secret(secret: str) -> str:
@@ -72,17 +115,11 @@ def _authenticate() -> Principal:
     if admin and hmac.compare_digest(token.encode(), str(admin).encode()):
         return Principal("admin", "admin")
     with get_store().read() as conn:
-        row = conn.execute(
-            select(schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
-                   schema.devices.c.region,
-                   func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
-            .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
-                         .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
-            .where(schema.tokens.c.token_hash == hash_secret(token), schema.tokens.c.revoked.is_(False))
-        ).first()
+        row = lookup(conn, token, float(current_app.config["CLOCK"].now()))
     if row is None:
         raise ApiError(401, "bad_token", "unknown or revoked token; enrol the device again (POST /v1/devices/enroll) or ask an admin for a token")
-    return Principal(row.role, row.name, row.device_id, row.region, row.partner)
+    return Principal(row.role, row.name, row.device_id, row.region, row.partner, attested=bool(row.attested),
+                     consent_withdrawn=row.consent_withdrawn_at is not None, token_id=int(row.id))
 
 
 def requires(*roles: str) -> Callable[[F], F]:

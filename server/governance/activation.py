@@ -32,7 +32,7 @@ from sqlalchemy import Connection, delete, select
 
 from server.auth.tokens import Principal
 from server.errors import ApiError
-from server.governance import audit, decisions
+from server.governance import audit, decisions, partners
 from server.governance.policy import Policy, current_policy
 from server.storage import schema
 
@@ -70,6 +70,8 @@ def check(conn: Connection, who: Principal, req: Request) -> tuple[Policy | None
         return None, model, "ungoverned_model", f"{req.model!r} has no governance policy; activation needs one"
     denial = decisions.activation_denial(policy, req.model, req.purpose, req.region,
                                          who.partner if who.role == "marketer" else None)
+    if denial is None and model.line_of:  # a regional line holds only its region's data
+        denial = decisions.activation_region_denial(policy, req.model, model.region)
     if denial is not None:
         return policy, model, denial.code, denial.message
     if model.current_version is None:
@@ -82,7 +84,8 @@ def record(conn: Connection, who: Principal, req: Request, version: int | None, 
     """Store and audit the decision (append last: see server.governance.audit)."""
     conn.execute(schema.activations.insert().values(model=req.model, actor=who.name, partner=who.partner, kind=req.kind,
                                                     version=version, purpose=req.purpose, region=req.region,
-                                                    allowed=reason is None, reason=reason, at=now))
+                                                    allowed=reason is None, reason=reason, at=now,
+                                                    token_id=who.token_id))
     audit.append_one(conn, now, "activation.allowed" if reason is None else "activation.denied", model=req.model,
                      actor=who.name, code=reason or "allowed", subject=req.kind,
                      detail={"purpose": req.purpose, "region": req.region, "partner": who.partner, "version": version})
@@ -90,13 +93,6 @@ def record(conn: Connection, who: Principal, req: Request, version: int | None, 
 
 def deny(reason: str, message: str) -> ApiError:
     return ApiError(403, "activation_denied", message, extra={"reason": reason})
-
-
-def has_grant(conn: Connection, who: Principal, model: str, version: int) -> bool:
-    """Did this marketer get an allowed model activation of this version?"""
-    a = schema.activations
-    return conn.execute(select(a.c.id).where(a.c.actor == who.name, a.c.model == model, a.c.version == version,
-                                             a.c.kind == "model", a.c.allowed.is_(True)).limit(1)).first() is not None
 
 
 def segments(conn: Connection, who: Principal, req: Request, policy: Policy, version: int) -> list[dict[str, Any]]:
@@ -115,11 +111,14 @@ def segments(conn: Connection, who: Principal, req: Request, policy: Policy, ver
         counts[row.segment] += int(row.count)
         devices[row.segment].add(row.device_id)
     out = []
+    known = partners.attested(conn, set().union(*devices.values())) if policy.k_counts == "attested" else {}
     for seg in sorted(counts):
-        if decisions.suppressed(len(devices[seg]), policy.k_min):
-            out.append({"segment": seg, "suppressed": True, "reason": f"fewer than k_min={policy.k_min} devices"})
+        n = decisions.k_devices(policy, {d: known.get(d, False) for d in devices[seg]})
+        if decisions.suppressed(n, policy.k_min):
+            what = "attested devices" if policy.k_counts == "attested" else "devices"
+            out.append({"segment": seg, "suppressed": True, "reason": f"fewer than k_min={policy.k_min} {what}"})
         else:
-            out.append({"segment": seg, "count": counts[seg], "devices": len(devices[seg]), "suppressed": False})
+            out.append({"segment": seg, "count": counts[seg], "devices": n, "suppressed": False})
     return out
 
 
@@ -131,10 +130,12 @@ def store_segment_report(conn: Connection, who: Principal, body: Mapping[str, An
             or not isinstance(purpose, str) or not isinstance(counts, Mapping) or not counts or len(counts) > 64:
         raise ApiError(400, "bad_report", "body must be {\"model\", \"version\", \"purpose\", \"counts\": "
                                           "{segment: records, ...}} with 1-64 segments")
+    if not 0 <= version <= schema.MAX_INT:
+        raise ApiError(400, "bad_report", f"version must be a version number (0..{schema.MAX_INT}), got {version!r}")
     for seg, n in counts.items():
-        if not _SEG_RE.match(str(seg)) or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if not _SEG_RE.match(str(seg)) or isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= schema.MAX_INT:
             raise ApiError(400, "bad_report", f"segment {seg!r}: names are 1-64 characters from A-Z a-z 0-9 . _ : = - "
-                                              f"and counts are integers >= 0, got {n!r}")
+                                              f"and counts are integers from 0 to {schema.MAX_INT}, got {n!r}")
     policy = current_policy(conn, model)
     if policy is None:
         raise ApiError(403, "policy_denied", f"{model!r} has no policy; segments are only collected for governed "

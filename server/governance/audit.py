@@ -67,6 +67,11 @@ class Entry:
     detail: Mapping[str, Any] | None = None
 
 
+# Built once: every accepted update appends an entry, and building a statement costs more than running it.
+_HEAD = select(schema.audit_log.c.seq, schema.audit_log.c.hash).order_by(schema.audit_log.c.seq.desc()).limit(1)
+_INSERT = schema.audit_log.insert()
+
+
 def _lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})")
@@ -78,8 +83,7 @@ def append(conn: Connection, at: float, entries: Iterable[Entry]) -> list[int]:
     if not items:
         return []
     _lock(conn)
-    head = conn.execute(select(schema.audit_log.c.seq, schema.audit_log.c.hash)
-                        .order_by(schema.audit_log.c.seq.desc()).limit(1)).first()
+    head = conn.execute(_HEAD).first()
     seq, prev = (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS)
     rows = []
     for e in items:
@@ -89,7 +93,7 @@ def append(conn: Connection, at: float, entries: Iterable[Entry]) -> list[int]:
         rows.append({"seq": seq, "at": float(at), "kind": e.kind, "model": e.model, "actor": e.actor, "code": e.code,
                      "subject": e.subject, "detail": detail, "prev_hash": prev, "hash": h})
         prev = h
-    conn.execute(schema.audit_log.insert(), rows)
+    conn.execute(_INSERT, rows)
     return [r["seq"] for r in rows]
 
 

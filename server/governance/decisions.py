@@ -20,12 +20,14 @@ no database, no state changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from server.governance.policy import Policy
 from server.governance.residency import DEFAULT_PLACE, Cell, is_line, line_name, place
 
-__all__ = ["DEFAULT_PLACE", "Denial", "place", "eligible", "device_allowed", "cell_withheld", "exported",
-           "training_line", "shared_with", "activation_denial", "activation_region_denial", "report_denial", "k_min", "suppressed",
+__all__ = ["DEFAULT_PLACE", "Denial", "place", "eligible", "cell_withheld", "exported",
+           "training_line", "shared_with", "activation_denial", "activation_region_denial", "report_denial", "k_min", "counts_toward_k",
+           "k_devices", "suppressed",
            "shown"]
 
 @dataclass(frozen=True)
@@ -58,11 +60,6 @@ def eligible(policy: Policy, model: str, region: str | None, partner: str | None
 def shared_with(policy: Policy | None, partner: str) -> bool:
     """Is a governed model shared with ``partner`` (its marketers may see it)?  Ungoverned models are shared with none."""
     return policy is not None and policy.partner_allowed(partner)
-
-
-def device_allowed(policy: Policy | None, region: str | None, partner: str | None) -> bool:
-    """May a device of this region and partner read the model's versions at all (ungoverned: yes)?"""
-    return policy is None or (policy.region_allowed(region) and policy.partner_allowed(partner))
 
 
 def cell_withheld(policy: Policy, cell: Cell, contributors: int, line_region: str | None) -> str | None:
@@ -135,6 +132,17 @@ def report_denial(policy: Policy, region: str | None, partner: str | None, purpo
 def k_min(policy: Policy | None) -> int:
     """The k of the k rule (an ungoverned model: 1, i.e. nothing suppressed but empty sets)."""
     return policy.k_min if policy is not None else 1
+
+
+def counts_toward_k(policy: Policy | None, attested: bool) -> bool:
+    """Does a device count toward the k rule?  Policy ``k_counts: "attested"``: only attested devices (a
+    self-enrolled device proves no person behind it); ``"devices"`` (default) and ungoverned models: every device."""
+    return policy is None or policy.k_counts != "attested" or bool(attested)
+
+
+def k_devices(policy: Policy | None, devices: Mapping[str, bool]) -> int:
+    """How many of ``devices`` (device id -> attested) count toward the k rule."""
+    return sum(1 for attested in devices.values() if counts_toward_k(policy, attested))
 
 
 def suppressed(devices: int, k: int) -> bool:

@@ -52,8 +52,10 @@ def _bad(msg: str) -> ApiError:
 
 def _num(d: Mapping[str, Any], key: str, *, integer: bool = False, default: Any = None) -> Any:
     v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-        raise _bad(f"report field {key!r} must be a finite number >= 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not np.isfinite(v)) \
+            or v < 0 or (integer and v > schema.MAX_INT) or v > 1e300:
+        raise _bad(f"report field {key!r} must be a finite number >= 0"
+                   f"{f' and <= {schema.MAX_INT}' if integer else ''}, got {v!r}")
     if integer and int(v) != v:
         raise _bad(f"report field {key!r} must be an integer, got {v!r}")
     return int(v) if integer else float(v)

@@ -3,7 +3,8 @@
 A partner is a tenant with its own fleet and keys: app keys are issued per
 partner, every device belongs to the partner of the app key it enrolled with,
 and marketer tokens may be bound to a partner.  A partner-bound token sees
-its own devices and the models shared with it (a model is shared with the
+its own devices and the models shared with it (the rule is
+server.governance.access, the one decision of every model-reading route) (a model is shared with the
 partners its policy allows; an ungoverned model with nobody), never another
 partner's devices.  Admins and unbound marketers see everything.  What each
 partner's data contributed to a shared model is measured by leave-one-partner-
@@ -11,7 +12,7 @@ out evaluation (server.governance.evaluation / kpis).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, func, select
 
@@ -33,15 +34,15 @@ def scoped_partner(who: Principal, requested: str | None = None) -> str | None:
     return who.partner
 
 
-def model_visible(conn: Connection, who: Principal, model: str) -> bool:
-    if who.role != "marketer" or who.partner is None:
-        return True
-    return decisions.shared_with(current_policy(conn, model), who.partner)
-
-
-def require_visible(conn: Connection, who: Principal, model: str) -> None:
-    if not model_visible(conn, who, model):
-        raise ApiError(403, "forbidden", f"model {model!r} is not shared with partner {who.partner!r}")
+def attested(conn: Connection, device_ids: Iterable[str]) -> dict[str, bool]:
+    """device id -> attested (``devices.attested``: the attestation verifier vouched for it at enrolment)."""
+    ids = sorted(set(device_ids))
+    out = {i: False for i in ids}
+    d = schema.devices
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(select(d.c.device_id, d.c.attested).where(d.c.device_id.in_(ids[start:start + 500]))):
+            out[row.device_id] = bool(row.attested)
+    return out
 
 
 def devices(conn: Connection, partner: str | None, limit: int = 1000) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ Policy JSON (``PUT /v1/models/{name}/policy``; unknown keys are refused)::
                      "min_evaluators": 3, "max_epsilon": null},
      "partner_contribution": false,             # build leave-one-partner-out variants for evaluation
      "activation": {"purposes": [...], "regions": [...] | null},
-     "record_bytes": null}                      # per-record byte estimate override (KPIs)
+     "record_bytes": null,                      # per-record byte estimate override (KPIs)
+     "k_counts": "devices"}                     # what k_min counts: "devices" (any enrolled) or "attested"
 
 A region that is ``"none"`` exports nothing, not even its aggregate: its
 devices train a separate regional model line ``<model>@<region>``.
@@ -45,6 +46,9 @@ from server.governance import audit
 from server.storage import schema
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: What the k rule counts: every distinct enrolled device, or only devices the attestation verifier vouched for
+#: (self-enrolled fakes then lift nothing over k).
+K_COUNTS = ("devices", "attested")
 GATE_METRICS: dict[str, bool] = {"auc": True, "loss": False, "ece": False, "hr": True, "ndcg": True}
 """Gate metric -> higher is better."""
 EXPORT_MODES = ("aggregate", "none")
@@ -68,12 +72,16 @@ def _names(d: Mapping[str, Any], key: str, *, allow_null: bool) -> tuple[str, ..
 
 
 def _number(d: Mapping[str, Any], key: str, default: float | None, lo: float, *, integer: bool = False,
-            where: str = "") -> Any:
+            where: str = "", hi: float | None = None) -> Any:
+    """A number of the policy; integers are bounded to what an Integer column / counter holds."""
     v = d.get(key, default)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-        raise bad_policy(where + key, f"must be a number >= {lo}, got {v!r}")
+    top = hi if hi is not None else (schema.MAX_INT if integer else None)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo \
+            or (top is not None and v > top):
+        raise bad_policy(where + key, f"must be a number >= {lo}{f' and <= {top}' if top is not None else ''}, "
+                                      f"got {v!r}")
     if integer:
         if int(v) != v:
             raise bad_policy(where + key, f"must be an integer, got {v!r}")
@@ -109,6 +117,7 @@ class Policy:
     activation_purposes: tuple[str, ...] = ()
     activation_regions: tuple[str, ...] | None = None
     record_bytes: float | None = None
+    k_counts: str = "devices"
     version: int = 0  # set when loaded from storage
 
     # ------------------------------------------------------------------ decisions
@@ -134,7 +143,7 @@ class Policy:
             "partner_contribution": self.partner_contribution,
             "activation": {"purposes": list(self.activation_purposes),
                            "regions": None if self.activation_regions is None else list(self.activation_regions)},
-            "record_bytes": self.record_bytes,
+            "record_bytes": self.record_bytes, "k_counts": self.k_counts,
         }
 
     @staticmethod
@@ -142,7 +151,8 @@ class Policy:
         if not isinstance(d, Mapping):
             raise bad_policy("body", "must be a JSON object")
         known = {"purpose", "description", "consent_purposes", "allowed_regions", "allowed_partners", "residency",
-                 "k_min", "min_region_contributors", "gate", "partner_contribution", "activation", "record_bytes"}
+                 "k_min", "min_region_contributors", "gate", "partner_contribution", "activation", "record_bytes",
+                 "k_counts"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise bad_policy(", ".join(unknown), f"unknown key(s); known keys: {', '.join(sorted(known))}")
@@ -191,6 +201,9 @@ class Policy:
         act_regions = _names(act, "regions", allow_null=True)
         if act_regions is None:
             act_regions = regions
+        k_counts = d.get("k_counts", "devices")
+        if k_counts not in K_COUNTS:
+            raise bad_policy("k_counts", f"must be one of {', '.join(K_COUNTS)}, got {k_counts!r}")
         pc = d.get("partner_contribution", False)
         if not isinstance(pc, bool):
             raise bad_policy("partner_contribution", f"must be true or false, got {pc!r}")
@@ -200,7 +213,7 @@ class Policy:
                       min_region_contributors=_number(d, "min_region_contributors", 1, 1, integer=True),
                       gate=gate, partner_contribution=pc,
                       activation_purposes=tuple(p.lower() for p in act_purposes), activation_regions=act_regions,
-                      record_bytes=_number(d, "record_bytes", None, 1.0))
+                      record_bytes=_number(d, "record_bytes", None, 1.0, hi=1e12), k_counts=k_counts)
 
 
 # ---------------------------------------------------------------------------- storage

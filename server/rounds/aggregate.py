@@ -7,23 +7,20 @@ each part is one release of :class:`server.aggregation.PartitionedAggregator`;
 the flat aggregation is its one-cell case and publishes the same bits as a
 plain ``Pipeline`` round.
 
-Why fold at close, streaming from storage, rather than summing as updates arrive:
-* **one transaction, crash-safe**: the claim of the round (``UPDATE … WHERE
-  state='open'`` / ``WHERE folds = :seen``), the fold, the new version, the new
-  aggregation state and the deletion of the folded updates commit together.
-  A crash anywhere before the commit leaves the round open with its updates
-  intact; the next trigger repeats the close on the same inputs, in the same
-  order (update id), with the same noise seed, and publishes the identical
-  version.  A running sum kept in memory (or checkpointed per update) would
-  need its own recovery protocol.
-* **several server processes**: updates arrive at any process; only the
-  database is shared, so the process that wins the claim reads them all.
-* **memory O(parameters)**: the updates are read one at a time by id, decoded,
-  folded into the accumulator and dropped; only the running sum, the base
-  parameters and one update are in memory at once.
-The cost is that the close does O(updates x parameters) work at one moment
-inside the write transaction: measured on SQLite, ~8 ms per update of 100k parameters and
-~55 ms per update of 1M parameters (read, decode, clip, add), plus writing the new version.
+Sync rounds with a mean combiner were summed as their updates arrived
+(:mod:`server.rounds.sums`): their close merges each part's running sums,
+O(parameters) whatever the number of updates.  Robust and FedBuff rounds keep
+their update bodies and are folded here, streaming from storage, one update
+at a time by id (memory O(parameters) for the mean; a robust buffer holds its
+capacity).
+
+Crash-safe and exactly once across processes either way: the claim of the round
+(``UPDATE … WHERE state='open'`` / ``WHERE folds = :seen``), the fold, the new
+version, the new aggregation state and the deletion of the folded updates and
+sums commit together.  A crash anywhere before the commit leaves the round
+open with its updates (or sums) intact; the next trigger repeats the close on
+the same inputs, in the same order (update id; sums in shard order), with the
+same noise seed, and publishes the identical version.
 
 The noise RNG is seeded from (server noise secret, round id, fold number) -
 for a governed cell from (secret, ``round id|cell key``, fold number) - so a
@@ -33,7 +30,6 @@ unpredictable to anyone without database access.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -44,15 +40,16 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from fedmark.contract import decode_update
 from server.aggregation import (BufferFull, PartitionedAggregator, PipelineState, PrivacyBudgetExceeded,
-                                PrivacyLedger)
+                                PrivacyLedger, StateError)
 from server.governance import audit
 from server.governance.policy import Policy, current_policy
 from server.registry.service import add_round_version, load_params, manifest_of, version_row
 from server.rounds import hierarchical
-from server.rounds.config import TrainingConfig
+from server.rounds.config import TrainingConfig, config_of, pipeline_of
 from server.rounds.hierarchical import Folded, Part, Withheld
 from server.rounds.state import CLOSED, OPEN
 from server.rounds.strategy import Strategy, strategy_for
+from server.rounds.sums import FLAT_PART, RoundSums, folds_on_arrival
 from server.storage import BlobStore, Store, schema
 
 __all__ = ["FoldResult", "round_seed", "fold", "buffered"]
@@ -101,7 +98,7 @@ def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float,
             rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
             if rnd is None or rnd.state != OPEN:
                 return None
-            cfg = TrainingConfig.from_json(json.loads(rnd.config))
+            cfg = config_of(rnd.config)
             strategy = strategy_for(cfg)
             if strategy.closes_round:
                 claim = update(schema.rounds).where(schema.rounds.c.id == round_id, schema.rounds.c.state == OPEN) \
@@ -130,7 +127,7 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     base = version_row(conn, rnd.model, rnd.version)
     manifest = manifest_of(base)
     params = load_params(blobs, manifest)
-    pipe = cfg.pipeline()
+    pipe = pipeline_of(rnd.config)
     state = pipe.restore(model.agg_state, params)
     pipe.check_budget(state)  # the model-level ledger (the worst cell's): refuse before any release
     policy = current_policy(conn, rnd.model)
@@ -147,6 +144,7 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
             fold_label=f"{rnd.id}#{rnd.folds}")
 
     num_params = manifest.num_params
+    arrival = folds_on_arrival(cfg)
     released: list[Folded] = []
     staleness_sum = 0
     for part in parts:
@@ -158,7 +156,15 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
             withheld.append(Withheld(part.cell, part.ids, "cell_budget_exhausted"))
             continue
         used: list[int] = []
-        for row in part.rows(part.ids):
+        if arrival:  # the part's updates were clipped and summed as they arrived; their rows hold no body
+            for row in part.rows(part.ids):
+                staleness_sum += rnd.version - row.base_version
+                used.append(int(row.id))
+            summed = RoundSums.merge_into(conn, rnd.id, FLAT_PART if part.key is None else part.key, acc)
+            if summed != len(used):
+                raise StateError(f"round {rnd.id}{'' if part.cell is None else ' cell ' + str(part.key)}: the running "
+                                 f"sums hold {summed} updates, the stored rows {len(used)}")
+        for row in ([] if arrival else part.rows(part.ids)):
             vec, _enc = decode_update(row.body, num_params)
             s = rnd.version - row.base_version
             weight = min(float(row.num_examples), cfg.max_examples_weight) * strategy.weight_factor(s)
@@ -183,6 +189,7 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
             withheld.extend(Withheld(part.cell, [i], "not_folded") for i in part.ids if i not in folded)
 
     conn.execute(delete(schema.updates).where(schema.updates.c.id.in_(ids)))
+    RoundSums.discard(conn, rnd.id)
     if not released:
         return _release_nothing(conn, rnd, strategy, ids, withheld, now)
     res, worst_eps = parted.combine(state.aggregator, [r.release for r in released], ledgers, cfg.delta, num_params)

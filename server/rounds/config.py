@@ -7,6 +7,7 @@ stuck or privacy-violating round.  Unknown keys are refused by name.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import math
 from dataclasses import asdict, dataclass, field
@@ -142,3 +143,21 @@ class TrainingConfig:
             return from_config(self.to_json())
         except ConfigError as exc:
             raise ApiError(400, "bad_training_config", str(exc)) from exc
+
+
+@lru_cache(maxsize=256)
+def config_of(text: str) -> TrainingConfig:
+    """The configuration stored as JSON ``text`` (a round's or a model's), parsed once per distinct text.
+
+    Why cached: every upload, task and tick of a round reads the same stored
+    document; parsing and validating it (which builds a pipeline) on each call
+    cost more than the rest of the request's Python work.  The result is
+    immutable, so sharing it between requests is safe.
+    """
+    return TrainingConfig.from_json(json.loads(text))
+
+
+@lru_cache(maxsize=256)
+def pipeline_of(text: str) -> Any:
+    """The aggregation pipeline of the configuration ``text`` (stateless: its state is persisted apart)."""
+    return config_of(text).pipeline()

@@ -5,10 +5,12 @@ content type, round exists, headers, body size (capped at the exact size of an
 f32 update of this model, so a body can never exceed O(parameters)), replay
 (idempotency key), round open, decodable body (magic, length, checksum),
 encoding, every value finite, the device holds a task in this round, version /
-staleness.  The body is decoded once here, to validate it; its norm is
-measured and the update re-clipped server-side at fold time, whatever the
-device claims (its ``X-Fedmark-Within-Clip`` claim is stored as sent, NULL
-when absent, and only compared with the server's own bit).
+staleness.  The body is decoded once here.  In a sync round with a mean
+combiner it is then measured, re-clipped server-side and added to the round's
+running sum in the same transaction (:mod:`server.rounds.sums`); otherwise
+the body is stored and the fold does that.  Either way the server clips
+whatever the device claims (its ``X-Fedmark-Within-Clip`` claim is stored as
+sent, NULL when absent, and only compared with the server's own bit).
 
 Exactly once: the idempotency receipt ``(device, round, key) -> body hash,
 update id`` is inserted in the same transaction as the update and the round's
@@ -18,31 +20,30 @@ body under the same key is refused (409 ``idempotency_conflict``).  Receipts
 outlive the update rows, so a retry after the round closed still gets the
 original answer.
 
-Durability: the 202 is sent only after that transaction committed; the body
-is a BLOB in the same row (SQLite ``synchronous=FULL`` / PostgreSQL commit =
-WAL flush), so an acknowledged update survives a crash of the server.
+Durability: the 202 is sent only after that transaction committed (SQLite
+``synchronous=FULL`` / PostgreSQL commit = WAL flush), with the running sum or
+the body in it, so an acknowledged update survives a crash of the server.
+Uploads that arrive together share that transaction and its flush
+(:mod:`server.storage.group`): each waits a few milliseconds at most.
 """
 from __future__ import annotations
 
-import json
 import logging
-from functools import lru_cache
 from typing import Any, Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fedmark.contract import (UPDATE_CONTENT_TYPE, Manifest, ProtocolError, UploadHeaders, WireError, decode_update,
+from fedmark.contract import (UPDATE_CONTENT_TYPE, ProtocolError, UploadHeaders, WireError, decode_update,
                               encoded_size, parse_upload_headers, sha256_bytes)
 from server.auth.tokens import Principal
 from server.errors import ApiError
 from server.governance import audit, decisions
-from server.governance.policy import policy_version
-from server.registry.service import version_row
-from server.rounds.config import TrainingConfig
+from server.rounds.config import config_of
 from server.rounds.service import RoundService
 from server.rounds.state import OPEN
 from server.rounds.strategy import StaleUpdate, strategy_for
+from server.rounds.sums import FLAT_PART, folds_on_arrival
 from server.storage import schema
 
 log = logging.getLogger("fedmark.server.ingest")
@@ -56,11 +57,6 @@ def parse_headers(h: Mapping[str, str]) -> UploadHeaders:
         raise ApiError(400, exc.code, str(exc)) from None
 
 
-@lru_cache(maxsize=256)
-def _manifest(model: str, version: int, text: str) -> Manifest:
-    return Manifest.loads(text)
-
-
 class _Replay(Exception):
     def __init__(self, receipt: Any) -> None:
         super().__init__("replay")
@@ -71,10 +67,24 @@ def _answer(round_id: str, update_id: int) -> dict[str, Any]:
     return {"accepted": True, "update_id": update_id, "round_id": round_id}
 
 
+# The statements of the durable part, built once (with bind parameters): they run for every accepted update
+# inside the group commit, where building and hashing a fresh statement each time cost more than executing it.
+_R, _T = schema.rounds, schema.tasks
+_RECEIPT = select(schema.receipts).where(schema.receipts.c.device_id == bindparam("dev"),
+                                         schema.receipts.c.round_id == bindparam("rid"),
+                                         schema.receipts.c.idem_key == bindparam("key"))
+_COUNT_ONE = update(_R).where(_R.c.id == bindparam("rid"), _R.c.state == OPEN) \
+    .values(accepted=_R.c.accepted + 1).returning(*_R.c)
+_DEVICE_TASKS = select(_T).where(_T.c.round_id == bindparam("rid"), _T.c.device_id == bindparam("dev")) \
+    .order_by(_T.c.issued_at)
+_TASK_DONE = update(_T).where(_T.c.id == bindparam("tid")).values(state="done")
+_INSERT_UPDATE = schema.updates.insert()
+_INSERT_RECEIPT = schema.receipts.insert()
+_INSERT_CONTRIBUTION = schema.contributions.insert()
+
+
 def _receipt(conn: Any, device: str, round_id: str, key: str) -> Any:
-    return conn.execute(select(schema.receipts).where(schema.receipts.c.device_id == device,
-                                                      schema.receipts.c.round_id == round_id,
-                                                      schema.receipts.c.idem_key == key)).first()
+    return conn.execute(_RECEIPT, {"dev": device, "rid": round_id, "key": key}).first()
 
 
 def _replay(rec: Any, body_sha: str, round_id: str) -> tuple[int, dict[str, Any]]:
@@ -94,24 +104,22 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         raise ApiError(415, "bad_content_type", f"Content-Type must be {UPDATE_CONTENT_TYPE} (the binary body of "
                                                 f"fedmark.contract.encode_update), got {content_type!r}")
     store = svc._st()
-    with store.read() as conn:
+    hdr = parse_headers(headers)
+    with store.read() as conn:  # one read transaction: the round, its base manifest, a receipt of a retry
         rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
         if rnd is None:
             raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks)")
-        base = version_row(conn, rnd.model, rnd.version)
-    manifest = _manifest(rnd.model, base.version, base.manifest)
-    hdr = parse_headers(headers)
+        manifest = svc.version_manifest(conn, rnd.model, rnd.version)
+        rec = _receipt(conn, who.device_id, round_id, hdr.key)
     limit = min(max_update_bytes, encoded_size(manifest.num_params, "f32"))
     set_limit(limit)
     body: bytes = read_body()  # raises 413 (body_too_large) beyond the limit
     body_sha = sha256_bytes(body)
-    with store.read() as conn:
-        rec = _receipt(conn, who.device_id, round_id, hdr.key)
     if rec is not None:
         return _replay(rec, body_sha, round_id)
     if rnd.state != OPEN:
         raise ApiError(409, "round_closed", f"round {round_id} is {rnd.state}; request a new task (POST /v1/tasks)")
-    cfg = TrainingConfig.from_json(json.loads(rnd.config))
+    cfg = config_of(rnd.config)
     try:
         vec, enc = decode_update(body, manifest.num_params)
     except WireError as exc:
@@ -124,58 +132,68 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
     if enc not in ("f32", cfg.encoding):
         raise ApiError(400, "bad_encoding", f"the task asked for encoding {cfg.encoding!r} (or lossless 'f32'); "
                                             f"the update is {enc!r}")
-    del vec  # decoded once, to validate it; the fold decodes, measures and re-clips it from storage
     strategy = strategy_for(cfg)
     now = svc.now
     if rnd.deadline is not None and now >= rnd.deadline:
         svc.maintain_quietly(rnd.model)
         raise ApiError(409, "round_closed", f"round {round_id} passed its deadline; request a new task")
+    arrival = folds_on_arrival(cfg)
+
+    def store_update(conn: Any) -> tuple[int, Any]:
+        """The durable part, run in the process's next group-commit transaction (server.storage.group)."""
+        # The conditional UPDATE comes first: it locks the round row (PostgreSQL) / holds the write lock
+        # (SQLite), so the receipt read after it sees any concurrent retry that committed meanwhile.
+        cur = conn.execute(_COUNT_ONE, {"rid": round_id}).first()
+        rec = _receipt(conn, who.device_id, round_id, hdr.key)
+        if rec is not None:
+            raise _Replay(rec)  # leaves the savepoint by rollback: the counter is not touched
+        if cur is None:
+            raise ApiError(409, "round_closed", f"round {round_id} closed before this update arrived; request a new task")
+        tasks = conn.execute(_DEVICE_TASKS, {"rid": round_id, "dev": who.device_id}).all()
+        open_tasks = [t for t in tasks if t.state == "issued"]
+        if not open_tasks:
+            if tasks:
+                raise ApiError(409, "duplicate_update", "this device already uploaded an update for its task in this "
+                                                        "round; request a new task for another update")
+            raise ApiError(403, "forbidden", f"no task in round {round_id} was issued to device {who.device_id!r}; "
+                                             "a device may only upload for its own task (POST /v1/tasks)")
+        matching = [t for t in open_tasks if t.version == hdr.version] or open_tasks
+        task = matching[-1]
+        try:
+            strategy.check_version(svc._view(cur), task.version, hdr.version)
+        except StaleUpdate as exc:
+            raise ApiError(409, "stale_version", str(exc)) from exc
+        cell = decisions.place(who.region, who.partner)  # the update's partition keys
+        region, partner = cell.region, cell.partner
+        # Folded on arrival: the row records the contribution; its body lives on only in the round's sum.
+        uid = conn.execute(_INSERT_UPDATE, {
+            "round_id": round_id, "task_id": task.id, "device_id": who.device_id, "base_version": task.version,
+            "num_examples": hdr.num_examples, "within_clip": hdr.within_clip, "encoding": enc,
+            "body": b"" if arrival else body, "created_at": now, "region": region,
+            "partner": partner}).inserted_primary_key[0]
+        conn.execute(_INSERT_RECEIPT, {"device_id": who.device_id, "round_id": round_id, "idem_key": hdr.key,
+                                       "body_sha": body_sha, "update_id": uid, "created_at": now})
+        conn.execute(_TASK_DONE, {"tid": task.id})
+        # Governance record, same transaction (appended last but one: see server.governance.audit).
+        pol = svc.policy_at(conn, rnd.model, task.policy_version) if task.policy_version is not None else None
+        conn.execute(_INSERT_CONTRIBUTION, {
+            "update_id": uid, "model": rnd.model, "round_id": round_id, "region": region, "partner": partner,
+            "device_id": who.device_id, "num_examples": hdr.num_examples, "body_bytes": len(body),
+            "policy_version": task.policy_version, "purpose": pol.purpose if pol else None, "at": now})
+        audit.append_one(conn, now, "update.accepted", model=rnd.model, actor=who.device_id, code="accepted",
+                         subject=round_id, detail={"update_id": int(uid), "region": region, "partner": partner,
+                                                   "policy_version": task.policy_version, "bytes": len(body),
+                                                   "examples": hdr.num_examples})
+        if arrival:  # last: nothing after it may fail (see RoundSums.add)
+            weight = min(float(hdr.num_examples), cfg.max_examples_weight) * strategy.weight_factor(
+                rnd.version - task.version)
+            part = cell.key if task.policy_version is not None else FLAT_PART
+            svc.sums.add(conn, round_id, part, lambda: svc.start_accumulator(conn, rnd, manifest.num_params),
+                         vec, weight, hdr.within_clip)
+        return int(uid), cur
+
     try:
-        with store.write() as conn:
-            # The conditional UPDATE comes first: it locks the round row (PostgreSQL) / holds the write lock
-            # (SQLite), so the receipt read after it sees any concurrent retry that committed meanwhile.
-            res = conn.execute(update(schema.rounds).where(schema.rounds.c.id == round_id, schema.rounds.c.state == OPEN)
-                               .values(accepted=schema.rounds.c.accepted + 1))
-            rec = _receipt(conn, who.device_id, round_id, hdr.key)
-            if rec is not None:
-                raise _Replay(rec)  # leaves the transaction by rollback: the counter is not touched
-            if res.rowcount != 1:
-                raise ApiError(409, "round_closed", f"round {round_id} closed before this update arrived; request a new task")
-            cur = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).one()
-            tasks = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == round_id,
-                                                            schema.tasks.c.device_id == who.device_id)
-                                 .order_by(schema.tasks.c.issued_at)).all()
-            open_tasks = [t for t in tasks if t.state == "issued"]
-            if not open_tasks:
-                if tasks:
-                    raise ApiError(409, "duplicate_update", "this device already uploaded an update for its task in this "
-                                                            "round; request a new task for another update")
-                raise ApiError(403, "forbidden", f"no task in round {round_id} was issued to device {who.device_id!r}; "
-                                                 "a device may only upload for its own task (POST /v1/tasks)")
-            matching = [t for t in open_tasks if t.version == hdr.version] or open_tasks
-            task = matching[-1]
-            try:
-                strategy.check_version(svc._view(cur), task.version, hdr.version)
-            except StaleUpdate as exc:
-                raise ApiError(409, "stale_version", str(exc)) from exc
-            cell = decisions.place(who.region, who.partner)  # the update's partition keys
-            region, partner = cell.region, cell.partner
-            uid = conn.execute(schema.updates.insert().values(
-                round_id=round_id, task_id=task.id, device_id=who.device_id, base_version=task.version,
-                num_examples=hdr.num_examples, within_clip=hdr.within_clip, encoding=enc, body=body, created_at=now, region=region, partner=partner)).inserted_primary_key[0]
-            conn.execute(schema.receipts.insert().values(device_id=who.device_id, round_id=round_id, idem_key=hdr.key,
-                                                         body_sha=body_sha, update_id=uid, created_at=now))
-            conn.execute(update(schema.tasks).where(schema.tasks.c.id == task.id).values(state="done"))
-            # Governance record, same transaction (appended last: see server.governance.audit).
-            pol = policy_version(conn, rnd.model, task.policy_version) if task.policy_version is not None else None
-            conn.execute(schema.contributions.insert().values(
-                update_id=uid, model=rnd.model, round_id=round_id, region=region, partner=partner,
-                device_id=who.device_id, num_examples=hdr.num_examples, body_bytes=len(body),
-                policy_version=task.policy_version, purpose=pol.purpose if pol else None, at=now))
-            audit.append_one(conn, now, "update.accepted", model=rnd.model, actor=who.device_id, code="accepted",
-                             subject=round_id, detail={"update_id": int(uid), "region": region, "partner": partner,
-                                                       "policy_version": task.policy_version, "bytes": len(body),
-                                                       "examples": hdr.num_examples})
+        uid, cur = svc.committer.run(store_update)
     except _Replay as rp:
         return _replay(rp.receipt, body_sha, round_id)
     except IntegrityError:
@@ -184,6 +202,6 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         if rec is None:
             raise ApiError(409, "duplicate_update", "a concurrent upload for the same task won; request a new task")
         return _replay(rec, body_sha, round_id)
-    # Durable now.  Aggregate if the strategy says so (the answer does not depend on it).
-    svc.maintain_quietly(rnd.model)
-    return 202, _answer(round_id, int(uid))
+    # Durable now.  Fold the round if this update completed it (the answer does not depend on it).
+    svc.after_accept(cur)
+    return 202, _answer(round_id, uid)

@@ -17,27 +17,41 @@ import json
 import logging
 import secrets
 import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fedmark.contract import ERR_BAD_TRAINING_CONFIG, ProtocolError, build_task
+from fedmark.contract import (ERR_BAD_TRAINING_CONFIG, REASON_ALREADY_CONTRIBUTED, REASON_ROUND_FULL, Manifest,
+                              ProtocolError, build_task)
+from server.aggregation import PartitionedAggregator, PipelineState, PrivacyLedger
 from server.auth.tokens import Principal
 from server.clock import Clock, iso
 from server.errors import ApiError
 from server.governance import audit, decisions, residency
-from server.governance.policy import Policy, current_policy
+from server.governance.policy import Policy, current_policy, policy_version
 from server.registry.lines import ensure_line
 from server.registry.service import abandoned_entries, load_params, manifest_of, require_model, version_row
 from server.rounds import aggregate
-from server.rounds.config import TrainingConfig
+from server.rounds.config import TrainingConfig, config_of, pipeline_of
 from server.rounds.state import OPEN, abandon, abandon_open
 from server.rounds.strategy import RoundView, strategy_for
+from server.rounds.sums import RoundSums
 from server.storage import BlobStore, Store, schema
+from server.storage.group import GroupCommitter
 
 log = logging.getLogger("fedmark.server.rounds")
+
+#: Longest a task request may wait for the next round (``"wait"`` in ``POST /v1/tasks``).
+MAX_TASK_WAIT_S = 30.0
+LONG_POLL_STEP_S = 0.25
+#: The hint (``retry_after_s``) to a task request that found every long-poll slot of the process taken.
+LONG_POLL_BUSY_RETRY_S = 0.2
+#: ``no_task`` reasons that end when the open round ends, so a request may wait them out.
+WAITABLE_REASONS = frozenset({REASON_ROUND_FULL, REASON_ALREADY_CONTRIBUTED})
 
 
 class RoundService:
@@ -52,10 +66,21 @@ class RoundService:
         self.trace_path: str | None = None
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
+        self.committer: GroupCommitter | None = None
+        self.sums = RoundSums()
+        self._manifests: "OrderedDict[tuple[str, int], Manifest]" = OrderedDict()
+        self._policies: "OrderedDict[tuple[str, int], Policy | None]" = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._long_polls = threading.BoundedSemaphore(4)
+        self._round_ended = threading.Condition()
 
     def init_app(self, app: Flask, store: Store, blobs: BlobStore) -> None:
         self.store, self.blobs, self.clock = store, blobs, app.config["CLOCK"]
+        self.committer = GroupCommitter(store, max_batch=int(app.config.get("GROUP_COMMIT_MAX_BATCH", 64)),
+                                        max_wait_s=float(app.config.get("GROUP_COMMIT_WAIT_MS", 2.0)) / 1000.0)
+        self.committer.add_batch_hooks(lambda conn: self.sums.before_commit(conn, self.now), self.sums.after_commit)
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
+        self._long_polls = threading.BoundedSemaphore(max(1, int(app.config.get("LONG_POLL_SLOTS", 4))))
         self.trace_path = app.config.get("RESIDENCY_TRACE") or None
         self.secret = app.config.get("NOISE_SECRET") or store.setting("noise_secret", lambda: secrets.token_hex(32))
         app.extensions["fedmark_rounds"] = self
@@ -87,6 +112,56 @@ class RoundService:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.committer is not None:
+            self.committer.close()
+
+    def version_manifest(self, conn: Any, model: str, version: int) -> Manifest:
+        """A version's manifest, parsed once per process (versions are immutable)."""
+        key = (model, version)
+        m = self._manifests.get(key)
+        if m is None:
+            m = manifest_of(version_row(conn, model, version))
+            with self._cache_lock:
+                self._manifests[key] = m
+                while len(self._manifests) > 256:
+                    self._manifests.popitem(last=False)
+        return m
+
+    def policy_at(self, conn: Any, model: str, version: int) -> Policy | None:
+        """A model's policy of a given version, read once per process (policy versions are immutable)."""
+        key = (model, version)
+        if key not in self._policies:
+            pol = policy_version(conn, model, version)
+            with self._cache_lock:
+                self._policies[key] = pol
+                while len(self._policies) > 256:
+                    self._policies.popitem(last=False)
+        return self._policies[key]
+
+    def start_accumulator(self, conn: Any, rnd: Any, num_params: int) -> Any:
+        """An empty running sum for ``rnd``, opened as its fold will open it (round index, clip norm, weighting)."""
+        cfg_text = rnd.config
+        pipe = pipeline_of(cfg_text)
+        blob = conn.execute(select(schema.models.c.agg_state).where(schema.models.c.name == rnd.model)).scalar_one()
+        agg = PipelineState.from_bytes(blob).aggregator if blob else pipe.aggregator.initialize()
+        acc = PartitionedAggregator(pipe.aggregator).start(agg, PrivacyLedger(), num_params)
+        if acc.clip_norm != rnd.clip_norm:
+            raise ApiError(503, "unavailable", "the round's clip norm changed under it; retry", retry_after=1)
+        return acc
+
+    def after_accept(self, rnd: Any) -> None:
+        """After a durable upload: fold the round if the strategy says it is complete.
+
+        ``rnd`` is the round row as the upload's own transaction saw it, so this costs no
+        query; deadlines are the timer's job (and every task request checks them too)."""
+        try:
+            strategy = strategy_for(config_of(rnd.config))
+            if strategy.closes_round and strategy.ready(self._view(rnd)):
+                self.run_fold(rnd.id, rnd.model)
+            elif not strategy.closes_round:
+                self.maintain(rnd.model)
+        except Exception:
+            log.exception("round maintenance of model %s failed; the timer will retry", rnd.model)
 
     @staticmethod
     def _view(rnd: Any, buffered: int = 0) -> RoundView:
@@ -135,8 +210,8 @@ class RoundService:
             base = version_row(conn, model, m.current_version)
         if m.stopped:
             raise ApiError(409, "privacy_budget_exhausted", m.stopped)
-        cfg = TrainingConfig.from_json(json.loads(m.training))
-        pipe = cfg.pipeline()
+        cfg = config_of(m.training)
+        pipe = pipeline_of(m.training)
         params = load_params(self.blobs, manifest_of(base))  # type: ignore[arg-type]
         state = pipe.restore(m.agg_state, params)
         try:
@@ -183,13 +258,14 @@ class RoundService:
         rnd = self._open_round(model)
         if rnd is None:
             return
-        strategy = strategy_for(TrainingConfig.from_json(json.loads(rnd.config)))
+        strategy = strategy_for(config_of(rnd.config))
         view = self._view(rnd, aggregate.buffered(self._st(), rnd.id))
         action = strategy.at_deadline(view, self.now)
         if action == "abandon":
             if abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
                                                      f"{rnd.min_clients} updates", self.now):
                 log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
+                self._notify_round_ended()
         elif action == "close" or strategy.ready(view):
             self.run_fold(rnd.id, model)
 
@@ -210,6 +286,8 @@ class RoundService:
         except PrivacyBudgetExceeded as exc:
             self._stop_training(model, str(exc))
             return None
+        finally:
+            self._notify_round_ended()
 
     def tick(self) -> list[str]:
         """Check every model with an open round (deadlines, ready buffers); returns the models checked."""
@@ -234,8 +312,61 @@ class RoundService:
                 "result_version": rnd.result_version, "folds": rnd.folds, "reason": rnd.reason}
 
     # ------------------------------------------------------------------ tasks
-    def assign_task(self, who: Principal, model: str) -> dict[str, Any]:
-        """Give the device a task in the model's open round (idempotent while its task is pending)."""
+    def assign_task(self, who: Principal, model: str, wait_s: float = 0.0) -> dict[str, Any]:
+        """Give the device a task in the model's open round (idempotent while its task is pending).
+
+        ``wait_s`` > 0 is a bounded long-poll: when the open round has no task for this device
+        (all handed out, or it already contributed), the request waits until that round ends and
+        asks the next one, instead of the device polling; it still ends with ``no_task`` and a
+        ``Retry-After`` when ``wait_s`` runs out.  A waiting request holds one server thread, so at most
+        ``LONG_POLL_SLOTS`` requests of a process wait at once (the others could starve the uploads that
+        end the round); a request that finds no free slot is answered at once with ``retry_after_s``.
+        """
+        deadline = time.monotonic() + max(0.0, min(float(wait_s), MAX_TASK_WAIT_S))
+        slot = False
+        try:
+            while True:
+                try:
+                    return self._assign_once(who, model)
+                except ApiError as exc:
+                    reason = exc.extra.get("reason")
+                    if exc.code != "no_task" or reason not in WAITABLE_REASONS or time.monotonic() >= deadline:
+                        raise
+                    if not slot and not self._long_polls.acquire(blocking=False):
+                        # every waiting slot is taken: answer now, with a short hint instead of the round's deadline
+                        exc.extra["retry_after_s"] = LONG_POLL_BUSY_RETRY_S
+                        raise
+                    slot = True
+                    if not self._wait_for_round_end(exc.extra.get("round_id"), deadline):
+                        raise
+        finally:
+            if slot:
+                self._long_polls.release()
+
+    def _wait_for_round_end(self, round_id: str | None, deadline: float) -> bool:
+        """Poll (in the server, against the database) until the round leaves 'open'; False at the deadline.
+
+        A round past its own deadline is closed or abandoned here, as the timer would."""
+        if round_id is None:
+            return False
+        r = schema.rounds
+        while time.monotonic() < deadline:
+            with self._st().read() as conn:
+                row = conn.execute(select(r.c.state, r.c.model, r.c.deadline).where(r.c.id == round_id)).first()
+            if row is None or row.state != OPEN:
+                return True
+            if row.deadline is not None and self.now >= row.deadline:
+                self.maintain_quietly(row.model)
+            # Woken at once when this process ends a round; another process's close is seen at the next look.
+            with self._round_ended:
+                self._round_ended.wait(min(LONG_POLL_STEP_S, max(0.0, deadline - time.monotonic())))
+        return False
+
+    def _notify_round_ended(self) -> None:
+        with self._round_ended:
+            self._round_ended.notify_all()
+
+    def _assign_once(self, who: Principal, model: str) -> dict[str, Any]:
         if who.device_id is None:
             raise ApiError(403, "forbidden", "tasks are for enrolled devices; use a device token")
         with self._st().read() as conn:
@@ -245,10 +376,11 @@ class RoundService:
             model = self.governed_target(policy, who, model)
         self.maintain_quietly(model)
         rnd = self.ensure_open_round(model)
-        cfg = TrainingConfig.from_json(json.loads(rnd.config))
+        cfg = config_of(rnd.config)
         strategy = strategy_for(cfg)
         now = self.now
-        with self._st().write() as conn:
+
+        def issue(conn: Any) -> dict[str, Any]:
             mine = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == rnd.id,
                                                            schema.tasks.c.device_id == who.device_id)
                                 .order_by(schema.tasks.c.issued_at.desc())).all()
@@ -257,14 +389,15 @@ class RoundService:
                 return self._task_json(pending[0], rnd, cfg, policy, who)
             if cfg.mode == "sync" and mine:
                 raise ApiError(409, "no_task", "this device already contributed to the current round; ask again later",
-                               retry_after=self._retry_after(rnd, now), extra={"reason": "already_contributed"})
+                               retry_after=self._retry_after(rnd, now),
+                               extra={"reason": "already_contributed", "round_id": rnd.id})
             cond = [schema.rounds.c.id == rnd.id, schema.rounds.c.state == OPEN]
             if cfg.mode == "sync":
                 cond.append(schema.rounds.c.tasks_issued < schema.rounds.c.task_cap)
             res = conn.execute(update(schema.rounds).where(*cond).values(tasks_issued=schema.rounds.c.tasks_issued + 1))
             if res.rowcount != 1:
                 raise ApiError(409, "no_task", "the current round has handed out all its tasks; ask again later",
-                               retry_after=self._retry_after(rnd, now), extra={"reason": "round_full"})
+                               retry_after=self._retry_after(rnd, now), extra={"reason": "round_full", "round_id": rnd.id})
             current = conn.execute(select(schema.rounds).where(schema.rounds.c.id == rnd.id)).one()
             tid = "t_" + secrets.token_hex(8)
             deadline = strategy.task_deadline(self._view(current), now)
@@ -274,6 +407,9 @@ class RoundService:
                                                       policy_version=policy.version if policy else None))
             task = conn.execute(select(schema.tasks).where(schema.tasks.c.id == tid)).one()
             return self._task_json(task, current, cfg, policy, who)
+
+        assert self.committer is not None
+        return self.committer.run(issue)  # tasks that are asked for together share one commit
 
     def governed_target(self, policy: Policy, who: Principal, model: str) -> str:
         """Apply the policy to a task request: refuse (403 + audit) or pick the model line to train.

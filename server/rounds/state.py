@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, delete, select, update
 
 from server.governance import audit
+from server.rounds.sums import RoundSums
 from server.storage import Store, schema
 
 OPEN, CLOSED, ABANDONED = "open", "closed", "abandoned"
@@ -29,12 +30,13 @@ def abandon_open(conn: Connection, model: str, reason: str, now: float) -> list[
 
 
 def abandon_round(conn: Connection, round_id: str, reason: str, now: float) -> bool:
-    """Abandon one round if it is still open (True if this call did it); its stored updates are deleted."""
+    """Abandon one round if it is still open (True if this call did it); its stored updates and sums are deleted."""
     res = conn.execute(update(schema.rounds).where(schema.rounds.c.id == round_id, schema.rounds.c.state == OPEN)
                        .values(state=ABANDONED, open_key=None, closed_at=now, reason=reason))
     if res.rowcount != 1:
         return False
     conn.execute(delete(schema.updates).where(schema.updates.c.round_id == round_id))
+    RoundSums.discard(conn, round_id)
     return True
 
 

@@ -9,8 +9,18 @@
   window.dashboardReady = false;
   window.dashboardErrors = [];
 
+  // A token given in the address (?token=…) leaves it at once: it moves to sessionStorage (this tab only) and
+  // the address is rewritten without it, so it stays out of history, bookmarks, screenshots and Referer
+  // headers. From then on it travels only in the Authorization header.
   const params = new URLSearchParams(location.search);
-  let token = params.get('token') || sessionStorage.getItem('fedmarkToken') || '';
+  const fromUrl = params.get('token');
+  if (fromUrl !== null) {
+    if (fromUrl) sessionStorage.setItem('fedmarkToken', fromUrl);
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(history.state, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+  }
+  let token = sessionStorage.getItem('fedmarkToken') || '';
   let model = params.get('model') || '';
 
   function status(text, isError) {
@@ -269,5 +279,5 @@
   });
   $('model').addEventListener('change', () => { model = $('model').value; run(); });
   window.addEventListener('error', (e) => window.dashboardErrors.push(String(e.message)));
-  if (token) run(); else status('Enter an admin or marketer token (or open /dashboard?token=…&model=…).');
+  if (token) run(); else status('Enter an admin or marketer token.');
 })();

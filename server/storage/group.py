@@ -72,6 +72,17 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._hooks: list[tuple[Callable[[Connection], None], Callable[[bool], None]]] = []
+
+    def add_batch_hooks(self, before_commit: Callable[[Connection], None],
+                        after_commit: Callable[[bool], None]) -> None:
+        """Callbacks around every batch: ``before_commit(conn)`` after its jobs, inside the transaction
+        (an exception there fails the whole batch); ``after_commit(committed)`` once the outcome is known.
+
+        Used by state that jobs build up in memory during a batch (the running sums of open
+        rounds): it is written once per batch, and kept only if the batch committed.
+        """
+        self._hooks.append((before_commit, after_commit))
 
     def run(self, fn: Callable[[Connection], T], timeout: float | None = 120.0) -> T:
         """Run ``fn(conn)`` in the next group transaction; returns its result after the commit.
@@ -97,6 +108,13 @@ class GroupCommitter:
             thread = self._thread
         if thread is not None:
             thread.join(30)
+
+    def _after(self, committed: bool) -> None:
+        for _before, after in self._hooks:
+            try:
+                after(committed)
+            except Exception:  # a hook must not keep the callers waiting
+                log.exception("group commit after-hook failed")
 
     # ------------------------------------------------------------------ committer thread
     def _loop(self) -> None:
@@ -133,12 +151,16 @@ class GroupCommitter:
                     else:
                         sp.commit()
                         results.append((job, True, value))
+                for before, _after in self._hooks:
+                    before(conn)
         except BaseException as exc:  # noqa: BLE001 - the commit failed: nobody's writes are durable
             log.warning("group commit of %d job(s) failed: %s", len(batch), exc)
             self.stats.failed_batches += 1
+            self._after(False)
             for job in batch:
                 job.future.set_exception(exc)
             return
+        self._after(True)
         self.stats.batches += 1
         self.stats.jobs += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))

@@ -14,6 +14,10 @@ from sqlalchemy import (Boolean, Column, Float, Index, Integer, LargeBinary, Met
 
 metadata = MetaData()
 
+#: The largest value an ``Integer`` column holds on every backend (PostgreSQL ``integer`` is 32-bit): every
+#: number taken from a request for such a column is refused above it (400 naming the field).
+MAX_INT = 2**31 - 1
+
 #: Server-wide key/value settings (e.g. the generated noise secret).
 settings = Table(
     "settings", metadata,
@@ -28,6 +32,8 @@ app_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("partner", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+    #: The residency zone of every device enrolling with this key (migration 0004); never "any".
+    Column("region", String(64), nullable=False, default="default"),
 )
 
 #: Bearer tokens (marketer and device roles); only SHA-256 hashes are stored.
@@ -40,8 +46,13 @@ tokens = Table(
     Column("device_id", String(128), nullable=True, index=True),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    #: When the token stops working (NULL, tokens from before migration 0004: created_at + the role's TTL).
+    Column("expires_at", Float, nullable=True),
 )
 
+#: Enrolled devices.  ``secret_hash``: SHA-256 of the secret the device made at first enrolment (its proof on
+#: re-enrolment; NULL: none stored, re-enrolment needs the current token or an admin reset).  ``attested``: the
+#: configured attestation verifier vouched for the device (k-thresholds count attested devices).
 devices = Table(
     "devices", metadata,
     Column("device_id", String(128), primary_key=True),
@@ -49,6 +60,14 @@ devices = Table(
     Column("partner", String(128), nullable=False),
     Column("app_key_id", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("secret_hash", String(64), nullable=True),
+    Column("attested", Boolean, nullable=False, default=False),
+    #: Blocked by an admin: its tokens are revoked and it cannot enrol again until an admin reset.
+    Column("revoked", Boolean, nullable=False, default=False),
+    #: Set by an admin when the person behind the device withdrew consent: its uploads are refused.
+    Column("consent_withdrawn_at", Float, nullable=True),
+    #: Set by an admin reset: the next enrolment of this id sets a new secret without proof (then cleared).
+    Column("reset_at", Float, nullable=True),
 )
 
 #: A model: its current version, training configuration and aggregation state (privacy ledger, clip norm …).
@@ -321,4 +340,34 @@ activations = Table(
     Column("allowed", Boolean, nullable=False),
     Column("reason", String(64), nullable=True),
     Column("at", Float, nullable=False),
+    #: The token that asked (tokens.id; migration 0007): grants bind to it, never to the token's display name.
+    #: NULL (rows from before 0007, admin requests) grants nothing.
+    Column("token_id", Integer, nullable=True),
+    Index("ix_activations_grant", "token_id", "model", "version"),
+)
+
+#: Evaluation tasks handed to devices (migration 0007): with the training tasks, what scopes a device's
+#: model downloads (server.governance.access).  One row per (model line, device): the latest target.
+evaluation_tasks = Table(
+    "evaluation_tasks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("target", Integer, nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Index("ix_evaluation_tasks_device", "device_id", "model"),
+)
+
+#: Running sums of an open sync round, folded as updates arrive (server.rounds.sums): one row per
+#: (round, part, writer process).  ``part`` is "" for an ungoverned round, else the cell key
+#: "region|partner"; ``state`` is an ``Accumulator`` checkpoint.  Deleted when the round is folded
+#: or abandoned.
+round_sums = Table(
+    "round_sums", metadata,
+    Column("round_id", String(40), primary_key=True),
+    Column("part", String(200), primary_key=True),
+    Column("shard", String(40), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

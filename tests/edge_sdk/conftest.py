@@ -178,9 +178,10 @@ class Admin:
         body = {"goal": 3, "min_clients": 1, "clip": {"norm": 1.0, "adaptive": False}, **cfg}
         return self._ok(requests.put(f"{self.url}/v1/models/{model}/training", json=body, headers=self.h, timeout=30))
 
-    def app_key(self) -> str:
-        return self._ok(requests.post(f"{self.url}/v1/admin/app-keys", json={"partner": "default"}, headers=self.h,
-                                      timeout=30))["app_key"]
+    def app_key(self, region: str = "eu") -> str:
+        """A new app key for devices of ``region`` (keys are issued per region: the key decides it)."""
+        return self._ok(requests.post(f"{self.url}/v1/admin/app-keys", json={"partner": "default", "region": region},
+                                      headers=self.h, timeout=30))["app_key"]
 
     def round(self, round_id: str) -> dict:
         return self._ok(requests.get(f"{self.url}/v1/rounds/{round_id}", headers=self.h, timeout=30))

@@ -1,7 +1,8 @@
-"""Load: 500 concurrent simulated devices on loopback for a bounded period — no 5xx, no lost update.
+"""Load: 500 and 1,000 concurrent simulated devices on loopback for a bounded period — no 5xx, no lost update.
 
-Ten device processes run 50 device threads each against one real server
-process (SQLite, durable acks) in FedBuff mode (a fold every 50 updates).
+Ten (twenty) device processes run 50 device threads each against one real
+``fedmark server`` (gunicorn, one worker per core; SQLite, durable acks) in
+FedBuff mode (a fold every 50 updates).
 Every device enrols, then (at least once, and until the period ends or after 6
 uploads) asks for a task and uploads an update.  Required: no 5xx and no connection failure; the async
 round's ``accepted`` equals the number of 202s; the published versions hold
@@ -73,15 +74,16 @@ def _proc(base: str, app_key: str, w: int, go: Any, stop_at: Any, q: Any) -> Non
 
 
 @pytest.mark.slow
-def test_500_concurrent_devices_no_5xx_no_lost_update(servers: Any) -> None:
-    srv = servers.start("load")
+@pytest.mark.parametrize("procs", [PROCS, 2 * PROCS], ids=["500-devices", "1000-devices"])
+def test_concurrent_devices_no_5xx_no_lost_update(servers: Any, procs: int) -> None:
+    srv = servers.start(f"load-{procs}")
     f = servers.fleet(srv)
     f.publish_synthetic("m", N, servers.tmp)
     f.train("m", mode="async", buffer_size=BUFFER, max_staleness=1000, clip={"norm": 1.0})
     app_key = f.app_key()
     ctx = mp.get_context("fork")
     go, q, stop_at = ctx.Event(), ctx.Queue(), ctx.Value("d", 0.0)
-    ps = [ctx.Process(target=_proc, args=(srv.base_url, app_key, w, go, stop_at, q)) for w in range(PROCS)]
+    ps = [ctx.Process(target=_proc, args=(srv.base_url, app_key, w, go, stop_at, q)) for w in range(procs)]
     for p in ps:
         p.start()
     try:
@@ -100,7 +102,7 @@ def test_500_concurrent_devices_no_5xx_no_lost_update(servers: Any) -> None:
     bad = [(op, s) for op, s, _ in calls if s >= 500 or s < 0]
     assert not bad, f"{len(bad)} failed calls (5xx or connection errors): {sorted(set(bad))}"
     enrolled = sum(1 for op, s, _ in calls if op == "enrol" and s == 201)
-    assert enrolled == PROCS * THREADS
+    assert enrolled == procs * THREADS
     ok = sum(1 for op, s, _ in calls if op == "upload" and s == 202)
     other = sorted({(op, s) for op, s, _ in calls} - {("enrol", 201), ("task", 200), ("upload", 202)})
     f.tick()
@@ -111,10 +113,10 @@ def test_500_concurrent_devices_no_5xx_no_lost_update(servers: Any) -> None:
     folded = sum(v["contributors"] for v in m["versions"] if v["kind"] == "round")
     assert rnd["accepted"] == ok, f"server counted {rnd['accepted']} updates, devices got {ok} acknowledgements"
     assert folded == rnd["folds"] * BUFFER and 0 <= ok - folded < BUFFER
-    lines = [f"load: {PROCS * THREADS} devices, {elapsed:.0f} s, {ok} updates accepted ({ok / elapsed:.1f}/s), "
+    lines = [f"load: {procs * THREADS} devices, {elapsed:.0f} s, {ok} updates accepted ({ok / elapsed:.1f}/s), "
              f"{rnd['folds']} versions published; other answers: {other or 'none'}"]
     for op in ("enrol", "task", "upload"):
         lat = [lt for o, s, lt in calls if o == op and s < 400]
         lines.append(f"  {op:7s} n={len(lat):5d} p50 {percentile(lat, 50) * 1e3:7.0f} ms  p99 {percentile(lat, 99) * 1e3:7.0f} ms")
     print("\n" + "\n".join(lines))
-    assert ok >= PROCS * THREADS, "every device should have contributed at least once within the period"
+    assert ok >= procs * THREADS, "every device should have contributed at least once within the period"

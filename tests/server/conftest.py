@@ -59,7 +59,8 @@ class Live:
         self.clock = clock
         self.tmp = tmp
         self.http = requests.Session()
-        self._app_key: str | None = None
+        self.app_keys: dict[str, str] = {}   # region -> app key of partner acme (keys are issued per region)
+        self.device_secrets: dict[str, str] = {}  # device id -> the secret it enrols with (its proof on re-enrolment)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -72,6 +73,10 @@ class Live:
 
     def admin(self, method: str, path: str, **kw: Any) -> requests.Response:
         return self.call(method, path, self.admin_token, **kw)
+
+    @property
+    def metrics_token(self) -> str:
+        return str(self.app.config["METRICS_TOKEN"])
 
     # --- registry
     def publish_dir(self, directory: Path, name: str | None = None, parent: int | None = None) -> requests.Response:
@@ -96,13 +101,18 @@ class Live:
         return r.json()
 
     # --- devices
-    def enroll(self, device_id: str, region: str = "eu") -> str:
-        if self._app_key is None:
-            r = self.admin("POST", "/v1/admin/app-keys", json={"partner": "acme"})
+    def app_key(self, region: str = "eu") -> str:
+        """The app key of partner acme's build for ``region`` (issued on first use)."""
+        if region not in self.app_keys:
+            r = self.admin("POST", "/v1/admin/app-keys", json={"partner": "acme", "region": region})
             assert r.status_code == 201, r.text
-            self._app_key = r.json()["app_key"]
-        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self._app_key, "device_id": device_id,
-                                                          "region": region})
+            self.app_keys[region] = r.json()["app_key"]
+        return self.app_keys[region]
+
+    def enroll(self, device_id: str, region: str = "eu") -> str:
+        secret = self.device_secrets.setdefault(device_id, secrets.token_urlsafe(32))
+        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self.app_key(region), "device_id": device_id,
+                                                          "region": region, "device_secret": secret})
         assert r.status_code == 201, r.text
         return r.json()["device_token"]
 
@@ -147,6 +157,7 @@ def live_app(db_url: str, tmp: Path, **overrides: Any) -> Iterator[Live]:
 
     clock = ManualClock(1_800_000_000.0)
     token = "adm_" + secrets.token_hex(8)
+    overrides.setdefault("METRICS_TOKEN", "mtk_" + secrets.token_hex(8))  # /metrics has its own credential
     cfg = TestingConfig(DATA_DIR=str(tmp / "data"), DATABASE_URL=db_url, ADMIN_TOKEN=token, CLOCK=clock, **overrides)
     app = create_app(cfg)
     srv = make_dev_server("127.0.0.1", 0, app)

@@ -1,6 +1,7 @@
 """Enrolment, roles, hashed token storage, per-device rate limit."""
 from __future__ import annotations
 
+import secrets
 import time
 
 
@@ -9,8 +10,10 @@ from sqlalchemy import create_engine, text
 
 
 def test_enrolment_roles_and_reenrolment(live):
-    app_key = live.admin("POST", "/v1/admin/app-keys", json={"partner": "acme"}).json()["app_key"]
-    r = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "phone-1", "region": "eu-west"})
+    app_key = live.admin("POST", "/v1/admin/app-keys", json={"partner": "acme", "region": "eu-west"}).json()["app_key"]
+    secret = secrets.token_urlsafe(32)
+    r = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "phone-1", "region": "eu-west",
+                                                      "device_secret": secret})
     assert r.status_code == 201
     first = r.json()
     assert (first["device_id"], first["region"], first["partner"]) == ("phone-1", "eu-west", "acme")
@@ -20,17 +23,17 @@ def test_enrolment_roles_and_reenrolment(live):
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     # enrolling again with the same key: a fresh token, the old one revoked
     second = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "phone-1",
-                                                           "region": "eu-west"}).json()
+                                                           "region": "eu-west", "device_secret": secret}).json()
     assert second["device_token"] != first["device_token"]
     assert live.call("GET", "/v1/models", second["device_token"]).status_code == 200
     assert live.call("GET", "/v1/models", first["device_token"]).json()["error"]["code"] == "bad_token"
     # another partner's key cannot take the device over
-    other = live.admin("POST", "/v1/admin/app-keys", json={"partner": "globex"}).json()["app_key"]
+    other = live.admin("POST", "/v1/admin/app-keys", json={"partner": "globex", "region": "eu"}).json()["app_key"]
     r = live.call("POST", "/v1/devices/enroll", json={"app_key": other, "device_id": "phone-1", "region": "eu"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "device_conflict"
     r = live.call("POST", "/v1/devices/enroll", json={"app_key": "ak_wrong", "device_id": "phone-2", "region": "eu"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "bad_app_key"
-    r = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "../x", "region": "eu"})
+    r = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "../x", "region": "eu-west"})
     assert r.status_code == 400 and "device_id" in r.json()["error"]["message"]
     # marketer: read-only access, no tasks
     mt = live.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "ana"}).json()["token"]
@@ -44,17 +47,21 @@ def test_enrolment_roles_and_reenrolment(live):
 
 def test_only_token_hashes_are_stored(live, db_url):
     app_key = live.admin("POST", "/v1/admin/app-keys", json={}).json()["app_key"]
-    dev = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "d"}).json()["device_token"]
+    device_secret = secrets.token_urlsafe(32)
+    dev = live.call("POST", "/v1/devices/enroll", json={"app_key": app_key, "device_id": "d",
+                                                        "device_secret": device_secret}).json()["device_token"]
     mt = live.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "m"}).json()["token"]
     eng = create_engine(db_url)
     try:
         with eng.connect() as c:
             stored = [str(v) for row in c.execute(text("SELECT * FROM tokens UNION ALL SELECT id, key_hash, partner, "
-                                                       "NULL, NULL, NULL, created_at FROM app_keys")) for v in row]
+                                                       "NULL, NULL, NULL, created_at, NULL FROM app_keys"))
+                      for v in row]
+            stored += [str(v) for row in c.execute(text("SELECT * FROM devices")) for v in row]
     finally:
         eng.dispose()
     blob = " ".join(stored)
-    for secret in (app_key, dev, mt, live.admin_token):
+    for secret in (app_key, dev, mt, live.admin_token, device_secret):
         assert secret not in blob
 
 

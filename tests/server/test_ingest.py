@@ -151,7 +151,7 @@ def test_acknowledged_update_survives_sigkill(tmp_path, db_url):
                              headers={**H, "Content-Type": "application/gzip"}, timeout=30).status_code == 201
         assert requests.put(f"{u}/v1/models/toy/training", json={"goal": 2, "min_clients": 2, "deadline_s": 600},
                             headers=H, timeout=30).status_code == 200
-        ak = requests.post(f"{u}/v1/admin/app-keys", json={}, headers=H, timeout=30).json()["app_key"]
+        ak = requests.post(f"{u}/v1/admin/app-keys", json={"region": "eu"}, headers=H, timeout=30).json()["app_key"]
         toks = [requests.post(f"{u}/v1/devices/enroll", json={"app_key": ak, "device_id": d, "region": "eu"},
                               timeout=30).json()["device_token"] for d in ("d1", "d2")]
         tasks = [requests.post(f"{u}/v1/tasks", json={"model": "toy"}, headers={"Authorization": f"Bearer {t}"},

@@ -47,7 +47,7 @@ def test_two_processes_on_one_postgres_close_each_round_exactly_once(tmp_path: P
             assert requests.put(urls[1] + "/v1/models/toy/training", headers=H, timeout=30, json={
                 "goal": goal, "min_clients": goal, "over_select": 1.0, "deadline_s": 600,
                 "clip": {"norm": 100.0}}).status_code == 200
-            ak = requests.post(urls[0] + "/v1/admin/app-keys", json={}, headers=H, timeout=30).json()["app_key"]
+            ak = requests.post(urls[0] + "/v1/admin/app-keys", json={"region": "eu"}, headers=H, timeout=30).json()["app_key"]
             toks = [requests.post(urls[i % 2] + "/v1/devices/enroll", timeout=30,
                                   json={"app_key": ak, "device_id": f"d{i}", "region": "eu"}).json()["device_token"]
                     for i in range(goal)]
@@ -101,8 +101,9 @@ def test_cli_publish_training_app_key_and_rollback(tmp_path: Path):
         assert json.loads(_cli("publish", str(art), *common).stdout)["version"] == 2
         out = _cli("training", "propensity", "--set", '{"goal": 2, "min_clients": 1}', *common)
         assert out.returncode == 0 and json.loads(out.stdout)["goal"] == 2, out.stderr
-        out = _cli("app-key", "--partner", "acme", *common)
+        out = _cli("app-key", "--partner", "acme", "--region", "eu", *common)
         assert json.loads(out.stdout)["app_key"].startswith("ak_")
+        assert json.loads(out.stdout)["region"] == "eu"
         out = _cli("rollback", "propensity", "1", *common)
         assert out.returncode == 0 and json.loads(out.stdout)["current_version"] == 1
         bad = _cli("rollback", "propensity", "9", *common)

@@ -75,7 +75,7 @@ def test_device_rate_limit_holds_across_worker_processes_with_redis(tmp_path: Pa
            "FEDMARK_RATE_LIMIT_PER_S": "0.1", "FEDMARK_RATE_LIMIT_BURST": str(burst)}
     with running_server(tmp_path / "srv", extra_env=env, extra_args=["--workers", "2"]) as srv:
         h = {"Authorization": f"Bearer {srv.admin_token}"}
-        ak = requests.post(srv.base_url + "/v1/admin/app-keys", json={}, headers=h, timeout=30).json()["app_key"]
+        ak = requests.post(srv.base_url + "/v1/admin/app-keys", json={"region": "eu"}, headers=h, timeout=30).json()["app_key"]
         tok = requests.post(srv.base_url + "/v1/devices/enroll", timeout=30,
                             json={"app_key": ak, "device_id": "rl", "region": "eu"}).json()["device_token"]
 
@@ -95,7 +95,7 @@ def test_enrolment_is_rate_limited_per_client_address(tmp_path: Path):
     env = {"FEDMARK_ENROL_ADDRESS_LIMIT_PER_S": "0.01", "FEDMARK_ENROL_ADDRESS_LIMIT_BURST": "5"}
     with running_server(tmp_path / "srv", extra_env=env, extra_args=["--workers", "1"]) as srv:
         h = {"Authorization": f"Bearer {srv.admin_token}"}
-        ak = requests.post(srv.base_url + "/v1/admin/app-keys", json={}, headers=h, timeout=30).json()["app_key"]
+        ak = requests.post(srv.base_url + "/v1/admin/app-keys", json={"region": "eu"}, headers=h, timeout=30).json()["app_key"]
         codes = [requests.post(srv.base_url + "/v1/devices/enroll", timeout=30,
                                json={"app_key": ak, "device_id": f"sybil-{i}", "region": "eu"}).status_code
                  for i in range(20)]

@@ -222,3 +222,40 @@ def test_rollback_keeps_privacy_ledger_and_restarts_server_optimizer(live, db_ur
     assert state.aggregator.privacy.rounds == 2  # every release stays on the ledger
     v4 = one_round("c")
     assert v4["version"] == 4 and v4["parent"] == 1 and v4["epsilon"] > v3["epsilon"]
+
+
+def test_a_waiting_task_request_gets_the_next_rounds_task_without_polling(live):
+    """The long-poll: a device that finds the round full waits in one request and gets a task of the next round."""
+    import threading
+    import time as _time
+
+    live.publish("toy")
+    live.train("toy", goal=1, min_clients=1, over_select=1.0, deadline_s=100, clip={"norm": 1.0})
+    a, b = live.enroll("wa"), live.enroll("wb")
+    ta = live.task(a).json()
+    full = live.task(b)
+    assert full.status_code == 409 and full.json()["error"]["reason"] == "round_full"
+    out: dict = {}
+
+    def wait_for_task() -> None:
+        t0 = _time.monotonic()
+        out["r"] = live.call("POST", "/v1/tasks", b, json={"model": "toy", "wait": 10})
+        out["s"] = _time.monotonic() - t0
+
+    th = threading.Thread(target=wait_for_task)
+    th.start()
+    _time.sleep(0.5)
+    assert "r" not in out, "the request answered before the round ended: it did not wait"
+    assert live.upload(a, ta, np.full(N, 0.01, np.float32)).status_code == 202  # completes the round: goal 1
+    th.join(15)
+    r = out["r"]
+    assert r.status_code == 200, r.text
+    assert r.json()["round_id"] != ta["round_id"] and r.json()["version"] == ta["version"] + 1
+    assert 0.4 < out["s"] < 5.0
+    # a bounded wait still ends with no_task and a Retry-After
+    t0 = _time.monotonic()
+    r2 = live.call("POST", "/v1/tasks", a, json={"model": "toy", "wait": 0}), live.call(
+        "POST", "/v1/tasks", live.enroll("wc"), json={"model": "toy", "wait": 1})
+    assert r2[1].status_code == 409 and r2[1].json()["error"]["code"] == "no_task" and "Retry-After" in r2[1].headers
+    assert 0.9 < _time.monotonic() - t0 < 5.0
+    assert live.call("POST", "/v1/tasks", a, json={"model": "toy", "wait": 31}).status_code == 400

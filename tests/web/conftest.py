@@ -132,7 +132,9 @@ def live_model(tmp_path_factory: pytest.TempPathFactory, propensity_artifact: Pa
                "hyperparams": {"epochs": 2, "learning_rate": 0.1}}
         r = requests.put(f"{srv.base_url}/v1/models/propensity/training", json=cfg, headers=h, timeout=30)
         assert r.status_code == 200, r.text
-        r = requests.post(f"{srv.base_url}/v1/admin/app-keys", json={"partner": "default"}, headers=h, timeout=30)
+        # the key of the "eu" build: every web test's device enrols in region eu (the key decides the region)
+        r = requests.post(f"{srv.base_url}/v1/admin/app-keys", json={"partner": "default", "region": "eu"}, headers=h,
+                          timeout=30)
         assert r.status_code == 201, r.text
         yield LiveModel(srv.base_url, srv.admin_token, "propensity", version, r.json()["app_key"], propensity_artifact)
 

@@ -40,6 +40,21 @@ export { EXPIRED_CODES };
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
+/** Enrolment refusals that need a person, with what to tell them (the server's codes). */
+const ENROL_REFUSALS = {
+  device_proof_required: 'this device id is enrolled with another secret: the storage was lost or the id is '
+    + "someone else's; an admin reset (POST /v1/admin/devices/<id>/reset) re-opens it",
+  region_mismatch: "the app key is issued for another region: ship the key of this device's region",
+  device_conflict: 'the device id is enrolled under another app key',
+  region_change: "the device id is enrolled in another region",
+};
+
+function base64url(bytes) {
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+}
+
 function newKey() {
   return globalThis.crypto.randomUUID().replaceAll('-', '');
 }
@@ -95,6 +110,8 @@ export class Client {
     Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField });
     this._explicitToken = deviceToken;
     this._token = deviceToken;
+    this._secret = null;
+    this._secretRegistered = false;
     this._random = random;
     this._log = log;
     this.transport = new Transport(this.serverUrl, {
@@ -114,18 +131,51 @@ export class Client {
     return null; // stored for another server/device: enrol afresh
   }
 
-  /** Exchange the app key for a device token (POST /v1/devices/enroll) and store it. */
-  async enroll() {
+  /**
+   * This device's own enrolment secret: 32 random bytes (crypto.getRandomValues, base64url), made once and
+   * kept in storage ('device_secret.json', never deleted with a refused token).  The app key ships in every
+   * app, so it proves nothing about the device: the server hands a known device id a new token only against
+   * this secret (or the current token).  A device that lost its storage needs an admin reset.
+   */
+  async deviceSecret() {
+    if (!this._secret) {
+      const d = await getJSON(this.storage, 'device_secret.json');
+      if (d && d.server === this.serverUrl && d.device_id === this.deviceId && typeof d.device_secret === 'string'
+          && d.device_secret.length >= 43) {
+        this._secret = d.device_secret;
+        this._secretRegistered = d.registered === true;
+      } else {
+        this._secret = base64url(globalThis.crypto.getRandomValues(new Uint8Array(32)));
+        this._secretRegistered = false;
+        await this._storeSecret(); // kept before it is ever sent: a crash cannot lose it
+      }
+    }
+    return this._secret;
+  }
+
+  async _storeSecret() {
+    await putJSON(this.storage, 'device_secret.json', { server: this.serverUrl, device_id: this.deviceId,
+      device_secret: this._secret, registered: this._secretRegistered });
+  }
+
+  /**
+   * Exchange the app key and this device's secret for a device token (POST /v1/devices/enroll) and store it.
+   * `proof`: a current token sent as Authorization (how a device from before secrets registers one).
+   */
+  async enroll(proof = null) {
     if (!this.appKey) {
       throw new ConfigurationError('the device token was refused and no appKey is configured to enrol again; pass a valid deviceToken or an appKey');
     }
     let resp;
     try {
-      resp = await this.transport.request('POST', '/v1/devices/enroll',
-        { json: { app_key: this.appKey, device_id: this.deviceId, region: this.region } });
+      resp = await this.transport.request('POST', '/v1/devices/enroll', {
+        json: { app_key: this.appKey, device_id: this.deviceId, region: this.region, device_secret: await this.deviceSecret() },
+        ...(proof ? { headers: { Authorization: `Bearer ${proof}` } } : {}),
+      });
     } catch (exc) {
-      if (exc instanceof ServerError && [400, 401, 403].includes(exc.status)) {
-        throw new AuthenticationError(exc.status, exc.code, `enrolment refused: ${exc.serverMessage} (check the app key, device id and region)`);
+      if (exc instanceof ServerError && ([400, 401, 403].includes(exc.status) || ENROL_REFUSALS[exc.code])) {
+        const hint = ENROL_REFUSALS[exc.code] ?? 'check the app key, device id and region';
+        throw new AuthenticationError(exc.status, exc.code, `enrolment refused: ${exc.serverMessage} (${hint})`);
       }
       throw exc;
     }
@@ -137,12 +187,26 @@ export class Client {
     this.partner = data.partner ?? null;
     await putJSON(this.storage, 'device.json', { server: this.serverUrl, device_id: this.deviceId, region: this.region,
       device_token: this._token });
+    if (!this._secretRegistered) {
+      this._secretRegistered = true;
+      await this._storeSecret();
+    }
     return this._token;
   }
 
   async _headers() {
     if (!this._token) this._token = await this._storedToken();
-    if (!this._token) await this.enroll();
+    if (!this._token) {
+      await this.enroll();
+    } else if (this.appKey && !this._explicitToken && (await this.deviceSecret()) && !this._secretRegistered) {
+      try { // a stored token from before device secrets: enrol once with it as proof, so the server learns the secret
+        await this.enroll(this._token);
+      } catch (exc) {
+        if (!(exc instanceof ServerError)) throw exc;
+        this._log?.(`could not register this device's secret (${exc.code}); continuing with the stored token`);
+        this._secretRegistered = true; // not again in this session
+      }
+    }
     return { Authorization: `Bearer ${this._token}` };
   }
 

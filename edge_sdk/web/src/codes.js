@@ -26,6 +26,14 @@ export const ERR_BAD_ENCODING = 'bad_encoding';
 export const ERR_NON_FINITE = 'non_finite';
 export const ERR_RATE_LIMITED = 'rate_limited';
 export const ERR_BAD_TRAINING_CONFIG = 'bad_training_config';
+// Identity and access (docs/GOVERNANCE.md, threat model): a device re-enrols with its secret on any 401.
+export const ERR_TOKEN_EXPIRED = 'token_expired';
+export const ERR_DEVICE_PROOF_REQUIRED = 'device_proof_required';
+export const ERR_DEVICE_REVOKED = 'device_revoked';
+export const ERR_REGION_MISMATCH = 'region_mismatch';
+export const ERR_CONSENT_WITHDRAWN = 'consent_withdrawn';
+export const ERR_ATTESTATION_REQUIRED = 'attestation_required';
+export const ERR_ACTIVATION_REQUIRED = 'activation_required';
 // Raised on the device: the server's task document does not follow the protocol.
 export const ERR_BAD_TASK = 'bad_task';
 // Raised on the device: the server's answer lacks a field the protocol requires.

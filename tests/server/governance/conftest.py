@@ -8,6 +8,7 @@ server side: every call goes over loopback HTTP to a real app.
 """
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,8 +124,10 @@ class Fleet:
     base_url: str
     admin_token: str
     http: requests.Session = field(default_factory=requests.Session)
-    app_keys: dict[str, str] = field(default_factory=dict)
+    app_keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (partner, region) -> app key
+    device_secrets: dict[str, str] = field(default_factory=dict)  # device id -> its enrolment secret
     devices: list[Device] = field(default_factory=list)
+    metrics_token: str | None = None
 
     def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
         headers = dict(kw.pop("headers", {}) or {})
@@ -162,11 +165,18 @@ class Fleet:
             body["partner"] = partner
         return self.ok("POST", "/v1/admin/tokens", 201, json=body)["token"]
 
+    def app_key(self, partner: str, region: str) -> str:
+        """The app key of ``partner``'s build for ``region`` (keys are issued per region; issued on first use)."""
+        if (partner, region) not in self.app_keys:
+            self.app_keys[(partner, region)] = self.ok("POST", "/v1/admin/app-keys", 201,
+                                                       json={"partner": partner, "region": region})["app_key"]
+        return self.app_keys[(partner, region)]
+
     def enroll(self, device_id: str, region: str, partner: str = "acme") -> Device:
-        if partner not in self.app_keys:
-            self.app_keys[partner] = self.ok("POST", "/v1/admin/app-keys", 201, json={"partner": partner})["app_key"]
-        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self.app_keys[partner], "device_id": device_id,
-                                                          "region": region})
+        secret = self.device_secrets.setdefault(device_id, secrets.token_urlsafe(32))
+        r = self.call("POST", "/v1/devices/enroll", json={"app_key": self.app_key(partner, region),
+                                                          "device_id": device_id, "region": region,
+                                                          "device_secret": secret})
         assert r.status_code == 201, r.text
         dev = Device(self, device_id, region, partner, r.json()["device_token"])
         self.devices.append(dev)
@@ -174,6 +184,12 @@ class Fleet:
 
     def model(self, name: str = "toy") -> dict[str, Any]:
         return self.ok("GET", f"/v1/models/{name}")
+
+    def params(self, model: str, version: int) -> np.ndarray:
+        """A version's parameters as the admin reads them (devices download only what they train or evaluate)."""
+        r = self.admin("GET", f"/v1/models/{model}/versions/{version}/files/params.bin")
+        assert r.status_code == 200, r.text
+        return np.frombuffer(r.content, "<f4").copy()
 
     def audit(self, **q: Any) -> list[dict[str, Any]]:
         out, after = [], 0
@@ -190,13 +206,13 @@ class Fleet:
 
 @pytest.fixture
 def fleet(live: Any) -> Fleet:
-    return Fleet(live.base_url, live.admin_token)
+    return Fleet(live.base_url, live.admin_token, metrics_token=live.metrics_token)
 
 
 @pytest.fixture
 def fleet_for() -> Any:
     """``fleet_for(base_url, admin_token)``: a Fleet against any server (e.g. a real process from server.testing)."""
-    return lambda base_url, token: Fleet(base_url, token)
+    return lambda base_url, token, metrics_token=None: Fleet(base_url, token, metrics_token=metrics_token)
 
 
 GATED_POLICY = {"purpose": "propensity_scoring", "allowed_regions": ["eu", "us", "apac"], "k_min": 2,

@@ -54,6 +54,9 @@ def test_dashboard_renders_charts_in_chromium(tmp_path, fleet_for, populate):
         assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads((tmp_path / "out.json").read_text())
     assert "Chrome" in out["user_agent"]
+    # the token given in the address left it at once: not in the final URL nor in the page's own location
+    for url in (out["page_url"], out["href"]):
+        assert "token" not in url and mt not in url and url.endswith("/dashboard?model=toy"), url
     assert out["errors"] == [] and out["console"] == [], out
     assert out["status"].startswith("Loaded toy"), out["status"]
     eps = [v["epsilon"] for v in versions if v["epsilon"] is not None and v["status"] != "variant"]

@@ -36,8 +36,8 @@ def _run(fl) -> None:
 
 
 def test_kpis_from_recorded_events_via_api_and_cli(tmp_path, fleet_for, populate):
-    with running_server(tmp_path / "srv") as srv:
-        fl = fleet_for(srv.base_url, srv.admin_token)
+    with running_server(tmp_path / "srv", extra_env={"FEDMARK_METRICS_TOKEN": "mtk_kpis"}) as srv:
+        fl = fleet_for(srv.base_url, srv.admin_token, "mtk_kpis")
         fl.tmp = tmp_path
         populate(fl, tmp_path, record_bytes=400)
         _run(fl)
@@ -49,7 +49,7 @@ def test_kpis_from_recorded_events_via_api_and_cli(tmp_path, fleet_for, populate
         cli_all = subprocess.run([sys.executable, "-m", "fedmark_cli", "kpis", "--server", srv.base_url,
                                   "--token", fl.marketer("kim")], cwd=REPO_ROOT, capture_output=True, text=True,
                                  timeout=120)
-        metrics = fl.call("GET", "/metrics").text
+        metrics = fl.call("GET", "/metrics", fl.metrics_token).text
     rd = k["raw_data_movement_reduction"]
     assert rd["raw_record_bytes_moved"] == 0 and rd["raw_record_ingress_categories"] == []
     assert rd["bytes_moved"]["updates"] == 7 * encoded_size(7, "f32")  # seven f32 updates of 7 parameters
@@ -93,7 +93,8 @@ def test_metrics_per_app_registry_and_epsilon_gauge(make_live, tmp_path):
         from server.app import create_app
         from server.config import TestingConfig
 
-        other = create_app(TestingConfig(DATA_DIR=str(tmp_path / "other"), ADMIN_TOKEN="adm_other"))
+        other = create_app(TestingConfig(DATA_DIR=str(tmp_path / "other"), ADMIN_TOKEN="adm_other",
+                                         METRICS_TOKEN="mtk_other"))
         a.publish("toy", shapes=((7,),))
         a.train("toy", goal=1, min_clients=1, clip={"norm": 1.0, "adaptive": False}, noise_multiplier=1.0)
         tok = a.enroll("d1")
@@ -101,9 +102,9 @@ def test_metrics_per_app_registry_and_epsilon_gauge(make_live, tmp_path):
         r = a.upload(tok, task, np.full(7, 0.1, np.float32), content_type="text/plain")
         assert r.status_code == 415
         assert a.upload(tok, task, np.full(7, 0.1, np.float32)).status_code == 202
-        text = requests.get(a.url("/metrics"), timeout=10).text
+        text = requests.get(a.url("/metrics"), headers={"Authorization": f"Bearer {a.metrics_token}"}, timeout=10).text
         eps = a.model("toy")["versions"][1]["epsilon"]
-        mine = other.test_client().get("/metrics").get_data(as_text=True)
+        mine = other.test_client().get("/metrics", headers={"Authorization": "Bearer mtk_other"}).get_data(as_text=True)
         other.extensions["fedmark_store"].dispose()
     assert 'fedmark_updates_accepted_total{model="toy"} 1.0' in text
     assert 'fedmark_updates_rejected_total{code="bad_content_type"} 1.0' in text

@@ -19,7 +19,7 @@ def test_no_update_of_one_region_is_read_by_another_regions_fold(tmp_path, fleet
         fl.publish(tmp=tmp_path)
         fl.policy(**POLICY)
         fl.train(goal=4, min_clients=1, clip={"norm": 1.0, "adaptive": False})
-        base = fl.enroll("probe", "eu").params("toy", 1)
+        base = fl.params("toy", 1)
         plan = [("eu", "acme", 0.1, 10), ("eu", "globex", 0.1, 10), ("us", "acme", 0.2, 30), ("us", "acme", 0.2, 30),
                 ("cn", "acme", 0.5, 20), ("cn", "acme", 0.5, 20), ("cn", "globex", 0.5, 20), ("cn", "acme", 0.5, 20)]
         ids: dict[str, set[tuple[str, int]]] = defaultdict(set)  # update ids are per round (SQLite reuses them)
@@ -48,11 +48,9 @@ def test_no_update_of_one_region_is_read_by_another_regions_fold(tmp_path, fleet
     srv_params = {v: None for v in (1, 2)}
     with running_server(tmp_path / "srv") as srv2:  # same data dir, restarted: persisted state only
         fl2 = fleet_for(srv2.base_url, srv2.admin_token)
-        dev = fl2.enroll("reader", "eu")
         for v in srv_params:
-            srv_params[v] = dev.params("toy", v)
-        cn_reader = fl2.enroll("cn-reader", "cn")
-        line_v1, line_v2 = cn_reader.params("toy@cn", 1), cn_reader.params("toy@cn", 2)
+            srv_params[v] = fl2.params("toy", v)
+        line_v1, line_v2 = fl2.params("toy@cn", 1), fl2.params("toy@cn", 2)
         forked = fl2.model("toy@cn")["versions"][0]["metrics"]["forked_from"]
         v2 = fl2.model("toy")["versions"][1]
         audit = fl2.audit()
@@ -113,7 +111,7 @@ def test_region_that_exports_nothing_contributes_nothing_and_dp_is_accounted_per
         assert d.upload(d.task().json(), np.full(7, 0.1, np.float32)).status_code == 202
     v4 = fleet.model("toy")["versions"][3]
     assert abs(v4["epsilon"] - two) < 1e-9
-    metrics = fleet.call("GET", "/metrics").text
+    metrics = fleet.call("GET", "/metrics", fleet.metrics_token).text
     assert 'fedmark_cell_epsilon{model="toy",partner="acme",region="eu"}' in metrics
     # a cn device cannot be handed the global model, and a us device cannot train cn's line
     r = us[0].task("toy@cn")

@@ -44,8 +44,11 @@ try {
       round_rows: count('#rounds tbody tr'),
       kpis,
       user_agent: navigator.userAgent,
+      href: location.href,
+      history_length: history.length,
     };
   });
+  result.page_url = page.url();
   mkdirSync(dirname(spec.screenshot), { recursive: true });
   await page.screenshot({ path: spec.screenshot, fullPage: true });
   result.console = logs;
