@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify
 
 from fedmark.contract import Manifest, params_file
 from server.api.bodies import read_body
-from server.api.common import json_body, now
+from server.api.common import json_body, now, refuse_withdrawn_consent
 from server.auth import principal, requires
 from server.governance import activation
 from server.storage import get_store, schema
@@ -60,6 +60,7 @@ def activate_segments():  # type: ignore[no-untyped-def]
 @bp.post("/v1/segments/reports")
 @requires("device")
 def segment_report():  # type: ignore[no-untyped-def]
+    refuse_withdrawn_consent(principal())
     raw = read_body()
     body = json_body()
     with get_store().write() as conn:

@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, jsonify, request
 from server.api.common import json_body, now
 from server.auth.accounts import check_name, enroll, refresh
 from server.auth.attestation import AttestationResult, attest
-from server.auth.tokens import hash_secret, principal, requires, token_ttl
+from server.auth.tokens import count_failure, hash_secret, principal, refuse_failing_address, requires, token_ttl
 from server.errors import ApiError
 from server.storage import get_store
 
@@ -33,12 +33,7 @@ def _limit(scope: str, key: str, what: str) -> None:
 
 @bp.post("/v1/devices/enroll")
 def enroll_device():  # type: ignore[no-untyped-def]
-    addr = request.remote_addr or "unknown"
-    limiter = current_app.extensions["fedmark_limiter"]
-    wait = limiter.blocked("auth_failure", addr)
-    if wait > 0:
-        raise ApiError(429, "rate_limited", f"too many failed requests from this address; retry after {wait:.1f} s",
-                       retry_after=wait)
+    addr = refuse_failing_address()
     _limit("enrol_address", addr, "from this address")
     body = json_body()
     app_key = body.get("app_key")
@@ -58,7 +53,7 @@ def enroll_device():  # type: ignore[no-untyped-def]
                      ttl=token_ttl("device"))
     except ApiError as exc:
         if exc.status == 401 or exc.code == "device_proof_required":  # a wrong key or proof: a failed login
-            limiter.take("auth_failure", addr)
+            count_failure(addr)
         raise
     return jsonify(out), 201
 

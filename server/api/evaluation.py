@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from server.api.bodies import read_body
-from server.api.common import json_body, now
+from server.api.common import json_body, now, refuse_withdrawn_consent
 from server.api.models import int_arg, require_access
 from server.auth import principal, requires
 from server.errors import ApiError
@@ -52,6 +52,7 @@ def evaluation_task():  # type: ignore[no-untyped-def]
 @requires("device")
 def evaluation_reports(model: str, target: int):  # type: ignore[no-untyped-def]
     who = principal()
+    refuse_withdrawn_consent(who)
     if target > schema.MAX_INT:
         raise ApiError(404, "unknown_version", f"model {model!r} has no version {target}")
     raw = read_body()

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from server.auth import principal, requires
+from server.auth.tokens import count_failure, refuse_failing_address
 from server.errors import ApiError
 from server.api.models import require_access
 from server.governance import access, kpis, monitor
@@ -39,15 +40,10 @@ def _metrics_credential() -> None:
     if not expected:
         raise ApiError(404, "not_found", "/metrics is off: set FEDMARK_METRICS_TOKEN and scrape with "
                                          "'Authorization: Bearer <that token>'")
-    limiter = current_app.extensions["fedmark_limiter"]
-    addr = request.remote_addr or "unknown"
-    wait = limiter.blocked("auth_failure", addr)
-    if wait > 0:
-        raise ApiError(429, "rate_limited", f"too many requests with a wrong token from this address; retry after "
-                                            f"{wait:.1f} s", retry_after=wait)
+    addr = refuse_failing_address()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), str(expected).encode()):
-        limiter.take("auth_failure", addr)
+        count_failure(addr)
         raise ApiError(401, "bad_token", "/metrics needs its own credential: 'Authorization: Bearer <METRICS_TOKEN>' "
                                          "(no other token is accepted here)")
 

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.api.bodies import read_body
-from server.api.common import json_body, now
+from server.api.common import json_body, now, refuse_withdrawn_consent
 from server.auth import principal, requires
 from server.errors import ApiError
 from server.governance import access, audit
@@ -22,6 +22,7 @@ log = logging.getLogger("fedmark.server.ingest")
 @bp.post("/v1/tasks")
 @requires("device")
 def task():  # type: ignore[no-untyped-def]
+    refuse_withdrawn_consent(principal())
     body = json_body()
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -45,7 +46,9 @@ def round_status(round_id: str):  # type: ignore[no-untyped-def]
         raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks) for a current one")
     if isinstance(decided, access.Denial):
         raise access.error(decided)
-    return jsonify(access.round_counts_shown(get_rounds().round_info(round_id), decided))
+    info = get_rounds().round_info(round_id)
+    with get_store().read() as conn:
+        return jsonify(access.round_counts_shown(conn, info, decided))
 
 
 def _audit_rejection(round_id: str, code: str) -> None:
@@ -66,10 +69,7 @@ def upload(round_id: str):  # type: ignore[no-untyped-def]
         request.max_content_length = n
 
     try:
-        if principal().consent_withdrawn:  # the server-side flag an admin set (POST /v1/admin/devices/<id>/consent-withdrawn)
-            raise ApiError(403, "consent_withdrawn", "the person behind this device withdrew consent: its updates are "
-                                                    "refused; stop training on this device (an admin clears the flag "
-                                                    "when consent is given again)")
+        refuse_withdrawn_consent(principal())
         status, answer = ingest(get_rounds(), principal(), round_id, request.content_type, request.headers,
                                 lambda: read_body(cache=False), set_limit,
                                 int(current_app.config["MAX_UPDATE_BYTES"]))

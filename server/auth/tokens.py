@@ -94,18 +94,31 @@ def _bearer() -> str:
     return token.strip()
 
 
+def refuse_failing_address() -> str:
+    """429 for a client address over its failed-authentication limit (checked before any lookup); returns it.
+
+    The one home of that rule: token checks, enrolment and the metrics credential all ask it, and count a
+    failure with :func:`count_failure`."""
+    addr = request.remote_addr or "unknown"
+    wait = current_app.extensions["fedmark_limiter"].blocked("auth_failure", addr)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"too many requests with a missing or wrong credential from this "
+                                            f"address; retry after {wait:.1f} s", retry_after=wait)
+    return addr
+
+
+def count_failure(addr: str) -> None:
+    """Count one failed authentication of ``addr`` (see :func:`refuse_failing_address`)."""
+    current_app.extensions["fedmark_limiter"].take("auth_failure", addr)
+
+
 def authenticate() -> Principal:
     """The caller's principal; a client address that keeps failing is slowed down (429) before any lookup."""
-    limiter = current_app.extensions["fedmark_limiter"]
-    addr = request.remote_addr or "unknown"
-    wait = limiter.blocked("auth_failure", addr)
-    if wait > 0:
-        raise ApiError(429, "rate_limited", f"too many requests with a missing or wrong token from this address; "
-                                            f"retry after {wait:.1f} s", retry_after=wait)
+    addr = refuse_failing_address()
     try:
         return _authenticate()
     except ApiError:
-        limiter.take("auth_failure", addr)
+        count_failure(addr)
         raise
 
 

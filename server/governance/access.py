@@ -42,7 +42,7 @@ from sqlalchemy import Connection, select
 
 from server.auth.tokens import Principal
 from server.errors import ApiError
-from server.governance import audit, decisions
+from server.governance import audit, decisions, partners
 from server.governance.decisions import Denial
 from server.governance.policy import Policy, current_policy
 from server.storage import schema
@@ -141,15 +141,23 @@ def round_model(conn: Connection, round_id: str) -> str | None:
     return conn.execute(select(schema.rounds.c.model).where(schema.rounds.c.id == round_id)).scalar()
 
 
-def round_counts_shown(info: dict[str, Any], allowed: Access) -> dict[str, Any]:
+def round_counts_shown(conn: Connection, info: dict[str, Any], allowed: Access) -> dict[str, Any]:
     """A round's status as it may leave the server: device counts under the model's k rule (an empty count
-    reveals no one and stays 0)."""
+    reveals no one and stays 0).  Under policy ``k_counts: "attested"`` a count is shown only when enough of
+    the devices behind it are attested."""
     k = decisions.k_min(allowed.policy)
     out = dict(info)
+    behind = {"accepted": schema.contributions, "tasks_issued": schema.tasks}
     for key in ("accepted", "tasks_issued"):
         n = out.get(key)
-        if n:
-            out[key] = decisions.shown(int(n), k)
+        if not n:
+            continue
+        counted = int(n)
+        if allowed.policy is not None and allowed.policy.k_counts == "attested":
+            t = behind[key]
+            ids = [r[0] for r in conn.execute(select(t.c.device_id).where(t.c.round_id == info["round_id"]).distinct())]
+            counted = decisions.k_devices(allowed.policy, partners.attested(conn, ids))
+        out[key] = None if decisions.suppressed(counted, k) else int(n)
     out["k_min"] = k
     return out
 

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, delete, select
 
 from fedmark.metrics import HIST_BINS, ScoreHistogram, population_stability_index
 from server.errors import ApiError
-from server.governance import decisions
+from server.governance import decisions, partners
 from server.governance.policy import Policy
 from server.storage import schema
 
@@ -221,12 +221,23 @@ def summarize(conn: Connection, model: str, target: int, policy: Policy | None, 
     stored_gate = json.loads(gate_row.gate) if gate_row is not None and gate_row.gate else None
     kind = next((r.kind for r in rows), "binary")
     metric, higher = primary_metric(policy, kind)
+    # Policy k_counts "attested": a group's "devices" (what the k rule and the gate count) are its attested
+    # devices only, so self-enrolled devices can neither lift a group over k nor make up the gate's evaluators.
+    attested = partners.attested(conn, {r.device_id for r in rows}) \
+        if policy is not None and policy.k_counts == "attested" else None
+
+    def measure(group: list[Any]) -> dict[str, Any]:
+        m = metrics_of(group)
+        if attested is not None:
+            m["devices"] = decisions.k_devices(policy, {r.device_id: attested.get(r.device_id, False) for r in group})
+        return m
+
     versions: dict[str, Any] = {}
     raw: dict[int, dict[str, Any]] = {}
     for v, meta in sorted(roles.items()):
         vrows = by_version.get(v, [])
         overall_rows = [r for r in vrows if r.segment == ALL]
-        overall = metrics_of(overall_rows)
+        overall = measure(overall_rows)
         regions: dict[str, list[Any]] = defaultdict(list)
         segments: dict[str, list[Any]] = defaultdict(list)
         for r in overall_rows:
@@ -234,8 +245,8 @@ def summarize(conn: Connection, model: str, target: int, policy: Policy | None, 
         for r in vrows:
             if r.segment != ALL:
                 segments[r.segment].append(r)
-        reg_m = {reg: metrics_of(rs) for reg, rs in sorted(regions.items())}
-        seg_m = {seg: metrics_of(rs) for seg, rs in sorted(segments.items())}
+        reg_m = {reg: measure(rs) for reg, rs in sorted(regions.items())}
+        seg_m = {seg: measure(rs) for seg, rs in sorted(segments.items())}
         raw[v] = {"overall": overall, "by_region": reg_m}
         fmt = (lambda m: _public(m, k)) if public else (lambda m: m)
         versions[str(v)] = dict(meta, overall=fmt(overall), by_region={r: fmt(m) for r, m in reg_m.items()},

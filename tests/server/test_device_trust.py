@@ -225,6 +225,11 @@ def test_consent_withdrawn_on_the_server_refuses_the_devices_uploads(live):
     assert r.status_code == 200 and r.json()["consent_withdrawn"] is True, r.text
     r = live.upload(a, ta, ones(15))
     assert r.status_code == 403 and _code(r) == "consent_withdrawn", r.text
+    # nor may it ask for work or report: tasks, evaluation reports and segment reports ask the same rule
+    assert _code(live.task(a)) == "consent_withdrawn"
+    assert _code(live.call("POST", "/v1/segments/reports", a, json={"model": "toy", "version": 1,
+                                                                     "purpose": "p", "counts": {"s": 1}})) == "consent_withdrawn"
+    assert _code(live.call("POST", "/v1/evaluations/toy/1/reports", a, json={"reports": []})) == "consent_withdrawn"
     assert live.upload(b, tb, ones(15)).status_code == 202
     rejected = [e for e in _audit(live, "update.rejected") if e["code"] == "consent_withdrawn"]
     assert [e["actor"] for e in rejected] == ["c-1"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _evaluators(fleet):
@@ -138,3 +139,26 @@ def test_recommender_reports_give_hr_ndcg_and_lift_over_popularity(fleet, tmp_pa
     assert abs(s["spread"]["value"] - (30 / 100 - 24 / 100)) < 1e-12
     pl = fleet.ok("GET", "/v1/kpis", params={"model": "toy"})["personalization_lift"]
     assert pl["baseline"] == "popularity" and abs(pl["value"] - 54 / 30) < 1e-12
+
+
+
+@pytest.mark.parametrize("k_counts", ["devices", "attested"])
+def test_evaluators_the_k_rule_and_the_gate_count_only_attested_devices_when_the_policy_says_so(fleet, tmp_path,
+                                                                                            populate, k_counts):
+    """Issue 18 point 9: under ``k_counts: "attested"`` self-enrolled (unattested) evaluators neither lift an
+    evaluation over k_min nor make up the gate's min_evaluators; under the default they do."""
+    fl = populate(fleet, tmp_path, k_counts=k_counts)
+    for d in fl.devices:
+        d.train_round()
+    assert fl.model()["candidate"] == 2
+    round_id = fl.model()["versions"][1]["round_id"]
+    accepted = fl.ok("GET", f"/v1/rounds/{round_id}")["accepted"]
+    decisions = [d.evaluate()["decision"] for d in _evaluators(fl)]
+    s = fl.ok("GET", "/v1/models/toy/evaluations", params={"target": 2})
+    if k_counts == "devices":
+        assert decisions[4]["passed"] is True and s["evaluators"] == 5
+        assert "loss" in s["versions"]["2"]["overall"] and accepted == 7
+    else:
+        assert accepted is None  # the round's count is suppressed: none of its 7 devices is attested  # no attestation verifier is configured: no device is attested, so nothing counts toward k or the gate
+        assert decisions == [None] * 5 and fl.model()["candidate"] == 2
+        assert s["evaluators"] == 0 and s["versions"]["2"]["overall"]["suppressed"] is True
