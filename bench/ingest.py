@@ -65,8 +65,10 @@ def _worker(base_url: str, jobs: list[tuple[str, str, int, int, int]], go: Any, 
     out.put((wid, res))
 
 
-def one_run(n_params: int, updates: int, workers: int, tmp: Path, database_url: str | None) -> dict[str, Any]:
-    srv = start_server(tmp / f"srv-{n_params}-{time.time_ns()}", database_url=database_url, extra_env=SERVER_ENV)
+def one_run(n_params: int, updates: int, workers: int, tmp: Path, database_url: str | None,
+            server_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    srv = start_server(tmp / f"srv-{n_params}-{time.time_ns()}", database_url=database_url, extra_env=SERVER_ENV,
+                       extra_args=server_args)
     try:
         fleet = Fleet(srv.base_url, srv.admin_token)
         fleet.publish_synthetic("m", n_params, tmp)
@@ -186,6 +188,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=16, help="concurrent device processes")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/DB")
+    ap.add_argument("--fedmark-workers", type=int, default=None,
+                    help="worker processes of the fedmark server (default: its own default)")
     ap.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of the floor app (fedmark's default: "
                                                                   "one per core)")
     a = ap.parse_args()
@@ -196,7 +200,8 @@ def main() -> int:
             kind, s = key.split(":")
             if kind == "floor":
                 return floor_run(int(s), counts[int(s)], a.workers, Path(td), a.server_workers)
-            return one_run(int(s), counts[int(s)], a.workers, Path(td), a.database_url)
+            extra = ("--workers", str(a.fedmark_workers)) if a.fedmark_workers else ()
+            return one_run(int(s), counts[int(s)], a.workers, Path(td), a.database_url, extra)
 
         keys = [f"{k}:{s}" for s in sizes for k in ("fedmark", "floor")]
         both = interleave(keys, a.repeats, run)

@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--admin-token", default=None, help="admin secret (FEDMARK_ADMIN_TOKEN); generated if unset")
     p.add_argument("--tick-seconds", type=float, default=None, help="deadline timer period; 0 disables it")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes of the production server (default: one per core)")
+                   help="worker processes of the production server (default: one per core with PostgreSQL; "
+                        "1 with SQLite, which has a single writer)")
     p.add_argument("--threads", type=int, default=8, help="request threads per worker process (default: 8)")
     p.add_argument("--access-log", default=os.environ.get("FEDMARK_ACCESS_LOG"),
                    help="write gunicorn's access log to this file ('-' for stderr; FEDMARK_ACCESS_LOG); off by "
@@ -131,7 +132,10 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_dev(args, cfg)
     from server.serving import ProductionServer, default_workers
 
-    workers = args.workers or default_workers()
+    # SQLite has one writer: a second process only queues on its lock (SQLite's busy handler sleeps between
+    # retries), while one process's request threads share its group commits.  Scale out with PostgreSQL.
+    sqlite = cfg.database_url().startswith("sqlite")
+    workers = args.workers or (1 if sqlite else default_workers())
     if workers < 1 or args.threads < 1:
         raise SystemExit("--workers and --threads must be at least 1")
     print(f"fedmark server listening on http://{args.host}:{args.port} with {workers} worker process(es) x "

@@ -41,13 +41,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_default_is_gunicorn_with_one_worker_per_core_and_it_stops_cleanly(tmp_path: Path):
-    with running_server(tmp_path / "srv") as srv:
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_default_is_gunicorn_sized_to_the_database_and_it_stops_cleanly(tmp_path: Path, request, database: str):
+    """One worker per core on PostgreSQL; one (multi-threaded) worker on SQLite, whose single writer a second
+    process would only queue behind."""
+    url = request.getfixturevalue("pg_url") if database == "postgres" else None
+    want = default_workers() if database == "postgres" else 1
+    with running_server(tmp_path / "srv", database_url=url) as srv:
         deadline = time.monotonic() + 20
-        while len(_children(srv.pid)) < default_workers() and time.monotonic() < deadline:
+        while len(_children(srv.pid)) < want and time.monotonic() < deadline:
             time.sleep(0.1)
+        time.sleep(0.3)
         workers = _children(srv.pid)
-        assert len(workers) == default_workers() >= 1
+        assert len(workers) == want >= 1
         assert "gunicorn" in srv.log().lower()
         # a protocol-level refusal made by gunicorn itself still has the JSON error shape
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
