@@ -7,6 +7,7 @@ load, and psutil would only wrap the same files.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -43,26 +44,24 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and every live process below it (the whole server, workers included)."""
+def _tree_sum(pid: int, measure: Callable[[int], float]) -> float:
     total = 0.0
     for p in [pid, *descendants(pid)]:
         try:
-            total += cpu_seconds(p)
-        except OSError:
+            total += measure(p)
+        except OSError:  # a worker that exited between the listing and the read
             pass
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every live process below it (the whole server, workers included)."""
+    return _tree_sum(pid, cpu_seconds)
 
 
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and every live process below it."""
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            total += rss_bytes(p)
-        except OSError:
-            pass
-    return total
+    return int(_tree_sum(pid, rss_bytes))
 
 
 def rss_bytes(pid: int) -> int:

@@ -71,22 +71,19 @@ class RateLimits:
 
     def take(self, scope: str, key: str) -> float:
         """Count one request of ``key`` in ``scope``: 0.0 if allowed, else the seconds to wait."""
-        item = self._items.get(scope)
-        if item is None:
-            return 0.0
-        with self._lock:
-            if self._limiter.hit(item, scope, key):
-                return 0.0
-            reset = self._limiter.get_window_stats(item, scope, key).reset_time
-        return max(0.001, reset - time.time())
+        return self._wait(scope, key, count=True)
 
     def blocked(self, scope: str, key: str) -> float:
         """Like :meth:`take` but counts nothing: the wait if ``key`` is already over its limit, else 0.0."""
+        return self._wait(scope, key, count=False)
+
+    def _wait(self, scope: str, key: str, *, count: bool) -> float:
         item = self._items.get(scope)
         if item is None:
             return 0.0
         with self._lock:
-            if self._limiter.test(item, scope, key):
+            allowed = self._limiter.hit(item, scope, key) if count else self._limiter.test(item, scope, key)
+            if allowed:
                 return 0.0
             reset = self._limiter.get_window_stats(item, scope, key).reset_time
         return max(0.001, reset - time.time())

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fedmark.contract import (ERR_BAD_TRAINING_CONFIG, REASON_ALREADY_CONTRIBUTED, REASON_ROUND_FULL, Manifest,
                               ProtocolError, build_task)
-from server.aggregation import PartitionedAggregator, PipelineState, PrivacyLedger
+from server.aggregation import PartitionedAggregator, PipelineState, PrivacyBudgetExceeded, PrivacyLedger
 from server.auth.tokens import Principal
 from server.clock import Clock, iso
 from server.errors import ApiError
@@ -191,8 +191,6 @@ class RoundService:
         rnd = self._open_round(model)
         if rnd is not None:
             return rnd
-        from server.aggregation import PrivacyBudgetExceeded
-
         now = self.now
         with self._st().read() as conn:
             m = require_model(conn, model)
@@ -265,6 +263,7 @@ class RoundService:
             if abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
                                                      f"{rnd.min_clients} updates", self.now):
                 log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
+                self.sums.forget(rnd.id)
                 self._notify_round_ended()
         elif action == "close" or strategy.ready(view):
             self.run_fold(rnd.id, model)
@@ -278,8 +277,6 @@ class RoundService:
             log.exception("round maintenance of model %s failed; the timer will retry", model)
 
     def run_fold(self, round_id: str, model: str) -> aggregate.FoldResult | None:
-        from server.aggregation import PrivacyBudgetExceeded
-
         try:
             return aggregate.fold(self._st(), self.blobs, round_id, self.secret, self.now,  # type: ignore[arg-type]
                                   self.trace_path)
@@ -287,6 +284,7 @@ class RoundService:
             self._stop_training(model, str(exc))
             return None
         finally:
+            self.sums.forget(round_id)  # folded (or refused): its running sum is gone from the database too
             self._notify_round_ended()
 
     def tick(self) -> list[str]:

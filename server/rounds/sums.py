@@ -47,7 +47,7 @@ def folds_on_arrival(cfg: object) -> bool:
 class RoundSums:
     """This process's running sums, keyed (round id, part); written once per group-commit batch."""
 
-    def __init__(self, max_cached: int = 64) -> None:
+    def __init__(self, max_cached: int = 8) -> None:
         self.shard = secrets.token_hex(8)
         self.max_cached = max_cached
         self._committed: "OrderedDict[tuple[str, str], Accumulator]" = OrderedDict()
