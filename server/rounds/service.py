@@ -68,8 +68,10 @@ class RoundService:
         self._stop = threading.Event()
         self.committer: GroupCommitter | None = None
         self.sums = RoundSums()
+        self.batch_audit = audit.BatchEntries()
         self._manifests: "OrderedDict[tuple[str, int], Manifest]" = OrderedDict()
         self._policies: "OrderedDict[tuple[str, int], Policy | None]" = OrderedDict()
+        self._open_rounds: "OrderedDict[str, tuple[Any, Manifest]]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self._long_polls = threading.BoundedSemaphore(4)
         self._round_ended = threading.Condition()
@@ -79,6 +81,7 @@ class RoundService:
         self.committer = GroupCommitter(store, max_batch=int(app.config.get("GROUP_COMMIT_MAX_BATCH", 64)),
                                         max_wait_s=float(app.config.get("GROUP_COMMIT_WAIT_MS", 2.0)) / 1000.0)
         self.committer.add_batch_hooks(lambda conn: self.sums.before_commit(conn, self.now), self.sums.after_commit)
+        self.committer.add_batch_hooks(self.batch_audit.flush, self.batch_audit.clear)
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
         self._long_polls = threading.BoundedSemaphore(max(1, int(app.config.get("LONG_POLL_SLOTS", 4))))
         self.trace_path = app.config.get("RESIDENCY_TRACE") or None
@@ -126,6 +129,34 @@ class RoundService:
                 while len(self._manifests) > 256:
                     self._manifests.popitem(last=False)
         return m
+
+    def round_for_upload(self, round_id: str) -> tuple[Any, Manifest] | None:
+        """The round row and its base version's manifest; ``None`` for an unknown round.
+
+        Remembered while the round is open (its model, version, config and deadline never change;
+        its counters are re-read by the upload's write job, which also re-checks that it is open),
+        and forgotten when this process folds or abandons it.  A round closed by another process
+        stays remembered as open until then: its uploads are refused by that write job instead."""
+        hit = self._open_rounds.get(round_id)
+        if hit is not None:
+            return hit
+        with self._st().read() as conn:
+            rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
+            if rnd is None:
+                return None
+            found = (rnd, self.version_manifest(conn, rnd.model, rnd.version))
+        if rnd.state == OPEN:
+            with self._cache_lock:
+                self._open_rounds[round_id] = found
+                while len(self._open_rounds) > 64:
+                    self._open_rounds.popitem(last=False)
+        return found
+
+    def _forget_round(self, round_id: str) -> None:
+        """This process folded or abandoned ``round_id``: drop what it remembered of it."""
+        self.sums.forget(round_id)
+        with self._cache_lock:
+            self._open_rounds.pop(round_id, None)
 
     def policy_at(self, conn: Any, model: str, version: int) -> Policy | None:
         """A model's policy of a given version, read once per process (policy versions are immutable)."""
@@ -263,7 +294,7 @@ class RoundService:
             if abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
                                                      f"{rnd.min_clients} updates", self.now):
                 log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
-                self.sums.forget(rnd.id)
+                self._forget_round(rnd.id)
                 self._notify_round_ended()
         elif action == "close" or strategy.ready(view):
             self.run_fold(rnd.id, model)
@@ -284,7 +315,7 @@ class RoundService:
             self._stop_training(model, str(exc))
             return None
         finally:
-            self.sums.forget(round_id)  # folded (or refused): its running sum is gone from the database too
+            self._forget_round(round_id)  # folded (or refused): its running sum is gone from the database too
             self._notify_round_ended()
 
     def tick(self) -> list[str]:
