@@ -72,6 +72,7 @@ class RoundService:
         self._manifests: "OrderedDict[tuple[str, int], Manifest]" = OrderedDict()
         self._policies: "OrderedDict[tuple[str, int], Policy | None]" = OrderedDict()
         self._open_rounds: "OrderedDict[str, tuple[Any, Manifest]]" = OrderedDict()
+        self._lines: set[str] = set()
         self._cache_lock = threading.Lock()
         self._long_polls = threading.BoundedSemaphore(4)
         self._round_ended = threading.Condition()
@@ -299,6 +300,17 @@ class RoundService:
         elif action == "close" or strategy.ready(view):
             self.run_fold(rnd.id, model)
 
+    def _due(self, rnd: Any, now: float) -> bool:
+        """Whether the open round ``rnd`` needs :meth:`maintain` before a task is handed out.
+
+        Uploads fold a round the moment it completes and the timer watches deadlines, so a task
+        request needs to act only on a deadline that passed or on a complete round whose fold
+        did not happen (the server died in between); buffered (FedBuff) rounds fold on upload."""
+        if rnd.deadline is not None and now >= rnd.deadline:
+            return True
+        strategy = strategy_for(config_of(rnd.config))
+        return strategy.closes_round and strategy.ready(self._view(rnd))
+
     def maintain_quietly(self, model: str) -> None:
         """:meth:`maintain` for request paths whose answer does not depend on it: a failing
         aggregation is logged (and retried by the timer) instead of failing an unrelated request."""
@@ -403,11 +415,14 @@ class RoundService:
             policy = current_policy(conn, model)
         if policy is not None:
             model = self.governed_target(policy, who, model)
-        self.maintain_quietly(model)
-        rnd = self.ensure_open_round(model)
+        now = self.now
+        rnd = self._open_round(model)
+        if rnd is not None and self._due(rnd, now):  # past its deadline, or complete but not folded (a crash)
+            self.maintain_quietly(model)
+            rnd = None
+        rnd = rnd or self.ensure_open_round(model)
         cfg = config_of(rnd.config)
         strategy = strategy_for(cfg)
-        now = self.now
 
         def issue(conn: Any) -> dict[str, Any]:
             mine = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == rnd.id,
@@ -461,11 +476,16 @@ class RoundService:
         line = decisions.training_line(policy, model, who.region)
         if line is None:
             return model
+        if line in self._lines:  # regional lines are never deleted: one write transaction per line and process
+            return line
         try:
             with self._st().write() as conn:
-                return ensure_line(conn, model, decisions.place(who.region, who.partner).region, self.now)
+                line = ensure_line(conn, model, decisions.place(who.region, who.partner).region, self.now)
         except IntegrityError:  # created concurrently
-            return line
+            pass
+        with self._cache_lock:
+            self._lines.add(line)
+        return line
 
     def _retry_after(self, rnd: Any, now: float) -> float:
         if rnd.deadline is not None and rnd.deadline > now:
