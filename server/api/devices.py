@@ -21,6 +21,7 @@ from server.auth.attestation import AttestationResult, attest
 from server.auth.tokens import (count_failure, forget_verified_tokens, hash_secret, principal, refuse_failing_address,
                                  requires, token_ttl)
 from server.errors import ApiError
+from server.rounds.service import get_rounds
 from server.storage import get_store
 
 bp = Blueprint("devices", __name__)
@@ -51,7 +52,7 @@ def enroll_device():  # type: ignore[no-untyped-def]
                      device_secret=body.get("device_secret"),
                      bearer=bearer.strip() if scheme.lower() == "bearer" else None,
                      attestation=result, attestation_required=bool(current_app.config.get("ATTESTATION_REQUIRED")),
-                     ttl=token_ttl("device"))
+                     ttl=token_ttl("device"), writer=get_rounds().committer.run)
     except ApiError as exc:
         if exc.status == 401 or exc.code == "device_proof_required":  # a wrong key or proof: a failed login
             count_failure(addr)
