@@ -214,7 +214,9 @@ def register(subparsers: Any) -> None:
     v.set_defaults(func=_audit_verify)
 
     p = subparsers.add_parser("kpis", help="print the six governance KPIs of a model (or of every model); "
-                                           "a marketer token works")
+                                           "a marketer token works",
+                              description="The six governance KPIs (docs/GOVERNANCE.md). An admin or a marketer "
+                                          "token works: `fedmark token create --role marketer` issues one.")
     p.add_argument("--model", default=None)
     p.add_argument("--json", action="store_true", help="print the raw JSON instead of the table")
     client_args(p, marketer=True)
@@ -343,6 +345,10 @@ _ROUTE_COMMANDS: tuple[tuple[str, str], ...] = (
     (r"POST /v1/admin/app-keys", "fedmark app-key"),
     (r"POST /v1/admin/devices/([^/\s)]+)/reset", r"fedmark device-admin reset \1"),
     (r"POST /v1/admin/tokens", "fedmark token create"),
+    (r"POST /v1/models/([^/\s)]+)/versions", "`fedmark publish ARTIFACT_DIR`"),
+    (r"PUT /v1/models/([^/\s)]+)/training", r"`fedmark training \1 --set JSON`"),
+    (r"PUT /v1/models/([^/\s)]+)/policy", r"`fedmark policy \1 --set JSON`"),
+    (r"POST /v1/models/([^/\s)]+)/rollback", r"`fedmark rollback \1 VERSION`"),
     (r"GET /v1/devices", "the device list"),
     (r"POST /v1/devices/enroll", "enrolment"),
 )
@@ -354,7 +360,8 @@ def cli_message(message: str) -> str:
 
     for route, command in _ROUTE_COMMANDS:
         message = re.sub(route, command, message)
-    return re.sub(r"\s*\((?:GET|POST|PUT|DELETE) /v1/[^)]*\)", "", message)
+    message = re.sub(r"\s*\((?:GET|POST|PUT|DELETE) /v1/[^)]*\)", "", message)
+    return re.sub(r"(?:GET|POST|PUT|DELETE) /v1/\S*", "the HTTP API (docs/API.md)", message)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None = None,

@@ -158,6 +158,16 @@ def check_quickstart(clone: Path, res: subprocess.CompletedProcess[str]) -> None
     assert "made version v2" in res.stderr, res.stderr[-3000:]
     scores = json.loads((clone / "scores.json").read_text())
     assert scores["version"] == 2 and len(scores["scores"]) > 100, {k: scores[k] for k in ("model", "version")}
+    # d2 trained on v1 and has v1 cached.  With the server gone, scoring still works on the cached version and
+    # says which (d1 above moved to v2 because the server was there to say v2 is current).
+    device = [str(clone / ".venv-device" / "bin" / "fedmark"), "device", "score", "--server", env["FEDMARK_SERVER"],
+              "--device-id", "d2", "--region", "eu", "--data", "device2.csv", "--model", "propensity",
+              "--app-key", "ak_not_needed_with_a_stored_token", "--timeout", "2"]
+    renv = {"PATH": "/usr/bin:/bin", "HOME": str(clone)}
+    for extra in (["--no-refresh"], []):
+        out = subprocess.run(device + extra, cwd=clone, env=renv, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "scored with propensity v1" in out.stderr, (extra, out.stderr[-2000:])
+        assert json.loads(out.stdout)["version"] == 1
     marketer = json.loads(res.stdout.strip().splitlines()[-1])
     assert marketer["role"] == "marketer" and marketer["token"].startswith("mt_"), marketer
     # Nothing is left listening on the quickstart's port.
