@@ -15,7 +15,7 @@ edge_sdk/web/README.md.  Each script runs in a sandbox that looks like a fresh c
 build output, with ``.venv``, ``edge_sdk/web/node_modules`` and the data sets linked from this
 checkout.  The environment is clean: ``python3`` is a second CPython (3.12, from pyenv: the
 device side must not depend on the server's 3.11), ``FEDMARK_PORT`` a free port, ``HOME`` the
-sandbox, and no other ``FEDMARK_*`` variable.  Shell blocks run under ``bash -euo pipefail``,
+sandbox (npm keeps its usual cache), and no other ``FEDMARK_*`` variable.  Shell blocks run under ``bash -euo pipefail``,
 Python blocks with ``.venv/bin/python``, JavaScript blocks with ``node`` as ES modules.  The whole
 process group is ended afterwards, whatever the script left running.
 """
@@ -105,7 +105,10 @@ def run_script(script: Script, clone: Path, timeout: float) -> subprocess.Comple
     cmd = {"bash": ["bash", "-euo", "pipefail", str(path)], "python": [str(clone / ".venv" / "bin" / "python"), str(path)],
            "node": ["node", str(path)]}[script.lang]
     env = {"PATH": f"{SECOND_PYTHON}:/usr/local/bin:/usr/bin:/bin", "HOME": str(clone), "LANG": "C.UTF-8",
-           "FEDMARK_PORT": str(_free_port()), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+           "FEDMARK_PORT": str(_free_port()), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           # npm's cache as scripts/install_browser_deps.sh left it (packages already fetched stay local)
+           "npm_config_cache": os.environ.get("npm_config_cache", str(Path.home() / ".npm")),
+           "npm_config_prefer_offline": "true", "npm_config_audit": "false", "npm_config_fund": "false"}
     proc = subprocess.Popen(cmd, cwd=clone / script.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
