@@ -32,9 +32,10 @@ setup(
     # Non-Python files the installed packages serve or read: the dashboard and the /train page
     # (server/static), Alembic's migrations, and the JavaScript SDK's sources, which /train serves
     # to browsers (edge_sdk/web/src) — so an installed server works without a checkout.
+    # static/vendor holds the dashboard's Chart.js, built by scripts/build_dashboard.sh before the wheel.
     # onnxruntime-web itself (edge_sdk/web/node_modules, ~136 MB) is not shipped: /train/ort answers
     # 503 with the fix (FEDMARK_WEB_SDK_DIR or npm ci).  MANIFEST.in adds the same files to the sdist.
-    package_data={"server": ["static/*.html", "static/*.js", "static/*.css", "static/trainer/*",
+    package_data={"server": ["static/*.html", "static/*.js", "static/*.css", "static/trainer/*", "static/vendor/*",
                              "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
                   "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/types/*.d.ts"]},
     install_requires=["numpy>=1.24"],

@@ -68,6 +68,7 @@ def test_the_installed_server_runs_from_site_packages(installed_server):
 
 @pytest.mark.parametrize("path,kind", [
     ("/dashboard", "text/html"), ("/dashboard/dashboard.js", "text/javascript"),
+    ("/dashboard/vendor/chart.umd.min.js", "text/javascript"),
     ("/train", "text/html"), ("/train/app.js", "text/javascript"), ("/train/trainer.css", "text/css"),
     ("/train/sdk/index.js", "text/javascript"), ("/train/sdk/client.js", "text/javascript"),
 ])
