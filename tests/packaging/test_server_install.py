@@ -43,9 +43,9 @@ def installed_server(tmp_path_factory: pytest.TempPathFactory, built_wheel: dict
     try:
         for _ in range(120):
             try:
-                if requests.get(base + "/v1/health", timeout=1).ok:
+                if requests.get(base + "/v1/health", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy migrating its new database
                 pass
             assert proc.poll() is None, (tmp / "server.log").read_text()[-3000:]
             time.sleep(0.25)
