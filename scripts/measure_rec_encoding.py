@@ -38,9 +38,13 @@ def run_one(encoding: str, seed: int, args: argparse.Namespace) -> dict[str, Any
         res = rec_exp.run(out, out / "artifact", cfg, quiet)
     finally:
         Fleet.train = original  # type: ignore[method-assign]
+    from fedmark.contract import load_artifact_manifest
+    from fedmark.contract.wire import encoded_size
+
     fed = res["runs"]["federated"]
+    n = load_artifact_manifest(out / "artifact").num_params
     return {"encoding": encoding, "seed": seed, "hr@10": fed["hr@10"], "ndcg@10": fed["ndcg@10"],
-            "accepted": fed["accepted"], "bytes_per_update": fed["upload_bytes"] / max(fed["accepted"], 1),
+            "accepted": fed["accepted"], "bytes_per_update": encoded_size(n, encoding),
             "popularity_hr@10": res["runs"]["popularity"]["hr@10"], "items": res["items"]}
 
 
