@@ -142,6 +142,15 @@ def test_runnable_block(script: Script, tmp_path: Path):
                                  f"{log.read_text()[-3000:] if log.exists() else ''}")
     if script.id == "README.md:quickstart":
         check_quickstart(clone, res)
+    if script.id == "edge_sdk/web/README.md:node-install":
+        # the npm-installed SDK, imported as an ES module by a Node app, trained a round that made v2
+        line = next(l for l in res.stdout.splitlines() if l.startswith('{"status"'))
+        assert json.loads(line) == {"status": "accepted", "trainedOn": json.loads(line)["trainedOn"], "round": "closed",
+                                    "made": 2} and json.loads(line)["trainedOn"] > 100, line
+        assert re.search(r"^\* v2\s+round\b", res.stdout, re.M), res.stdout[-2000:]
+        installed = clone / "my-app" / "node_modules" / "@fedmark" / "edge-sdk-web"
+        assert installed.is_dir() and not installed.is_symlink() and (installed / "src" / "node.js").exists()
+        assert not (installed / "node_modules").exists() and not list(installed.glob("*.tgz"))
 
 
 def check_quickstart(clone: Path, res: subprocess.CompletedProcess[str]) -> None:
