@@ -168,6 +168,7 @@ def check_quickstart(clone: Path, res: subprocess.CompletedProcess[str]) -> None
     # The versions table printed by the script: v2, made by a round, is current.
     assert re.search(r"^\* v2\s+round\b", res.stdout, re.M), res.stdout[-3000:]
     assert "made version v2" in res.stderr, res.stderr[-3000:]
+    assert re.search(r"^1\s+r_\w+\s+closed\s+v1\s+2/2\s+v2\b", res.stdout, re.M), res.stdout[-3000:]
     scores = json.loads((clone / "scores.json").read_text())
     assert scores["version"] == 2 and len(scores["scores"]) > 100, {k: scores[k] for k in ("model", "version")}
     # d2 trained on v1 and has v1 cached.  With the server gone, scoring still works on the cached version and
