@@ -50,10 +50,9 @@ def render(results: Mapping[str, Any]) -> str:
                      f"{_f(r.get('brier'))} | {_f(r.get('epsilon'), 2)} |")
     lines += ["", f"**Recommendations, Online Retail** ({rec['customers']:,} customers as devices, "
               f"{rec['items']:,} items; last basket held out):", "",
-              "| model | HR@10 | NDCG@10 | bytes per update |", "|---|---|---|---|"]
+              "| model | HR@10 | NDCG@10 |", "|---|---|---|"]
     for name, r in rec["runs"].items():
-        per = r["upload_bytes"] / r["accepted"] if r.get("accepted") else None
-        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {_f(r.get('ndcg@10'))} | {_f(round(per)) if per else '—'} |")
+        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {_f(r.get('ndcg@10'))} |")
     lines += ["", "**Targets:**", "", "| target | result | met |", "|---|---|---|"]
     for name, t in results["targets"].items():
         lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else '**no**'} |")
