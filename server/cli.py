@@ -344,7 +344,8 @@ def _serve_dev(args: argparse.Namespace, cfg: Any) -> int:
 _ROUTE_COMMANDS: tuple[tuple[str, str], ...] = (
     (r"POST /v1/admin/app-keys", "fedmark app-key"),
     (r"POST /v1/admin/devices/([^/\s)]+)/reset", r"fedmark device-admin reset \1"),
-    (r"POST /v1/admin/tokens", "fedmark token create"),
+    (r"POST /v1/admin/tokens/(\d+)/revoke", r"fedmark token revoke \1"),
+    (r"POST /v1/admin/tokens(?!/)", "fedmark token create"),
     (r"POST /v1/models/([^/\s)]+)/versions", "`fedmark publish ARTIFACT_DIR`"),
     (r"PUT /v1/models/([^/\s)]+)/training", r"`fedmark training \1 --set JSON`"),
     (r"PUT /v1/models/([^/\s)]+)/policy", r"`fedmark policy \1 --set JSON`"),

@@ -142,3 +142,14 @@ def test_postgresql_url_without_driver_is_explained(tmp_path: Path):
     assert "Traceback" not in out.stderr and "secret" not in out.stderr
     env = fedmark("audit", "verify", "--database-url", "postgres://127.0.0.1/db")
     assert "postgresql+psycopg://127.0.0.1/db" in env.stderr and "Traceback" not in env.stderr, env.stderr
+
+
+def test_server_messages_name_commands_not_routes():
+    from server.cli import cli_message
+
+    assert cli_message("unknown app key; ask an admin for one (POST /v1/admin/app-keys)") == \
+        "unknown app key; ask an admin for one (fedmark app-key)"
+    assert cli_message("revoke it with POST /v1/admin/tokens/7/revoke") == "revoke it with fedmark token revoke 7"
+    assert cli_message("an admin reset (POST /v1/admin/devices/d-1/reset) lets it enrol") == \
+        "an admin reset (fedmark device-admin reset d-1) lets it enrol"
+    assert "/v1/" not in cli_message("see GET /v1/audit?after=3 and (POST /v1/admin/tick)")
