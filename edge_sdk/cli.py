@@ -50,9 +50,10 @@ def register(subparsers: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--server", default=os.environ.get("FEDMARK_SERVER"), required="FEDMARK_SERVER" not in os.environ,
                        help=f"server URL, e.g. {DEFAULT_SERVER} (FEDMARK_SERVER)")
-        p.add_argument("--app-key", default=os.environ.get("FEDMARK_APP_KEY"), help="app key used to enrol")
+        p.add_argument("--app-key", default=os.environ.get("FEDMARK_APP_KEY"),
+                       help="app key used to enrol (FEDMARK_APP_KEY; an admin issues one with `fedmark app-key`)")
         p.add_argument("--device-token", default=os.environ.get("FEDMARK_DEVICE_TOKEN"),
-                       help="an already issued device token (instead of --app-key)")
+                       help="an already issued device token, instead of --app-key (FEDMARK_DEVICE_TOKEN)")
         p.add_argument("--device-id", required=True)
         p.add_argument("--region", required=True)
         p.add_argument("--storage", default=None,

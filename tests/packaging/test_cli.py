@@ -66,6 +66,8 @@ def test_device_help_shows_the_servers_port():
     text = fedmark("device", "train", "--help").stdout
     assert "http://127.0.0.1:8080" in text and ":8000" not in text
     assert "--wait-round" in text
+    for var in ("FEDMARK_SERVER", "FEDMARK_APP_KEY", "FEDMARK_DEVICE_TOKEN"):  # the device side's variables
+        assert var in text, var
 
 
 def test_init_writes_a_private_env_file_and_refuses_to_overwrite_it(tmp_path: Path):
