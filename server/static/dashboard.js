@@ -104,7 +104,7 @@
       data: { labels: rounds.map((r) => `#${r.seq}`), datasets: [{ label: 'accepted updates', data: rounds.map((r) => r.accepted),
         backgroundColor: COLORS[0] }] },
       options: { scales: { x: { ticks: xTicks, title: { display: true, text: 'round' } },
-        y: { beginAtZero: true, title: { display: true, text: 'updates' } } } },
+        y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: 'updates' } } } },
     }, rounds.length > 0, 'no rounds yet');
   }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -88,3 +89,32 @@ def check_view(width: int, out: dict, mt: str, versions: list, rounds: list) -> 
     assert out["overflowing"] == [], (width, out["overflowing"][:10])
     shot_w, shot_h = png_size(out["screenshot"])
     assert shot_w == width and shot_h >= 900 and Path(out["screenshot"]).stat().st_size > 20_000, (shot_w, shot_h)
+
+
+@pytest.mark.browser
+def test_sixty_rounds_keep_readable_axis_labels(tmp_path, fleet_for):
+    """At 60 rounds the participation chart shows a readable subset of round labels at 360 and 1400 px."""
+    from tests.server.governance.conftest import synthetic  # the toy model's records
+    node = _prerequisites()
+    with running_server(tmp_path / "srv") as srv:
+        fl = fleet_for(srv.base_url, srv.admin_token)
+        fl.publish(tmp=tmp_path, seed=1)
+        fl.train(goal=1, min_clients=1, clip={"norm": 5.0, "adaptive": False})
+        rng = np.random.default_rng(0)
+        devs = [fl.enroll(f"d{i}", "eu") for i in range(12)]  # spread the requests under the per-device limit
+        for d in devs:
+            d.x, d.y = synthetic(rng, 50)
+        for r in range(60):
+            devs[r % len(devs)].train_round()
+        mt = fl.marketer("ana")
+        spec = {"url": f"{srv.base_url}/dashboard?token={mt}&model=toy", "out": str(tmp_path / "out.json"),
+                "screenshot": str(ARTIFACTS / "dashboard-60-rounds.png"), "widths": [1400, 360]}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.run([node, str(SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=110,
+                              env={**os.environ, "FEDMARK_DASHBOARD": str(tmp_path / "spec.json")})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for width, out in json.loads((tmp_path / "out.json").read_text())["views"].items():
+        assert out["errors"] == [] and len(out["round_bars"]) == 60, (width, out["errors"], len(out["round_bars"]))
+        ticks = out["round_ticks"]
+        assert 2 <= len(ticks) < 60 and all(re.fullmatch(r"#\d+", t) for t in ticks), (width, ticks)
+        assert out["overflowing"] == [] and out["scroll_width"] <= int(width), (width, out["overflowing"][:5])
