@@ -74,6 +74,9 @@ class Config:
     NOISE_SECRET: str | None = None
     #: JSON-lines file where every regional fold records the update rows it read (residency audits/tests).
     RESIDENCY_TRACE: str | None = None
+    #: Seconds a verified token is remembered in-process (skips the token lookup of a device's next request);
+    #: a revocation made through another process takes effect after at most this long. 0 turns it off.
+    AUTH_CACHE_S: float = 2.0
     #: Lifetime of a device token and of a marketer token (seconds); ``POST /v1/tokens/refresh`` renews one.
     DEVICE_TOKEN_TTL_S: float = 30 * 86400.0
     MARKETER_TOKEN_TTL_S: float = 90 * 86400.0
@@ -112,6 +115,7 @@ class Config:
         "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
         "FEDMARK_RESIDENCY_TRACE": ("RESIDENCY_TRACE", str),
+        "FEDMARK_AUTH_CACHE_S": ("AUTH_CACHE_S", float),
         "FEDMARK_DEVICE_TOKEN_TTL_S": ("DEVICE_TOKEN_TTL_S", float),
         "FEDMARK_MARKETER_TOKEN_TTL_S": ("MARKETER_TOKEN_TTL_S", float),
         "FEDMARK_ATTESTATION_VERIFIER": ("ATTESTATION_VERIFIER", str),
