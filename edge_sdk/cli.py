@@ -20,6 +20,8 @@ import re
 import sys
 from typing import Any
 
+__all__ = ["register", "cli_message"]
+
 DEFAULT_SERVER = "http://127.0.0.1:8080"  # where `fedmark server` listens by default
 
 #: Names of the Python API that SDK messages use, and the flag that sets each from the shell.

@@ -27,6 +27,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+__all__ = ["register", "kpi_lines", "cli_message", "check_database_url", "server_epilog", "COMMAND_ENV"]
+
 
 DEFAULT_PORT = 8080
 DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from server.clock import Clock, SystemClock
 
+__all__ = ["Config", "TestingConfig", "boolean", "env_table"]
+
 
 def boolean(raw: str) -> bool:
     """An environment flag: 1/true/yes/on or 0/false/no/off."""

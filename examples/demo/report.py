@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+__all__ = ["write_report", "render_html", "verdicts", "kpi_cards", "PLOTS"]
+
 PLOTS = ("learning_curves", "by_region", "epsilon")
 
 
