@@ -78,7 +78,7 @@ class Config:
     RESIDENCY_TRACE: str | None = None
     #: Seconds a verified token is remembered in-process (skips the token lookup of a device's next request);
     #: a revocation made through another process takes effect after at most this long. 0 turns it off.
-    AUTH_CACHE_S: float = 2.0
+    AUTH_CACHE_S: float = 30.0
     #: Lifetime of a device token and of a marketer token (seconds); ``POST /v1/tokens/refresh`` renews one.
     DEVICE_TOKEN_TTL_S: float = 30 * 86400.0
     MARKETER_TOKEN_TTL_S: float = 90 * 86400.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from flask import current_app, g, request
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from server.auth.cache import TokenCache
 from server.errors import ApiError
@@ -68,16 +68,20 @@ def lookup(conn: Any, token: str, now: float) -> Any:
     return row
 
 
+# Built once (with a bind parameter): every authenticated request runs it, and building and hashing a fresh
+# three-table statement cost more than executing it.
+_TOKEN_ROW = (
+    select(schema.tokens.c.id, schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
+           schema.tokens.c.created_at, schema.tokens.c.expires_at,
+           schema.devices.c.region, schema.devices.c.attested, schema.devices.c.consent_withdrawn_at,
+           func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
+    .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
+                 .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
+    .where(schema.tokens.c.token_hash == bindparam("token_hash"), schema.tokens.c.revoked.is_(False)))
+
+
 def _row(conn: Any, token_hash: str) -> Any:
-    return conn.execute(
-        select(schema.tokens.c.id, schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
-               schema.tokens.c.created_at, schema.tokens.c.expires_at,
-               schema.devices.c.region, schema.devices.c.attested, schema.devices.c.consent_withdrawn_at,
-               func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
-        .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
-                     .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
-        .where(schema.tokens.c.token_hash == token_hash, schema.tokens.c.revoked.is_(False))
-    ).first()
+    return conn.execute(_TOKEN_ROW, {"token_hash": token_hash}).first()
 
 
 def _check_expiry(row: Any, now: float) -> None:

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from fedmark.contract import Manifest, manifest_digest, params_file
 from server.aggregation import reset_optimizer as reset_optimizer_state
@@ -51,8 +51,14 @@ def record_event(conn: Connection, model: str, kind: str, version: int | None, a
                                                detail=json.dumps(detail, sort_keys=True), at=now))
 
 
+# Built once: device requests (tasks, downloads) read these on every call.
+_MODEL = select(schema.models).where(schema.models.c.name == bindparam("name"))
+_VERSION = select(schema.versions).where(schema.versions.c.model == bindparam("name"),
+                                         schema.versions.c.version == bindparam("version"))
+
+
 def model_row(conn: Connection, name: str) -> Any:
-    return conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
+    return conn.execute(_MODEL, {"name": name}).first()
 
 
 def require_model(conn: Connection, name: str) -> Any:
@@ -63,8 +69,7 @@ def require_model(conn: Connection, name: str) -> Any:
 
 
 def version_row(conn: Connection, name: str, version: int) -> Any:
-    row = conn.execute(select(schema.versions).where(schema.versions.c.model == name,
-                                                     schema.versions.c.version == version)).first()
+    row = conn.execute(_VERSION, {"name": name, "version": version}).first()
     if row is None:
         raise ApiError(404, "unknown_version", f"model {name!r} has no version {version}; GET /v1/models/{name} lists them")
     return row

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fedmark.contract import (ERR_BAD_TRAINING_CONFIG, REASON_ALREADY_CONTRIBUTED, REASON_ROUND_FULL, Manifest,
@@ -52,6 +52,15 @@ LONG_POLL_STEP_S = 0.25
 LONG_POLL_BUSY_RETRY_S = 0.2
 #: ``no_task`` reasons that end when the open round ends, so a request may wait them out.
 WAITABLE_REASONS = frozenset({REASON_ROUND_FULL, REASON_ALREADY_CONTRIBUTED})
+
+
+# Built once (bind parameters): every task request runs them.
+_OPEN_ROUND = select(schema.rounds).where(schema.rounds.c.model == bindparam("model"), schema.rounds.c.state == OPEN)
+_ROUND = select(schema.rounds).where(schema.rounds.c.id == bindparam("rid"))
+_DEVICE_TASKS = select(schema.tasks).where(schema.tasks.c.round_id == bindparam("rid"),
+                                           schema.tasks.c.device_id == bindparam("dev")) \
+    .order_by(schema.tasks.c.issued_at.desc())
+_TASK = select(schema.tasks).where(schema.tasks.c.id == bindparam("tid"))
 
 
 class RoundService:
@@ -202,8 +211,7 @@ class RoundService:
 
     def _open_round(self, model: str) -> Any:
         with self._st().read() as conn:
-            return conn.execute(select(schema.rounds).where(schema.rounds.c.model == model,
-                                                            schema.rounds.c.state == OPEN)).first()
+            return conn.execute(_OPEN_ROUND, {"model": model}).first()
 
     # ------------------------------------------------------------------ training config
     # (setting it is a use case that ends rounds: server.lifecycle.training.set_training)
@@ -425,9 +433,7 @@ class RoundService:
         strategy = strategy_for(cfg)
 
         def issue(conn: Any) -> dict[str, Any]:
-            mine = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == rnd.id,
-                                                           schema.tasks.c.device_id == who.device_id)
-                                .order_by(schema.tasks.c.issued_at.desc())).all()
+            mine = conn.execute(_DEVICE_TASKS, {"rid": rnd.id, "dev": who.device_id}).all()
             pending = [t for t in mine if t.state == "issued" and (cfg.mode == "sync" or t.version == rnd.version)]
             if pending:
                 return self._task_json(pending[0], rnd, cfg, policy, who)
@@ -442,14 +448,14 @@ class RoundService:
             if res.rowcount != 1:
                 raise ApiError(409, "no_task", "the current round has handed out all its tasks; ask again later",
                                retry_after=self._retry_after(rnd, now), extra={"reason": "round_full", "round_id": rnd.id})
-            current = conn.execute(select(schema.rounds).where(schema.rounds.c.id == rnd.id)).one()
+            current = conn.execute(_ROUND, {"rid": rnd.id}).one()
             tid = "t_" + secrets.token_hex(8)
             deadline = strategy.task_deadline(self._view(current), now)
             conn.execute(schema.tasks.insert().values(id=tid, round_id=rnd.id, device_id=who.device_id,
                                                       version=current.version, state="issued", issued_at=now,
                                                       deadline=deadline,
                                                       policy_version=policy.version if policy else None))
-            task = conn.execute(select(schema.tasks).where(schema.tasks.c.id == tid)).one()
+            task = conn.execute(_TASK, {"tid": tid}).one()
             return self._task_json(task, current, cfg, policy, who)
 
         assert self.committer is not None
