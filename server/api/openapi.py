@@ -86,6 +86,7 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
                          "404": "off: no METRICS_TOKEN configured"}),
     ("/dashboard", "get", "Monitoring dashboard page", None, None, {"200": "HTML"}),
     ("/dashboard/dashboard.js", "get", "Dashboard script", None, None, {"200": "JavaScript"}),
+    ("/dashboard/vendor/{name}", "get", "Dashboard chart library (bundled from the npm lock)", None, None, {"200": "JavaScript"}),
     # the browser trainer page (server/api/web.py)
     ("/train", "get", "Browser trainer page: trains in the visitor's browser, uploads a clipped update", None, None,
      {"200": "HTML"}),

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from server.auth.tokens import Principal
 from server.errors import ApiError
@@ -67,6 +67,17 @@ class Access:
     via: str  # "admin" | "visible" | "activation" | "task" | "evaluation"
 
 
+# Built once: every device download asks them.  ``tasks`` is indexed by device (migration 0007), so the
+# question costs the device's few tasks, not every round of the model.
+_MODEL = select(schema.models).where(schema.models.c.name == bindparam("name"))
+_HELD_TASK = select(schema.tasks.c.id).select_from(
+    schema.tasks.join(schema.rounds, schema.rounds.c.id == schema.tasks.c.round_id)) \
+    .where(schema.tasks.c.device_id == bindparam("dev"), schema.rounds.c.model == bindparam("model")).limit(1)
+_HELD_EVALUATION = select(schema.evaluation_tasks.c.id).where(
+    schema.evaluation_tasks.c.device_id == bindparam("dev"), schema.evaluation_tasks.c.model == bindparam("model")) \
+    .limit(1)
+
+
 def _hidden(model: str) -> Denial:
     return Denial("unknown_model", f"no model named {model!r}; publish one with POST /v1/models/{model}/versions")
 
@@ -76,7 +87,7 @@ def model_access(conn: Connection, who: Principal, model: str, purpose: str, *,
     """May ``who`` read ``model`` for ``purpose`` (``version``: the version of a manifest / file read)?"""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown access purpose {purpose!r}")
-    row = conn.execute(select(schema.models).where(schema.models.c.name == model)).first()
+    row = conn.execute(_MODEL, {"name": model}).first()
     if row is None:
         return _hidden(model)
     policy = current_policy(conn, model)
@@ -176,12 +187,9 @@ def holds_task(conn: Connection, who: Principal, model: str) -> str | None:
     """"task" / "evaluation" if the device holds or held a training or evaluation task for ``model``, else None."""
     if who.device_id is None:
         return None
-    t, r, e = schema.tasks, schema.rounds, schema.evaluation_tasks
-    if conn.execute(select(t.c.id).select_from(t.join(r, r.c.id == t.c.round_id))
-                    .where(r.c.model == model, t.c.device_id == who.device_id).limit(1)).first() is not None:
+    if conn.execute(_HELD_TASK, {"dev": who.device_id, "model": model}).first() is not None:
         return "task"
-    if conn.execute(select(e.c.id).where(e.c.device_id == who.device_id, e.c.model == model)
-                    .limit(1)).first() is not None:
+    if conn.execute(_HELD_EVALUATION, {"dev": who.device_id, "model": model}).first() is not None:
         return "evaluation"
     return None
 

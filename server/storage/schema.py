@@ -162,6 +162,7 @@ tasks = Table(
     Column("deadline", Float, nullable=False),
     Column("policy_version", Integer, nullable=True),
     Index("ix_tasks_round_device", "round_id", "device_id"),
+    Index("ix_tasks_device", "device_id"),
 )
 
 #: Individual updates, kept only until folded into a published version (then deleted).
