@@ -38,7 +38,7 @@ ORT_FILES: dict[str, str] = {"ort.wasm.min.mjs": JS, "ort-wasm-simd-threaded.mjs
                              "ort-wasm-simd-threaded.wasm": "application/wasm"}
 # SDK modules: lower-case ES module names; the Node-only ones import node: built-ins and never reach a browser.
 _SDK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\.js")
-SDK_NODE_ONLY = frozenset({"node.js", "node_artifact.js", "node_storage.js"})
+SDK_NODE_ONLY = frozenset({"node.js", "node_artifact.js", "node_storage.js", "node_tcf.js"})
 
 INSTALL_HINT = "run scripts/install_browser_deps.sh (it runs npm ci in edge_sdk/web)"
 # 'wasm-unsafe-eval' lets onnxruntime-web compile its WebAssembly; nothing else may run but this origin's scripts.

@@ -14,6 +14,11 @@ export { Outbox } from './outbox.js';
 export { ModelCache } from './sync.js';
 export { buildUpdate, computeDelta, privatize } from './prepare.js';
 export { CONSENT_FIELD, hasConsent, hasConsents, parsePurposes, splitByConsent } from './consent.js';
+export {
+  decide as decideConsent, parseRequirement as parseConsentRequirement, registerTCStringDecoder, decodeTCString,
+  tcfFromTCModel, DECISION_REASONS, ALLOW_REASONS, SIGNAL_KEYS,
+} from './consent_signals.js';
+export { consentModeFromDataLayer, readPageSignals, readTCData, tcfFromTCData } from './tcf.js';
 export { check as checkEligibility, deviceConditions, ensureEligible } from './eligibility.js';
 export { parseTask } from './task.js';
 export { prepareTabular } from './data.js';
