@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -33,14 +33,15 @@ from edge_sdk import data as data_mod
 from edge_sdk import families
 from edge_sdk.auth import Credentials
 from edge_sdk.config import ClientConfig, RetryPolicy
-from edge_sdk.consent import CONSENT_FIELD
+from edge_sdk import consent as consent_mod
+from edge_sdk.consent import CONSENT_FIELD, WithdrawalLog
 from edge_sdk.eligibility import DeviceConditions, ensure_eligible
-from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError, ServerError
+from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError, ServerError, TransportError
 from edge_sdk.metrics import top_k
 from edge_sdk.outbox import Outbox
 from edge_sdk.personal import PersonalStore
 from edge_sdk.reports import (DEFAULT_SEGMENT_CUTS, EvalReport, FlushReport, TrainReport, UploadOutcome,
-                              evaluation_entry, segment_counts, segment_report)
+                              WithdrawalReport, consent_report, evaluation_entry, segment_counts, segment_report)
 from edge_sdk.runtime import converted, load_trainer
 from edge_sdk.sync import ModelCache, SyncResult
 from edge_sdk.task import Task
@@ -66,7 +67,8 @@ class Client:
     def __init__(self, server_url: str, *, device_id: str, region: str, storage_dir: str | os.PathLike[str],
                  app_key: str | None = None, device_token: str | None = None, timeout: float = 10.0,
                  download_timeout: float = 60.0, retry: RetryPolicy | None = None,
-                 allow_insecure_http: bool = False, threads: int = 1, consent_field: str = CONSENT_FIELD) -> None:
+                 allow_insecure_http: bool = False, threads: int = 1, consent_field: str = CONSENT_FIELD,
+                 subject_field: str | None = None) -> None:
         self.config = ClientConfig(server_url=server_url, device_id=device_id, region=region,
                                    storage_dir=storage_dir, app_key=app_key, device_token=device_token,
                                    timeout=timeout, download_timeout=download_timeout, retry=retry or RetryPolicy(),
@@ -74,6 +76,8 @@ class Client:
         if not consent_field:
             raise ConfigurationError("consent_field must name the record field that lists consented purposes")
         self.consent_field = consent_field
+        # the record field naming the customer a record belongs to (cross-silo tables); None: one person per device
+        self.subject_field = subject_field
         root = Path(storage_dir)
         self.transport = Transport(self.config.base_url, timeout=timeout, retry=self.config.retry)
         self.credentials = Credentials(self.config, self.transport)
@@ -81,6 +85,7 @@ class Client:
         self.outbox = Outbox(root / "outbox")
         self.personal = PersonalStore(root / "personal")
         self.uploads = Uploader(self.outbox, self._request)
+        self.withdrawals = WithdrawalLog(root / "consent")
         self._trainers: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ server calls
@@ -119,7 +124,7 @@ class Client:
 
     # ------------------------------------------------------------------ training
     def train(self, model: str, records: Any, *, conditions: DeviceConditions, seed: int | None = None,
-              strict: bool = False) -> TrainReport:
+              strict: bool = False, signals: Mapping[str, Any] | None = None) -> TrainReport:
         """Run one federated training task for ``model`` on local ``records`` and upload the update.
 
         Raises NoTaskError (nothing open), NotEligibleError (device conditions),
@@ -127,6 +132,10 @@ class Client:
         RejectedUpdateError (the server refused the update for good).  A
         network failure during the upload does not raise: the update stays in
         the outbox and the report's status is ``"queued"``; :meth:`flush` sends it.
+
+        ``signals``: the device's consent signals (``tc_string``, ``gdpr_applies``,
+        ``consent_mode``, ``gpc``; docs/CONSENT.md), read fresh for this run; a
+        record's own fields of the same names override them.
         """
         task = self.get_task(model)
         ensure_eligible(task.eligibility, conditions)
@@ -135,9 +144,16 @@ class Client:
         trainer = self._trainer(synced.path)
         manifest: Manifest = trainer.manifest
         seed = secrets.randbits(31) if seed is None else int(seed)
-        # Consent follows the task: its consent_purposes (the manifest's purpose only if the task names none).
-        train_data, report = families.training_input(manifest, rows, purposes=task.required_purposes(manifest.purpose),
-                                                     strict=strict, consent_field=self.consent_field)
+        # Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if
+        # the task names none), decided per record by the contract's rule; withdrawn subjects never train.
+        requirement = task.consent_requirement(manifest.purpose)
+        decided = consent_mod.decide_records(rows, requirement, signals, self.consent_field, self._withdrawn())
+        if not any(decided.allowed):
+            raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+        subjects = consent_mod.subject_hashes(rows, decided, self.subject_field, self.withdrawals)
+        train_data, report = families.training_input(manifest, consent_mod.mark_decided(rows, decided),
+                                                     purposes=(consent_mod.DECIDED_PURPOSE,), strict=strict,
+                                                     consent_field=consent_mod.DECIDED_FIELD)
         local, history = families.training_state(self.personal, model, manifest, trainer, seed)
         with converted("loading the initial parameters"):
             old = trainer.initial_params()
@@ -148,10 +164,11 @@ class Client:
                                 num_examples=result.num_examples, encoding=task.encoding,
                                 local_noise=task.local_noise)
         families.after_training(self.personal, model, manifest, train_data, result, history)
-        key = self.uploads.queue(task, model, prepared)
+        key = self.uploads.queue(task, model, prepared, subjects)
         status, mine = self.uploads.settle(key, self.flush())
+        reported = self._report_consent(model, task.round_id, decided.counts)
         return TrainReport.build(model, task.version, task.round_id, status, key, mine.update_id if mine else None,
-                                 result.loss, prepared, report)
+                                 result.loss, prepared, report, consent=decided.counts, consent_reported=reported)
 
     def pending(self) -> int:
         """How many updates wait in the outbox."""
@@ -284,6 +301,50 @@ class Client:
     def forget(self, model: str) -> bool:
         """Erase this device's personal state for ``model`` (e.g. after consent is withdrawn)."""
         return self.personal.forget(model)
+
+    def withdraw(self, subject: str | None = None) -> WithdrawalReport:
+        """Consent withdrawn: by the customer ``subject`` (records' ``subject_field``), or by the device's
+        person (None).  Durably recorded first; then every queued, unsent update computed from the subject's
+        records is dropped, and (device's person) the personal state of every model is erased.  From now on
+        the subject's records never train.  The server learns the count at the next report, never who.
+        What withdrawal does not undo is in docs/CONSENT.md."""
+        if subject is None and self.subject_field is not None:
+            raise ConfigurationError("this client identifies customers by the record field "
+                                     f"{self.subject_field!r}: pass withdraw(subject=<that field's value>)")
+        h = self.withdrawals.add("__device__" if subject is None else str(subject))
+        dropped = self.outbox.drop_where(lambda item: h in item.subjects)
+        erased = []
+        if subject is None:
+            erased = [m for m in self.personal.models() if self.personal.forget(m)]
+        return WithdrawalReport(dropped_updates=len(dropped), dropped_rounds=tuple(sorted({d.round_id for d in dropped})),
+                                erased_personal_state=tuple(erased))
+
+    def restore_consent(self, subject: str | None = None) -> bool:
+        """Consent given again: the subject's records may train again (nothing dropped comes back)."""
+        return self.withdrawals.restore("__device__" if subject is None else str(subject))
+
+    def _withdrawn(self) -> Callable[[Mapping[str, Any]], bool] | None:
+        gone = self.withdrawals.withdrawn()
+        if not gone:
+            return None
+        h = self.withdrawals.hasher()
+        if self.subject_field is None:
+            everything = h("__device__") in gone
+            return lambda r: everything
+        field = self.subject_field
+        return lambda r: h(str(r.get(field))) in gone
+
+    def _report_consent(self, model: str, round_id: str | None, counts: Mapping[str, int]) -> bool:
+        """Send the per-reason record counts and the withdrawals since the last report (counts only).
+        A failure to report never fails training; withdrawals not reported are kept for the next one."""
+        withdrawn = self.withdrawals.take_pending()
+        try:
+            self._request("POST", "/v1/consent/reports",
+                          json_body=consent_report(model, round_id, counts, withdrawn))
+            return True
+        except (ServerError, TransportError):
+            self.withdrawals.give_back(withdrawn)
+            return False
 
     # ------------------------------------------------------------------ internals
     def _trainer(self, path: Path) -> Any:

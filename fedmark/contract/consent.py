@@ -36,14 +36,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from fedmark.contract.codes import ERR_BAD_CONSENT_SIGNAL
 from fedmark.contract.errors import ProtocolError
-from fedmark.contract.protocol import consent_covers, normalize_purpose
 
 __all__ = [
-    "TcfConsent", "TcfRequirement", "SignalRequirement", "Decision", "decode_tc_string", "parse_requirement",
+    "normalize_purpose", "consent_covers", "TcfConsent", "TcfRequirement", "SignalRequirement", "Decision", "decode_tc_string", "parse_requirement",
     "parse_consent_mode", "parse_gpc", "parse_simple_purposes", "decide", "signals_from_iabtcf", "gpc_from_headers",
     "CONSENT_MODE_STATES", "LI_FORBIDDEN_PURPOSES", "TCF_PURPOSES", "TCF_SPECIAL_FEATURES",
     "RESTRICT_NOT_ALLOWED", "RESTRICT_REQUIRE_CONSENT", "RESTRICT_REQUIRE_LI", "SIGNAL_KEYS",
@@ -88,6 +87,16 @@ CONSENT_MODE_STATES = ("ad_storage", "analytics_storage", "ad_user_data", "ad_pe
 
 def _bad(message: str) -> ProtocolError:
     return ProtocolError(ERR_BAD_CONSENT_SIGNAL, message)
+
+
+def normalize_purpose(purpose: str) -> str:
+    """Purposes compare case-insensitively and without surrounding spaces."""
+    return purpose.strip().lower()
+
+
+def consent_covers(consented: Collection[str], required: Iterable[str]) -> bool:
+    """The simple form's rule: a record's consented purposes (normalised) include every required purpose."""
+    return all(normalize_purpose(p) in consented for p in required)
 
 
 # --------------------------------------------------------------------------- TC string

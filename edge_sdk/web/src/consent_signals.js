@@ -15,7 +15,6 @@
 
 import { ERR_BAD_CONSENT_SIGNAL } from './codes.js';
 import { ProtocolError } from './contract_errors.js';
-import { consentCovers, normalizePurpose } from './protocol.js';
 
 export const ALLOWED = 'allowed';
 export const ALLOWED_LEGITIMATE_INTEREST = 'allowed_legitimate_interest';
@@ -43,6 +42,16 @@ export const RESTRICT_REQUIRE_CONSENT = 1;
 export const RESTRICT_REQUIRE_LI = 2;
 export const CONSENT_MODE_STATES = Object.freeze(['ad_storage', 'analytics_storage', 'ad_user_data', 'ad_personalization',
   'functionality_storage', 'personalization_storage', 'security_storage']);
+
+/** Purposes compare case-insensitively and without surrounding spaces. */
+export function normalizePurpose(p) {
+  return String(p).trim().toLowerCase();
+}
+
+/** The simple form's rule: a record's consented purposes (a Set of normalised names) include every required purpose. */
+export function consentCovers(consented, required) {
+  return [...required].every((p) => consented.has(normalizePurpose(p)));
+}
 
 const bad = (message) => new ProtocolError(ERR_BAD_CONSENT_SIGNAL, message);
 const isInt = (x) => Number.isInteger(x) && typeof x === 'number';
