@@ -180,8 +180,13 @@ class Client:
         Accepted (202) or already-stored (200) updates are removed; updates the
         server refuses for good (round closed, stale version, unknown round,
         malformed) are dropped; a network failure stops the flush and leaves
-        the rest queued for next time.
+        the rest queued for next time.  Updates computed from a subject who has
+        withdrawn consent are dropped first, unsent (even if the device died
+        between recording the withdrawal and clearing the queue).
         """
+        gone = self.withdrawals.withdrawn()
+        if gone:
+            self.outbox.drop_where(lambda item: not gone.isdisjoint(item.subjects))
         return self.uploads.flush()
 
     # ------------------------------------------------------------------ on-device inference
