@@ -23,10 +23,11 @@ import { CONSENT_FIELD } from './consent.js';
 import { prepareTabular, loadRecords } from './data.js';
 import { ensureEligible } from './eligibility.js';
 import {
-  AuthenticationError, ConfigurationError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
+  AuthenticationError, ConfigurationError, ConsentError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
   TransportError,
 } from './errors.js';
 import { Outbox } from './outbox.js';
+import { DEVICE_SUBJECT, WithdrawalLog, decideRecords, nothingAllowed } from './withdrawal.js';
 import { buildUpdate } from './prepare.js';
 import { secureRandom } from './random.js';
 import { getJSON, putJSON } from './storage.js';
@@ -82,7 +83,7 @@ export class Client {
    */
   constructor({ serverUrl, deviceId, region, storage, ort, appKey = null, deviceToken = null, timeout = 10.0,
     downloadTimeout = 60.0, retry = null, allowInsecureHttp = false, threads = 1, consentField = CONSENT_FIELD,
-    fetch = globalThis.fetch, sleep = undefined, random = secureRandom, log = null } = {}) {
+    subjectField = null, fetch = globalThis.fetch, sleep = undefined, random = secureRandom, log = null } = {}) {
     let url;
     try {
       url = new URL(serverUrl);
@@ -107,7 +108,10 @@ export class Client {
     if (!ort?.InferenceSession) throw new ConfigurationError('pass ort: the onnxruntime-web (browser) or onnxruntime-node module');
     if (!consentField) throw new ConfigurationError('consentField must name the record field that lists consented purposes');
     this.serverUrl = serverUrl.replace(/\/+$/, '');
-    Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField });
+    if (subjectField !== null && (typeof subjectField !== 'string' || !subjectField)) {
+      throw new ConfigurationError('subjectField must name the record field that identifies the customer, or be null (one person per device)');
+    }
+    Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField, subjectField });
     this._explicitToken = deviceToken;
     this._token = deviceToken;
     this._secret = null;
@@ -120,6 +124,7 @@ export class Client {
     });
     this.models = new ModelCache(storage);
     this.outbox = new Outbox(storage, { log });
+    this.withdrawals = new WithdrawalLog(storage);
     this._trainer = null;
   }
 
@@ -276,8 +281,13 @@ export class Client {
    * `epoch`, `epochs`, `loss`), 'upload' (has `norm`, `withinClip`, `clipNorm`, `bytes`)
    * and 'done' (has `status`).  An exception thrown by the callback is logged, never
    * allowed to break the run.
+   *
+   * `signals`: the device's consent signals ({tc_string, gdpr_applies, consent_mode, gpc}, e.g. from
+   * readPageSignals() — or a function returning them, called now, so the CMP is asked again before every run);
+   * a record's own fields of the same names override them (docs/CONSENT.md).
    */
-  async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null } = {}) {
+  async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null,
+    signals = null } = {}) {
     const progress = (event) => this._progress(onProgress, event);
     await progress({ stage: 'task', model });
     const task = await this.getTask(model);
@@ -292,9 +302,15 @@ export class Client {
     const trainer = await this._trainerFor(synced);
     // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
     await converted('loading the model', () => trainer.session('train_epoch'));
-    // Consent follows the task: its consent_purposes (the manifest's purpose only if the task names none).
+    // Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if the
+    // task names none), decided per record by the contract's rule; withdrawn subjects never train.
+    const requirement = task.consentRequirement(manifest.purpose);
+    const deviceSignals = typeof signals === 'function' ? await signals() : signals;
+    const decided = decideRecords(rows, requirement, deviceSignals, this.consentField, await this._withdrawnTest(rows));
+    if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
+    const subjects = await this._subjects(rows, decided);
     const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField,
-      purposes: task.requiredPurposes(manifest.purpose) });
+      allowed: decided.allowed });
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
     const old = await converted('loading the initial parameters', () => trainer.initialParams());
     const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
@@ -313,7 +329,7 @@ export class Client {
     const headers = uploadHeaders({ version: task.version, numExamples: prepared.numExamples, key, roundId: task.roundId,
       withinClip: prepared.clipNorm === null ? null : prepared.within });
     await this.outbox.put({ key, uploadPath: task.uploadUrl, roundId: task.roundId, model, version: task.version,
-      headers, body: prepared.body });
+      headers, body: prepared.body, subjects });
     const flushed = await this.flush();
     const mine = flushed.outcomes.find((o) => o.key === key);
     if (mine && (mine.status === OUTCOME_EXPIRED || mine.status === OUTCOME_REJECTED)) {
@@ -323,7 +339,9 @@ export class Client {
     const status = mine && mine.status !== OUTCOME_PENDING ? mine.status : 'queued';
     await progress({ stage: 'done', status, roundId: task.roundId, updateId: mine?.updateId ?? null,
       httpStatus: mine?.httpStatus ?? null });
+    const consentReported = await this._reportConsent(model, task.roundId, decided.counts);
     return {
+      consent: decided.counts, consentReported,
       model, version: task.version, roundId: task.roundId, status,
       idempotencyKey: key, updateId: mine?.updateId ?? null, httpStatus: mine?.httpStatus ?? null,
       numExamples: prepared.numExamples, loss: result.loss,
@@ -359,6 +377,8 @@ export class Client {
    * for good are dropped; a network failure stops the flush and keeps the rest.
    */
   async flush() {
+    const gone = await this.withdrawals.withdrawn();
+    if (gone.size) await this.outbox.dropWhere((item) => item.subjects.some((h) => gone.has(h)));
     return this.outbox.lock(async () => {
       const outcomes = [];
       for (const item of await this.outbox.entries()) {
@@ -413,6 +433,63 @@ export class Client {
       data.kept.forEach((i, j) => { out[i] = probs[j]; });
     }
     return out;
+  }
+
+  // ------------------------------------------------------------------ consent withdrawal
+  /**
+   * Consent withdrawn: by the customer `subject` (records' subjectField), or by the device's person (null).
+   * Durably recorded first; then every queued, unsent update computed from the subject's records is dropped.
+   * From now on the subject's records never train; the server learns the count at the next report, never who.
+   * Returns {droppedUpdates, droppedRounds}.  What withdrawal does not undo: docs/CONSENT.md.
+   */
+  async withdraw(subject = null) {
+    if (subject === null && this.subjectField !== null) {
+      throw new ConfigurationError(`this client identifies customers by the record field '${this.subjectField}': pass withdraw(<that field's value>)`);
+    }
+    const h = await this.withdrawals.add(subject === null ? DEVICE_SUBJECT : String(subject));
+    const dropped = await this.outbox.dropWhere((item) => item.subjects.includes(h));
+    return { droppedUpdates: dropped.length, droppedRounds: [...new Set(dropped.map((d) => d.roundId))].sort() };
+  }
+
+  /** Consent given again: the subject's records may train again (nothing dropped comes back). */
+  async restoreConsent(subject = null) {
+    return this.withdrawals.restore(subject === null ? DEVICE_SUBJECT : String(subject));
+  }
+
+  async _withdrawnTest(rows) {
+    const gone = await this.withdrawals.withdrawn();
+    if (!gone.size) return null;
+    const hash = await this.withdrawals.hasher();
+    if (this.subjectField === null) {
+      const all = gone.has(await hash(DEVICE_SUBJECT));
+      return () => all;
+    }
+    // hashing is async (WebCrypto): hash every distinct subject of these rows once, then answer synchronously
+    const ids = [...new Set(rows.map((r) => String(r?.[this.subjectField])))];
+    const hashes = await Promise.all(ids.map(hash));
+    const out = new Set(ids.filter((_, i) => gone.has(hashes[i])));
+    return (r) => out.has(String(r?.[this.subjectField]));
+  }
+
+  async _subjects(rows, decided) {
+    const hash = await this.withdrawals.hasher();
+    if (this.subjectField === null) return [await hash(DEVICE_SUBJECT)];
+    const ids = new Set(rows.filter((_, i) => decided.allowed[i]).map((r) => String(r[this.subjectField])));
+    return (await Promise.all([...ids].map(hash))).sort();
+  }
+
+  /** Send the per-reason record counts and withdrawals since the last report (counts only); never fails training. */
+  async _reportConsent(model, roundId, counts) {
+    const withdrawn = await this.withdrawals.takePending();
+    try {
+      await this._request('POST', '/v1/consent/reports', { json: { model, round_id: roundId, counts, withdrawn } });
+      return true;
+    } catch (exc) {
+      if (!(exc instanceof ServerError) && !(exc instanceof TransportError)) throw exc;
+      await this.withdrawals.giveBack(withdrawn);
+      this._log?.(`consent counts not reported (${exc.message}); withdrawals are kept for the next report`);
+      return false;
+    }
   }
 
   /** Release onnxruntime sessions and the storage. */

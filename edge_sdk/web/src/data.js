@@ -23,8 +23,17 @@ export function loadRecords(records) {
   return records;
 }
 
-/** Records whose consent covers `purposes` (a task's; default: the manifest's purpose). */
-function consented(records, manifest, field, purposes) {
+/**
+ * Records whose consent covers `purposes` (a task's; default: the manifest's purpose), or, with `allowed`
+ * (one boolean per record, the standard-signal decision of withdrawal.js decideRecords), the allowed ones.
+ */
+function consented(records, manifest, field, purposes, allowed = null) {
+  if (allowed) {
+    const used = [];
+    allowed.forEach((ok, i) => { if (ok) used.push(i); });
+    if (!used.length) throw new ConsentError(`none of the ${records.length} record(s) may be used for this task's purpose`);
+    return { used, excluded: records.length - used.length };
+  }
   const needed = purposes?.length ? [...purposes] : requiredPurposes([], null, manifest.purpose);
   const { used, excluded } = splitByConsent(records, needed, field);
   if (!used.length) {
@@ -39,10 +48,11 @@ function consented(records, manifest, field, purposes) {
  * Consent-filter and encode records for the propensity family.
  * Returns {x, y, rows, width, kept, report}: `kept` holds the caller's index of each row of x.
  * `purposes`: what a record's consent must cover — a task's `requiredPurposes(manifest.purpose)`;
- * null outside a task (scoring): the manifest's purpose.
+ * null outside a task (scoring): the manifest's purpose.  `allowed`: the per-record consent decision, which then
+ * replaces the purpose check (a training task's consent_signals).
  */
 export function prepareTabular(records, manifest, { withLabel = true, strict = false, consentField = CONSENT_FIELD,
-  purposes = null } = {}) {
+  purposes = null, allowed = null } = {}) {
   let schema;
   try {
     schema = manifest.schema();
@@ -50,7 +60,7 @@ export function prepareTabular(records, manifest, { withLabel = true, strict = f
     if (exc instanceof ContractError) throw new SchemaError(`the model's manifest has no usable feature schema: ${exc.message}`);
     throw exc;
   }
-  const { used, excluded } = consented(records, manifest, consentField, purposes);
+  const { used, excluded } = consented(records, manifest, consentField, purposes, allowed);
   const names = [...schema.columns.map((c) => c.name), ...(withLabel && schema.label ? [schema.label] : [])];
   const seen = new Set();
   for (const i of used) for (const k of Object.keys(records[i])) seen.add(k);
