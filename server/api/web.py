@@ -32,7 +32,8 @@ _DEFAULT_SDK_DIR = Path(__file__).resolve().parents[2] / "edge_sdk" / "web"
 
 JS = "text/javascript"
 # The page's own files (server/static/trainer).
-PAGE_ASSETS: dict[str, str] = {"app.js": JS, "records.js": JS, "view.js": JS, "trainer.css": "text/css"}
+PAGE_ASSETS: dict[str, str] = {"app.js": JS, "records.js": JS, "view.js": JS, "cmp.js": JS, "cmp_choices.js": JS,
+                               "trainer.css": "text/css"}
 # onnxruntime-web's WebAssembly build: the ES module the page imports and the two files it loads itself.
 ORT_FILES: dict[str, str] = {"ort.wasm.min.mjs": JS, "ort-wasm-simd-threaded.mjs": JS,
                              "ort-wasm-simd-threaded.wasm": "application/wasm"}

@@ -94,6 +94,9 @@ def test_app_and_header_sources():
 def test_committed_vectors_are_what_the_generator_writes(tmp_path):
     node = shutil.which("node")
     assert node, "node (>= 20) is not on PATH; install Node.js 20 (the IAB encoder runs in it)"
-    out = tmp_path / "v.json"
-    subprocess.run([node, str(HERE / "make_tcf_vectors.mjs"), str(out)], check=True, timeout=60, capture_output=True)
+    out, cmp = tmp_path / "v.json", tmp_path / "cmp_choices.js"
+    subprocess.run([node, str(HERE / "make_tcf_vectors.mjs"), str(out), str(cmp)], check=True, timeout=60,
+                   capture_output=True)
     assert json.loads(out.read_text()) == VECTORS
+    committed = HERE.parents[1] / "server" / "static" / "trainer" / "cmp_choices.js"
+    assert cmp.read_text() == committed.read_text(), "regenerate with node tests/contract/make_tcf_vectors.mjs"

@@ -85,15 +85,22 @@ export function consentModeFromDataLayer(dataLayer = globalThis.dataLayer) {
 }
 
 /**
- * The signals of the page's visitor, read now: {tc_string (the normalised TCF signal, or null, or the raw
- * TCData when unreadable), gdpr_applies, consent_mode, gpc}.  Every field is optional; decide() treats a
- * missing one by the requirement's rule (docs/CONSENT.md).
+ * The signals of the page's visitor, read now: {tc_string (the normalised TCF signal; absent when there is
+ * no CMP or it has no decision within `timeoutMs`; a marker decide() reads as unreadable when the CMP failed),
+ * gdpr_applies, consent_mode, gpc}.  decide() treats a missing signal by the requirement's rule
+ * (docs/CONSENT.md): for TCF, nothing trains.
  */
 export async function readPageSignals({ tcfapi = globalThis.__tcfapi, dataLayer = globalThis.dataLayer,
   navigator = globalThis.navigator, consentMode = undefined, timeoutMs = 5000 } = {}) {
   const out = { gpc: navigator?.globalPrivacyControl ?? null,
     consent_mode: consentMode !== undefined ? consentMode : consentModeFromDataLayer(dataLayer) };
-  const tcData = await readTCData(tcfapi, { timeoutMs });
+  let tcData = null;
+  try {
+    tcData = await readTCData(tcfapi, { timeoutMs });
+  } catch (exc) {
+    if (!(exc instanceof ProtocolError)) throw exc;
+    // the CMP gave no decision in time (its UI is still showing): no TCF signal, so TCF-gated models do not train
+  }
   if (tcData) {
     out.gdpr_applies = typeof tcData.gdprApplies === 'boolean' ? tcData.gdprApplies : null;
     try {
