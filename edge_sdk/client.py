@@ -48,7 +48,8 @@ from edge_sdk.task import Task
 from edge_sdk.transport import Response, Transport
 from edge_sdk.update import build_update
 from edge_sdk.upload import Uploader
-from fedmark.contract import ERR_BAD_ANSWER, ERR_NO_VERSION, EXPIRED_CODES, Manifest, required_purposes
+from fedmark.contract import ERR_BAD_ANSWER, ERR_NO_VERSION, EXPIRED_CODES, Manifest, ProtocolError, required_purposes
+from fedmark.contract.consent import parse_requirement
 
 __all__ = ["Client", "TrainReport", "FlushReport", "UploadOutcome", "EvalReport", "EXPIRED_CODES"]
 
@@ -265,8 +266,22 @@ class Client:
             purpose = task.get("purpose")
             purposes = required_purposes(named, purpose if isinstance(purpose, str) else None, manifest.purpose)
         rows = data_mod.load_records(records)
+        if task is not None:
+            # the evaluation task's consent (its standard signals, else its purposes) decides, as in training;
+            # a withdrawn subject's records are not evaluated either
+            try:
+                requirement = parse_requirement(task.get("consent_signals"), purposes or ())
+            except ProtocolError as exc:
+                raise ServerError(200, ERR_BAD_ANSWER, f"the evaluation task's consent_signals: {exc}") from None
+            decided = consent_mod.decide_records(rows, requirement, None, self.consent_field, self._withdrawn())
+            if not any(decided.allowed):
+                raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+            rows, field, purposes = (consent_mod.mark_decided(rows, decided), consent_mod.DECIDED_FIELD,
+                                     (consent_mod.DECIDED_PURPOSE,))
+        else:
+            field = self.consent_field
         return families.evaluate(self.personal, model, manifest, self._trainer(path), rows, k=k,
-                                 consent_field=self.consent_field, purposes=purposes)
+                                 consent_field=field, purposes=purposes)
 
     def validate(self, model: str, records: Any) -> dict[str, Any]:
         """Federated evaluation: score each version the server names on this local holdout and

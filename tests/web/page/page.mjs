@@ -84,3 +84,15 @@ window.fedmarkConsent = async (spec) => {
     await client.close();
   }
 };
+
+// ---------------------------------------------------------------------------- JS SDK parity (validate, segments, recommender)
+window.fedmarkParity = async (spec) => {
+  const { propensitySteps, recommenderSteps } = await import('/js/sdk_parity_steps.mjs');
+  const client = new Client({ serverUrl: location.origin, appKey: spec.app_key, deviceId: 'parity-browser', region: 'eu',
+    storage: new IndexedDBStorage('fedmark-parity-browser'), ort });
+  try {
+    return { ...(await propensitySteps(client, spec)), recommender: await recommenderSteps(client, spec) };
+  } finally {
+    await client.close();
+  }
+};
