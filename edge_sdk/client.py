@@ -34,14 +34,14 @@ from edge_sdk import families
 from edge_sdk.auth import Credentials
 from edge_sdk.config import ClientConfig, RetryPolicy
 from edge_sdk import consent as consent_mod
-from edge_sdk.consent import CONSENT_FIELD, WithdrawalLog
+from edge_sdk.consent import CONSENT_FIELD, WithdrawalLog, WithdrawalReport
 from edge_sdk.eligibility import DeviceConditions, ensure_eligible
 from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError, ServerError, TransportError
 from edge_sdk.metrics import top_k
 from edge_sdk.outbox import Outbox
 from edge_sdk.personal import PersonalStore
 from edge_sdk.reports import (DEFAULT_SEGMENT_CUTS, EvalReport, FlushReport, TrainReport, UploadOutcome,
-                              WithdrawalReport, consent_report, evaluation_entry, segment_counts, segment_report)
+                              consent_report, evaluation_entry, segment_counts, segment_report)
 from edge_sdk.runtime import converted, load_trainer
 from edge_sdk.sync import ModelCache, SyncResult
 from edge_sdk.task import Task
@@ -323,36 +323,16 @@ class Client:
         return self.personal.forget(model)
 
     def withdraw(self, subject: str | None = None) -> WithdrawalReport:
-        """Consent withdrawn: by the customer ``subject`` (records' ``subject_field``), or by the device's
-        person (None).  Durably recorded first; then every queued, unsent update computed from the subject's
-        records is dropped, and (device's person) the personal state of every model is erased.  From now on
-        the subject's records never train.  The server learns the count at the next report, never who.
-        What withdrawal does not undo is in docs/CONSENT.md."""
-        if subject is None and self.subject_field is not None:
-            raise ConfigurationError("this client identifies customers by the record field "
-                                     f"{self.subject_field!r}: pass withdraw(subject=<that field's value>)")
-        h = self.withdrawals.add("__device__" if subject is None else str(subject))
-        dropped = self.outbox.drop_where(lambda item: h in item.subjects)
-        erased = []
-        if subject is None:
-            erased = [m for m in self.personal.models() if self.personal.forget(m)]
-        return WithdrawalReport(dropped_updates=len(dropped), dropped_rounds=tuple(sorted({d.round_id for d in dropped})),
-                                erased_personal_state=tuple(erased))
+        """Consent withdrawn by the customer ``subject`` (records' ``subject_field``) or by the device's person
+        (None): see :func:`edge_sdk.consent.withdraw` and docs/CONSENT.md (what it does not undo)."""
+        return consent_mod.withdraw(self.withdrawals, self.outbox, self.personal, subject, self.subject_field)
 
     def restore_consent(self, subject: str | None = None) -> bool:
         """Consent given again: the subject's records may train again (nothing dropped comes back)."""
-        return self.withdrawals.restore("__device__" if subject is None else str(subject))
+        return self.withdrawals.restore(consent_mod.subject_key(subject))
 
     def _withdrawn(self) -> Callable[[Mapping[str, Any]], bool] | None:
-        gone = self.withdrawals.withdrawn()
-        if not gone:
-            return None
-        h = self.withdrawals.hasher()
-        if self.subject_field is None:
-            everything = h("__device__") in gone
-            return lambda r: everything
-        field = self.subject_field
-        return lambda r: h(str(r.get(field))) in gone
+        return self.withdrawals.excluder(self.subject_field)
 
     def _report_consent(self, model: str, round_id: str | None, counts: Mapping[str, int]) -> bool:
         """Send the per-reason record counts and the withdrawals since the last report (counts only).

@@ -33,6 +33,11 @@ from edge_sdk.errors import ConfigurationError
 from fedmark.contract import consent_covers
 from fedmark.contract.consent import PURPOSE_NOT_CONSENTED, SignalRequirement, decide
 
+__all__ = ["CONSENT_FIELD", "parse_purposes", "has_consent", "has_consents", "ConsentSplit", "split_by_consent",
+           "DEVICE_SIGNAL_KEYS", "WITHDRAWN", "check_device_signals", "record_signals", "ConsentDecisions",
+           "decide_records", "WithdrawalLog", "DECIDED_FIELD", "DECIDED_PURPOSE", "mark_decided", "nothing_allowed",
+           "subject_hashes", "DEVICE_SUBJECT", "subject_key", "WithdrawalReport", "withdraw"]
+
 CONSENT_FIELD = "consent"
 
 
@@ -225,6 +230,17 @@ class WithdrawalLog:
         self._save(d)
         return True
 
+    def excluder(self, subject_field: str | None) -> Callable[[Mapping[str, Any]], bool] | None:
+        """A test "is this record's subject withdrawn?" (None when nobody withdrew)."""
+        gone = self.withdrawn()
+        if not gone:
+            return None
+        h = self.hasher()
+        if subject_field is None:
+            everything = h(DEVICE_SUBJECT) in gone
+            return lambda r: everything
+        return lambda r: h(str(r.get(subject_field))) in gone
+
     def take_pending(self) -> int:
         """How many withdrawals to report now (and reset the count)."""
         if not self.path.exists():
@@ -275,5 +291,42 @@ def subject_hashes(records: Sequence[Mapping[str, Any]], decisions: ConsentDecis
     when records name no subject."""
     h = log.hasher()
     if subject_field is None:
-        return (h("__device__"),)
+        return (h(DEVICE_SUBJECT),)
     return tuple(sorted({h(str(r.get(subject_field))) for r, ok in zip(records, decisions.allowed) if ok}))
+
+
+# --------------------------------------------------------------------------- withdrawing
+#: The subject a device with one person stands for (no ``subject_field``).
+DEVICE_SUBJECT = "__device__"
+
+
+def subject_key(subject: str | None) -> str:
+    return DEVICE_SUBJECT if subject is None else str(subject)
+
+
+@dataclass(frozen=True)
+class WithdrawalReport:
+    """What a withdrawal did on the device (counts and round ids, never whose records)."""
+
+    dropped_updates: int
+    dropped_rounds: tuple[str, ...] = ()
+    erased_personal_state: tuple[str, ...] = ()
+
+
+def withdraw(log: WithdrawalLog, outbox: Any, personal: Any, subject: str | None,
+             subject_field: str | None) -> WithdrawalReport:
+    """Consent withdrawn by ``subject`` (a customer of a table) or by the device's person (None).
+
+    Order matters for a crash: the withdrawal is made durable first, then every
+    queued, unsent update computed from the subject's records is dropped (a
+    flush drops any the device did not get to), then — for the device's person —
+    the personal state of every model is erased.  The subject's records never
+    train again; the server learns the count at the next consent report.
+    """
+    if subject is None and subject_field is not None:
+        raise ConfigurationError("this client identifies customers by the record field "
+                                 f"{subject_field!r}: pass withdraw(subject=<that field's value>)")
+    h = log.add(subject_key(subject))
+    dropped = outbox.drop_where(lambda item: h in item.subjects)
+    erased = [m for m in personal.models() if personal.forget(m)] if subject is None else []
+    return WithdrawalReport(len(dropped), tuple(sorted({d.round_id for d in dropped})), tuple(erased))

@@ -18,7 +18,7 @@ from edge_sdk.metrics import ScoreHistogram
 from edge_sdk.update import PreparedUpdate
 from fedmark.contract import OUTCOME_ACCEPTED, OUTCOME_DUPLICATE, OUTCOME_EXPIRED, OUTCOME_REJECTED, Manifest
 
-__all__ = ["UploadOutcome", "FlushReport", "TrainReport", "EvalReport", "WithdrawalReport", "evaluation_entry",
+__all__ = ["UploadOutcome", "FlushReport", "TrainReport", "EvalReport", "evaluation_entry",
            "segment_counts", "segment_report", "consent_report", "DEFAULT_SEGMENT_CUTS"]
 
 DEFAULT_SEGMENT_CUTS: tuple[tuple[str, float], ...] = (
@@ -84,15 +84,6 @@ class TrainReport:
         return TrainReport(model, version, round_id, status, key, update_id, prepared.num_examples, float(loss),
                            prepared.norm, prepared.within_clip, prepared.clip_norm, prepared.encoding,
                            len(prepared.body), data, prepared, dict(consent or {}), consent_reported)
-
-
-@dataclass(frozen=True)
-class WithdrawalReport:
-    """What a withdrawal did on the device (counts and round ids, never whose records)."""
-
-    dropped_updates: int
-    dropped_rounds: tuple[str, ...] = ()
-    erased_personal_state: tuple[str, ...] = ()
 
 
 def consent_report(model: str | None, round_id: str | None, counts: Mapping[str, int], withdrawn: int) -> dict[str, Any]:

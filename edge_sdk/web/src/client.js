@@ -291,7 +291,8 @@ export class Client {
    * sample and block order (Trainer.recommenderPlan), for reproducible runs.
    *
    * `signals`: the device's consent signals ({tc_string, gdpr_applies, consent_mode, gpc}, e.g. from
-   * readPageSignals() — or a function returning them, called now, so the CMP is asked again before every run);
+   * readPageSignals() — or a function returning them, called before the run and again before the update is
+   * queued: a record whose consent disappeared meanwhile discards the update, so the CMP is asked on every run);
    * a record's own fields of the same names override them (docs/CONSENT.md).
    */
   async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null,
@@ -342,6 +343,14 @@ export class Client {
       random: this._random });
     await progress({ stage: 'upload', roundId: task.roundId, norm: prepared.norm, withinClip: prepared.within,
       clipNorm: prepared.clipNorm, bytes: prepared.body.length, encoding: prepared.encoding });
+    if (typeof signals === 'function') {
+      // the visitor may have changed their mind in the CMP while the epochs ran: ask again before anything is queued
+      const now = decideRecords(rows, requirement, await signals(), this.consentField, await this._withdrawnTest(rows));
+      if (decided.allowed.some((ok, i) => ok && !now.allowed[i])) {
+        throw new ConsentError('consent changed while training (the CMP now answers '
+          + `${Object.entries(now.counts).map(([k, v]) => `${k} ${v}`).join(', ')}); the update was discarded, nothing was queued`);
+      }
+    }
     const key = newKey();
     // The within-clip bit only travels with a clip norm (the contract's rule: without one it means nothing).
     const headers = uploadHeaders({ version: task.version, numExamples: prepared.numExamples, key, roundId: task.roundId,

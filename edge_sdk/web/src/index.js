@@ -21,6 +21,9 @@ export {
 export { consentModeFromDataLayer, readPageSignals, readTCData, tcfFromTCData } from './tcf.js';
 export { check as checkEligibility, deviceConditions, ensureEligible } from './eligibility.js';
 export { parseTask } from './task.js';
-export { prepareTabular } from './data.js';
+export { prepareInteractions, prepareTabular } from './data.js';
+export { PersonalStore } from './personal.js';
+export { DEFAULT_SEGMENT_CUTS, HIST_BINS, evaluationEntry, logLoss, scoreHistogram, segmentCounts, topK } from './reports.js';
+export { WithdrawalLog, checkDeviceSignals, decideRecords } from './withdrawal.js';
 export * from './errors.js';
 export * as contract from './contract.js';
