@@ -103,6 +103,10 @@ def test_consent_decisions_and_updates_match_across_python_node_and_browser(tmp_
         assert out[side]["num_examples"] == len(used)
     assert live_model.round(out["node"]["round_id"])["accepted"] == 2  # node's and the browser's updates
 
+    # The CMP answer flipped to "reject" between the run's start and its end: the update is discarded, not queued.
+    assert out["flip"]["error"] == "ConsentError" and out["flip"]["asked"] == 2 and out["flip"]["pending"] == 0
+    assert "tcf_purpose_denied 90" in out["flip"]["message"]
+
     # Updates: the Python SDK's trainer on the records Python allowed, in the same order.
     trainer = Trainer(live_model.artifact)
     x, y, _ = trainer.manifest.schema().encode([records[i] for i in used])

@@ -31,6 +31,26 @@ test('node: decisions over the records and a training run on a real server', asy
   }
 });
 
+test('node: a visitor who withdraws in the CMP while the epochs run gets no update queued', async () => {
+  const accept = vectors.strings.accept_all.tcdata;
+  const reject = vectors.strings.reject_all.tcdata;
+  const { tcfFromTCData } = await import('../../../edge_sdk/web/src/tcf.js');
+  const rows = spec.records.map(({ tc_string: _t, consent_mode: _c, gpc: _g, ...r }) => r);
+  let asked = 0;
+  const signals = () => {
+    asked += 1;
+    return { tc_string: tcfFromTCData(asked === 1 ? accept : reject), consent_mode: { ad_user_data: 'granted', ad_personalization: 'granted' } };
+  };
+  const client = new Client({ serverUrl: spec.server, appKey: spec.app_key, deviceId: 'consent-flip-node', region: 'eu',
+    ort, storage: new FileStorage(join(spec.storage, 'flip')) });
+  try {
+    const err = await client.train(spec.model, rows, { conditions: spec.conditions, signals }).then(() => null, (e) => e);
+    results.flip = { error: err?.name ?? null, message: err?.message ?? null, asked, pending: await client.pending() };
+  } finally {
+    await client.close();
+  }
+});
+
 test('browser: documented decisions and the same training run', { timeout: 90_000 }, async () => {
   const browser = await launch();
   try {
