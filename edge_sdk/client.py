@@ -125,7 +125,8 @@ class Client:
 
     # ------------------------------------------------------------------ training
     def train(self, model: str, records: Any, *, conditions: DeviceConditions, seed: int | None = None,
-              strict: bool = False, signals: Mapping[str, Any] | None = None) -> TrainReport:
+              strict: bool = False,
+              signals: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> TrainReport:
         """Run one federated training task for ``model`` on local ``records`` and upload the update.
 
         Raises NoTaskError (nothing open), NotEligibleError (device conditions),
@@ -135,8 +136,10 @@ class Client:
         the outbox and the report's status is ``"queued"``; :meth:`flush` sends it.
 
         ``signals``: the device's consent signals (``tc_string``, ``gdpr_applies``,
-        ``consent_mode``, ``gpc``; docs/CONSENT.md), read fresh for this run; a
-        record's own fields of the same names override them.
+        ``consent_mode``, ``gpc``; docs/CONSENT.md); a record's own fields of the
+        same names override them.  A callable is asked before training and again
+        before the update is queued: consent that disappeared meanwhile discards
+        the update (ConsentError), nothing is queued.
         """
         task = self.get_task(model)
         ensure_eligible(task.eligibility, conditions)
@@ -148,7 +151,8 @@ class Client:
         # Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if
         # the task names none), decided per record by the contract's rule; withdrawn subjects never train.
         requirement = task.consent_requirement(manifest.purpose)
-        decided = consent_mod.decide_records(rows, requirement, signals, self.consent_field, self._withdrawn())
+        read = signals if callable(signals) else (lambda: signals)
+        decided = consent_mod.decide_records(rows, requirement, read(), self.consent_field, self._withdrawn())
         if not any(decided.allowed):
             raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
         subjects = consent_mod.subject_hashes(rows, decided, self.subject_field, self.withdrawals)
@@ -164,6 +168,8 @@ class Client:
         prepared = build_update(result.params, old, manifest.params, clip_norm=task.clip_norm,
                                 num_examples=result.num_examples, encoding=task.encoding,
                                 local_noise=task.local_noise)
+        if callable(signals):
+            consent_mod.ensure_unchanged(rows, requirement, decided, signals(), self.consent_field, self._withdrawn())
         families.after_training(self.personal, model, manifest, train_data, result, history)
         key = self.uploads.queue(task, model, prepared, subjects)
         status, mine = self.uploads.settle(key, self.flush())

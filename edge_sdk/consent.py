@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from edge_sdk.errors import ConfigurationError
+from edge_sdk.errors import ConfigurationError, ConsentError
 from fedmark.contract import consent_covers
 from fedmark.contract.consent import PURPOSE_NOT_CONSENTED, SignalRequirement, decide
 
 __all__ = ["CONSENT_FIELD", "parse_purposes", "has_consent", "has_consents", "ConsentSplit", "split_by_consent",
            "DEVICE_SIGNAL_KEYS", "WITHDRAWN", "check_device_signals", "record_signals", "ConsentDecisions",
-           "decide_records", "WithdrawalLog", "DECIDED_FIELD", "DECIDED_PURPOSE", "mark_decided", "nothing_allowed",
+           "decide_records", "WithdrawalLog", "DECIDED_FIELD", "DECIDED_PURPOSE", "mark_decided", "ensure_unchanged", "nothing_allowed",
            "subject_hashes", "DEVICE_SUBJECT", "subject_key", "WithdrawalReport", "withdraw"]
 
 CONSENT_FIELD = "consent"
@@ -270,6 +270,18 @@ DECIDED_PURPOSE = "decided"
 def mark_decided(records: Sequence[Mapping[str, Any]], decisions: ConsentDecisions) -> list[dict[str, Any]]:
     """Copies of the records, each marked allowed or not for the data-preparation step."""
     return [{**r, DECIDED_FIELD: DECIDED_PURPOSE if ok else ""} for r, ok in zip(records, decisions.allowed)]
+
+
+def ensure_unchanged(records: Sequence[Mapping[str, Any]], requirement: SignalRequirement, before: ConsentDecisions,
+                     device: Mapping[str, Any] | None, field: str = CONSENT_FIELD,
+                     withdrawn: Callable[[Mapping[str, Any]], bool] | None = None) -> None:
+    """Raise :class:`ConsentError` if a record allowed at the start of a run is no longer allowed now
+    (the person changed their mind in the CMP while the run trained): its update must not be queued."""
+    now = decide_records(records, requirement, device, field, withdrawn)
+    if any(ok and not still for ok, still in zip(before.allowed, now.allowed)):
+        why = ", ".join(f"{k} {v}" for k, v in sorted(now.counts.items()))
+        raise ConsentError(f"consent changed while training (the signals now give {why}); the update was "
+                           "discarded, nothing was queued")
 
 
 def nothing_allowed(records: Sequence[Any], requirement: SignalRequirement, decisions: ConsentDecisions,

@@ -164,3 +164,29 @@ def test_withdrawal_drops_queued_updates_across_a_kill_and_restart(how, fedmark_
     assert [e["detail"]["withdrawn"] for e in trail][-1] == 1
     assert all(set(e["detail"]) == {"region", "partner", "counts", "withdrawn"} and e["actor"] == "device"
                for e in trail)  # counts only: no device id, no customer
+
+
+def test_consent_withdrawn_in_the_cmp_during_the_run_discards_the_update(fedmark_server, admin, artifacts, bank_rows,
+                                                                        tmp_path):
+    """The device's signals are read before training and again before the update is queued (an app passes a
+    function that asks its CMP); a "reject" in between means the update is never queued or sent."""
+    base, token = fedmark_server
+    model = "p-ads-flip"
+    admin.publish(model, artifacts.propensity)
+    _policy(base, token, model)
+    admin.training(model, goal=5)
+    answers = iter([TC["accept_all"], TC["reject_all"]])
+    asked = []
+
+    def signals() -> dict:
+        asked.append(1)
+        return {"tc_string": next(answers), "consent_mode": GRANTED}
+
+    dev = Client(base, app_key=admin.app_key(), device_id="ads-flip", region="eu", storage_dir=tmp_path / "d",
+                 retry=RetryPolicy(max_retries=1, base_backoff=0.01))
+    with pytest.raises(ConsentError, match="consent changed while training .*tcf_purpose_denied 60"):
+        dev.train(model, bank_rows[:60], conditions=OK, seed=0, signals=signals)
+    assert len(asked) == 2 and dev.pending() == 0
+    rounds = requests.get(f"{base}/v1/models/{model}/rounds", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30).json()["rounds"]
+    assert all(admin.round(r["round_id"])["accepted"] == 0 for r in rounds)
