@@ -87,6 +87,7 @@ class Client:
         self.personal = PersonalStore(root / "personal")
         self.uploads = Uploader(self.outbox, self._request)
         self.withdrawals = WithdrawalLog(root / "consent")
+        self.task_consent = consent_mod.TaskConsent(root / "consent")
         self._trainers: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ server calls
@@ -151,6 +152,7 @@ class Client:
         # Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if
         # the task names none), decided per record by the contract's rule; withdrawn subjects never train.
         requirement = task.consent_requirement(manifest.purpose)
+        self.task_consent.remember(model, task.consent_signals, task.required_purposes(manifest.purpose))
         read = signals if callable(signals) else (lambda: signals)
         decided = consent_mod.decide_records(rows, requirement, read(), self.consent_field, self._withdrawn())
         if not any(decided.allowed):
@@ -197,16 +199,27 @@ class Client:
         return self.uploads.flush()
 
     # ------------------------------------------------------------------ on-device inference
-    def score(self, model: str, records: Any, *, version: int | None = None) -> np.ndarray:
+    def score(self, model: str, records: Any, *, version: int | None = None,
+              signals: Mapping[str, Any] | None = None) -> np.ndarray:
         """Propensity scores in [0, 1], one per input record, computed on the device.
 
-        Records without consent for the model's purpose, or refused by the
-        schema, get NaN: they are not scored.
+        Records without consent, or refused by the schema, get NaN: they are not
+        scored.  Consent: the mapping the last task for the model carried (its
+        consent_signals, with the device's ``signals``), else the manifest's purpose.
         """
         path, manifest = self._inference_model(model, version)
         families.require_family(model, manifest, families.PROPENSITY, "score()")
         rows = data_mod.load_records(records)
-        x, _, kept, _ = data_mod.prepare_tabular(rows, manifest, with_label=False, consent_field=self.consent_field)
+        field, purposes = self.consent_field, None
+        requirement = self.task_consent.recall(model)
+        if requirement is not None:
+            decided = consent_mod.decide_records(rows, requirement, signals, self.consent_field, self._withdrawn())
+            if not any(decided.allowed):
+                raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+            rows, field, purposes = (consent_mod.mark_decided(rows, decided), consent_mod.DECIDED_FIELD,
+                                     (consent_mod.DECIDED_PURPOSE,))
+        x, _, kept, _ = data_mod.prepare_tabular(rows, manifest, with_label=False, consent_field=field,
+                                                 purposes=purposes)
         trainer = self._trainer(path)
         out = np.full(len(rows), np.nan, dtype=np.float64)
         if kept:
@@ -279,6 +292,7 @@ class Client:
                 requirement = parse_requirement(task.get("consent_signals"), purposes or ())
             except ProtocolError as exc:
                 raise ServerError(200, ERR_BAD_ANSWER, f"the evaluation task's consent_signals: {exc}") from None
+            self.task_consent.remember(model, task.get("consent_signals"), purposes or ())
             decided = consent_mod.decide_records(rows, requirement, None, self.consent_field, self._withdrawn())
             if not any(decided.allowed):
                 raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
@@ -313,14 +327,14 @@ class Client:
             raise ConsentError("no consented record to evaluate on: nothing was reported")
         return self._request("POST", str(task["report_url"]), json_body={"reports": reports}).json()
 
-    def report_segments(self, model: str, records: Any, *,
-                        cuts: Sequence[tuple[str, float]] = DEFAULT_SEGMENT_CUTS) -> dict[str, int]:
+    def report_segments(self, model: str, records: Any, *, cuts: Sequence[tuple[str, float]] = DEFAULT_SEGMENT_CUTS,
+                        signals: Mapping[str, Any] | None = None) -> dict[str, int]:
         """Score consented records on the device and report only how many fall in each audience
         segment (``cuts``: name and lowest score, highest first); the server builds audiences from
         these counts and suppresses any segment below its k.  Returns the counts sent."""
         version = self.current_version(model)  # audiences are built for the version the server publishes
         _, manifest = self._inference_model(model, version)
-        counts = segment_counts(self.score(model, records, version=version), cuts)
+        counts = segment_counts(self.score(model, records, version=version, signals=signals), cuts)
         self._request("POST", "/v1/segments/reports", json_body=segment_report(model, manifest, counts))
         return counts
 

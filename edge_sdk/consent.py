@@ -31,12 +31,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 from edge_sdk.errors import ConfigurationError, ConsentError
 from fedmark.contract import consent_covers
-from fedmark.contract.consent import PURPOSE_NOT_CONSENTED, SignalRequirement, decide
+from fedmark.contract.consent import PURPOSE_NOT_CONSENTED, SignalRequirement, decide, parse_requirement
+from fedmark.contract.errors import ProtocolError
 
 __all__ = ["CONSENT_FIELD", "parse_purposes", "has_consent", "has_consents", "ConsentSplit", "split_by_consent",
            "DEVICE_SIGNAL_KEYS", "WITHDRAWN", "check_device_signals", "record_signals", "ConsentDecisions",
            "decide_records", "WithdrawalLog", "DECIDED_FIELD", "DECIDED_PURPOSE", "mark_decided", "ensure_unchanged", "nothing_allowed",
-           "subject_hashes", "DEVICE_SUBJECT", "subject_key", "WithdrawalReport", "withdraw"]
+           "subject_hashes", "DEVICE_SUBJECT", "subject_key", "WithdrawalReport", "withdraw", "TaskConsent"]
 
 CONSENT_FIELD = "consent"
 
@@ -342,3 +343,37 @@ def withdraw(log: WithdrawalLog, outbox: Any, personal: Any, subject: str | None
     dropped = outbox.drop_where(lambda item: h in item.subjects)
     erased = [m for m in personal.models() if personal.forget(m)] if subject is None else []
     return WithdrawalReport(len(dropped), tuple(sorted({d.round_id for d in dropped})), tuple(erased))
+
+
+# --------------------------------------------------------------------------- the mapping outside a task
+class TaskConsent:
+    """The consent requirement the last task for each model carried, kept so that scoring and segment
+    reports (activation) apply the same mapping as training, also offline.
+
+    Why remembered and not asked for: a device scores its customers between rounds, without a task; the
+    policy's mapping reached it with the last task (training or evaluation) for the model.  A model no task
+    has named yet on this device falls back to the manifest's purpose (the simple form).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+
+    def _path(self, model: str) -> Path:
+        if not model or "/" in model or "\\" in model or model.startswith("."):
+            raise ConfigurationError(f"model name {model!r} is not a plain name")
+        return self.dir / f"{model}.requirement.json"
+
+    def remember(self, model: str, consent_signals: Mapping[str, Any] | None, purposes: Sequence[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(model)
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+        tmp.write_text(json.dumps({"consent_signals": None if consent_signals is None else dict(consent_signals),
+                                   "purposes": list(purposes)}))
+        os.replace(tmp, path)
+
+    def recall(self, model: str) -> SignalRequirement | None:
+        try:
+            d = json.loads(self._path(model).read_text())
+            return parse_requirement(d.get("consent_signals"), d.get("purposes") or ())
+        except (OSError, ValueError, ProtocolError, AttributeError):
+            return None

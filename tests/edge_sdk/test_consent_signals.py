@@ -19,6 +19,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -77,6 +78,14 @@ def test_records_train_by_their_standard_signals_and_only_counts_are_reported(fe
     assert rep.status == "accepted" and rep.consent_reported
     assert rep.num_examples == 50 and rep.data.excluded_no_consent == 40
     assert rep.consent == dict(expected)
+
+    # Activation on the device applies the same mapping: only the allowed customers are scored into segments.
+    scores = dev.score(model, rows)
+    assert [bool(np.isfinite(sc)) for sc in scores] == [r == "allowed" for r in
+                                                       (c.decide(rec, c.parse_requirement(ADS["consent_signals"],
+                                                                                          ADS["purposes"])).reason
+                                                        for rec in rows)]
+    assert sum(dev.report_segments(model, rows).values()) == 50
 
     h = {"Authorization": f"Bearer {token}"}
     trail = requests.get(f"{base}/v1/audit", params={"kind": "consent.report", "model": model}, headers=h,

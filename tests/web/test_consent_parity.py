@@ -101,6 +101,7 @@ def test_consent_decisions_and_updates_match_across_python_node_and_browser(tmp_
     for side in ("node", "browser"):
         assert out[side]["consent"] == dict(py.counts) and out[side]["consent_reported"] is True
         assert out[side]["num_examples"] == len(used)
+    assert out["node_segment_total"] == len(used)  # segments (activation) use the same mapping
     assert live_model.round(out["node"]["round_id"])["accepted"] == 2  # node's and the browser's updates
 
     # The CMP answer flipped to "reject" between the run's start and its end: the update is discarded, not queued.

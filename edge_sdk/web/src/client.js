@@ -315,6 +315,7 @@ export class Client {
     // Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if the
     // task names none), decided per record by the contract's rule; withdrawn subjects never train.
     const requirement = task.consentRequirement(manifest.purpose);
+    await this._rememberConsent(model, task.consentSignals, task.requiredPurposes(manifest.purpose));
     const deviceSignals = typeof signals === 'function' ? await signals() : signals;
     const decided = decideRecords(rows, requirement, deviceSignals, this.consentField, await this._withdrawnTest(rows));
     if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
@@ -444,13 +445,21 @@ export class Client {
    * Propensity scores in [0, 1], one per input record (Float64Array), computed on the device.
    * Records without consent for the model's purpose, or refused by the schema, get NaN.
    */
-  async score(model, records, { version = null } = {}) {
+  async score(model, records, { version = null, signals = null } = {}) {
     const rows = loadRecords(records);
     const synced = await this._inferenceModel(model, version);
     if (synced.manifest.family !== 'propensity') {
       throw new ConfigurationError(`score() needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
     }
-    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField });
+    // consent: the mapping the last task for this model carried (as the Python SDK), else the manifest's purpose
+    const requirement = await this._recallConsent(model);
+    let allowed = null;
+    if (requirement) {
+      const decided = decideRecords(rows, requirement, signals, this.consentField, await this._withdrawnTest(rows));
+      if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
+      allowed = decided.allowed;
+    }
+    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField, allowed });
     const trainer = await this._trainerFor(synced);
     const out = new Float64Array(rows.length).fill(NaN);
     if (data.kept.length) {
@@ -458,6 +467,21 @@ export class Client {
       data.kept.forEach((i, j) => { out[i] = probs[j]; });
     }
     return out;
+  }
+
+  /** Keep the consent mapping a task carried for `model`, for scoring and segments between tasks. */
+  async _rememberConsent(model, consentSignals, purposes) {
+    await putJSON(this.storage, `consent/${model}.requirement.json`, { consent_signals: consentSignals ?? null, purposes: [...purposes] });
+  }
+
+  async _recallConsent(model) {
+    const d = await getJSON(this.storage, `consent/${model}.requirement.json`);
+    if (!d) return null;
+    try {
+      return parseRequirement(d.consent_signals ?? null, d.purposes ?? []);
+    } catch {
+      return null;
+    }
   }
 
   /** A verified cached version (default: the current one); fetched from the server when it is not cached. */
@@ -553,6 +577,7 @@ export class Client {
         throw new ConfigurationError(`model '${model}' is not a binary model: federated validation of recommenders is not supported by this SDK version`);
       }
       const purposes = requiredPurposes(named, typeof task.purpose === 'string' ? task.purpose : null, manifest.purpose);
+      await this._rememberConsent(line, task.consent_signals ?? null, purposes);
       const decided = decideRecords(rows, parseRequirement(task.consent_signals ?? null, purposes), deviceSignals,
         this.consentField, withdrawn);
       if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, parseRequirement(task.consent_signals ?? null, purposes), decided, this.consentField));
@@ -571,10 +596,10 @@ export class Client {
    * [name, lowest score] pairs, highest first); the server builds audiences from these counts and suppresses
    * any segment below its k.  Resolves to the counts sent.
    */
-  async reportSegments(model, records, { cuts = DEFAULT_SEGMENT_CUTS } = {}) {
+  async reportSegments(model, records, { cuts = DEFAULT_SEGMENT_CUTS, signals = null } = {}) {
     const version = await this.currentVersion(model); // audiences are built for the version the server publishes
     const { manifest } = await this._inferenceModel(model, version);
-    const counts = segmentCounts(await this.score(model, records, { version }), cuts);
+    const counts = segmentCounts(await this.score(model, records, { version, signals }), cuts);
     await this._request('POST', '/v1/segments/reports', { json: { model, version: manifest.version, purpose: manifest.purpose, counts } });
     return counts;
   }

@@ -24,6 +24,9 @@ test('node: decisions over the records and a training run on a real server', asy
   try {
     const r = await client.train(spec.model, spec.records, { conditions: spec.conditions, order: spec.orders });
     assert.equal(r.status, 'accepted');
+    // activation on the device: segments count exactly the records the task's mapping allowed
+    const segments = await client.reportSegments(spec.model, spec.records);
+    results.node_segment_total = Object.values(segments).reduce((a, b) => a + b, 0);
     results.node = { consent: r.consent, consent_reported: r.consentReported, num_examples: r.numExamples,
       round_id: r.roundId, delta: Buffer.from(r.update.vector.buffer, r.update.vector.byteOffset, r.update.vector.byteLength).toString('hex') };
   } finally {
