@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fedmark-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-slow test-all bench venv browser-deps lock clean
+.PHONY: demo test test-slow test-all bench venv browser-deps lock clean dashboard readme-figures
 
 $(STAMP): setup.py overrides.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ venv: $(STAMP)
 # Debian's Chromium and the JavaScript SDK's locked npm packages (for the browser and Node tests).
 browser-deps:
 	bash scripts/install_browser_deps.sh
+
+# The dashboard's Chart.js bundle (server/dashboard_src's lock -> server/static/vendor); browser-deps runs it too.
+dashboard:
+	bash scripts/build_dashboard.sh
+
+# Rewrite README.md's figures block from a demo run (copies out/demo/report/results.json to
+# examples/demo/published_results.json first).
+readme-figures: venv
+	$(BIN)/python scripts/readme_figures.py out/demo/report/results.json
 
 # Re-resolve the pinned set after changing setup.py's dependencies.
 lock:

@@ -19,14 +19,25 @@ setup(
     name="fedmark",
     version="0.1.0",
     description="Governed edge federated learning for marketing models",
-    python_requires=">=3.11,<3.12",
+    # The edge side (fedmark, edge_sdk, fedmark_cli: numpy + onnxruntime) runs on every CPython that
+    # onnxruntime ships wheels for; tests/packaging installs it on a second Python.  The ``build`` extra
+    # pins TensorFlow 2.14 / TFF 0.87, which exist for Python 3.11 only here (pip refuses them elsewhere),
+    # and the server and build sides are tested on 3.11 only.
+    python_requires=">=3.9",
     # Not examples/ (the demo), tests/ or bench/: an install holds the SDK, the server, the
     # model builders, the shared contract and the command, and no demo code.
     packages=find_packages(include=["fedmark", "fedmark.*", "fedmark_cli", "edge_sdk", "edge_sdk.*",
                                     "server", "server.*", "models", "models.*"]),
     include_package_data=True,
-    package_data={"server": ["static/*", "templates/*", "migrations/*", "migrations/**/*"],
-                  "edge_sdk": ["web/*.js", "web/*.json"]},
+    # Non-Python files the installed packages serve or read: the dashboard and the /train page
+    # (server/static), Alembic's migrations, and the JavaScript SDK's sources, which /train serves
+    # to browsers (edge_sdk/web/src) — so an installed server works without a checkout.
+    # static/vendor holds the dashboard's Chart.js, built by scripts/build_dashboard.sh before the wheel.
+    # onnxruntime-web itself (edge_sdk/web/node_modules, ~136 MB) is not shipped: /train/ort answers
+    # 503 with the fix (FEDMARK_WEB_SDK_DIR or npm ci).  MANIFEST.in adds the same files to the sdist.
+    package_data={"server": ["static/*.html", "static/*.js", "static/*.css", "static/trainer/*", "static/vendor/*",
+                             "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+                  "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/types/*.d.ts"]},
     install_requires=["numpy>=1.24"],
     extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV},
     entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},

@@ -190,6 +190,8 @@ def main() -> int:
     ap.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/DB")
     ap.add_argument("--fedmark-workers", type=int, default=None,
                     help="worker processes of the fedmark server (default: its own default)")
+    ap.add_argument("--fedmark-threads", type=int, default=None,
+                    help="request threads per fedmark worker process (default: fedmark's own default)")
     ap.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of the floor app (fedmark's default: "
                                                                   "one per core)")
     a = ap.parse_args()
@@ -200,7 +202,8 @@ def main() -> int:
             kind, s = key.split(":")
             if kind == "floor":
                 return floor_run(int(s), counts[int(s)], a.workers, Path(td), a.server_workers)
-            extra = ("--workers", str(a.fedmark_workers)) if a.fedmark_workers else ()
+            extra = (("--workers", str(a.fedmark_workers)) if a.fedmark_workers else ()) + \
+                (("--threads", str(a.fedmark_threads)) if a.fedmark_threads else ())
             return one_run(int(s), counts[int(s)], a.workers, Path(td), a.database_url, extra)
 
         keys = [f"{k}:{s}" for s in sizes for k in ("fedmark", "floor")]

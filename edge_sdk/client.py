@@ -89,6 +89,8 @@ class Client:
         self.withdrawals = WithdrawalLog(root / "consent")
         self.task_consent = consent_mod.TaskConsent(root / "consent")
         self._trainers: dict[str, Any] = {}
+        #: model -> the version the last score/recommend/personalize/evaluate of that model used.
+        self.last_version: dict[str, int] = {}
 
     # ------------------------------------------------------------------ server calls
     def _authed(self, call: Callable[[dict[str, str]], T]) -> T:
@@ -199,15 +201,18 @@ class Client:
         return self.uploads.flush()
 
     # ------------------------------------------------------------------ on-device inference
-    def score(self, model: str, records: Any, *, version: int | None = None,
+    def score(self, model: str, records: Any, *, version: int | None = None, refresh: bool = True,
               signals: Mapping[str, Any] | None = None) -> np.ndarray:
         """Propensity scores in [0, 1], one per input record, computed on the device.
 
         Records without consent, or refused by the schema, get NaN: they are not
         scored.  Consent: the mapping the last task for the model carried (its
         consent_signals, with the device's ``signals``), else the manifest's purpose.
+        Without ``version``, the server's current version is used (fetched if it
+        changed; ``refresh=False`` or an unreachable server: the cached one);
+        ``last_version[model]`` says which.
         """
-        path, manifest = self._inference_model(model, version)
+        path, manifest = self._inference_model(model, version, refresh)
         families.require_family(model, manifest, families.PROPENSITY, "score()")
         rows = data_mod.load_records(records)
         field, purposes = self.consent_field, None
@@ -228,9 +233,10 @@ class Client:
             out[kept] = np.asarray(probs, dtype=np.float64).ravel()
         return out
 
-    def personalize(self, model: str, records: Any, *, seed: int | None = None) -> data_mod.DataReport:
+    def personalize(self, model: str, records: Any, *, seed: int | None = None,
+                    refresh: bool = True) -> data_mod.DataReport:
         """Fit this customer's user vector on the device from their (consented) interactions; nothing is uploaded."""
-        path, manifest = self._inference_model(model, None)
+        path, manifest = self._inference_model(model, None, refresh)
         families.require_family(model, manifest, families.RECOMMENDER, "recommend()/personalize()")
         rows = data_mod.load_records(records)
         items, report = data_mod.prepare_interactions(rows, manifest, consent_field=self.consent_field)
@@ -244,11 +250,12 @@ class Client:
         families.after_training(self.personal, model, manifest, items, result, history)
         return report
 
-    def recommend(self, model: str, k: int = 10, *, exclude: Sequence[str] = ()) -> list[str]:
-        """Top-``k`` item codes for this device's customer, excluding items already bought (and ``exclude``)."""
+    def recommend(self, model: str, k: int = 10, *, exclude: Sequence[str] = (), refresh: bool = True) -> list[str]:
+        """Top-``k`` item codes for this device's customer, excluding items already bought (and ``exclude``);
+        with the server's current version unless ``refresh=False`` (``last_version[model]`` says which)."""
         if k < 1:
             raise ConfigurationError(f"k must be >= 1, got {k}")
-        path, manifest = self._inference_model(model, None)
+        path, manifest = self._inference_model(model, None, refresh)
         families.require_family(model, manifest, families.RECOMMENDER, "recommend()/personalize()")
         local, history = self.personal.load(model, manifest.local_params)
         if not local:
@@ -375,10 +382,31 @@ class Client:
             self._trainers = {key: load_trainer(path, threads=self.config.threads, verify=False)}
         return self._trainers[key]
 
-    def _inference_model(self, model: str, version: int | None) -> tuple[Path, Manifest]:
-        """A verified cached version; fetched from the server when none is cached yet."""
+    def round_status(self, round_id: str) -> dict[str, Any]:
+        """The server's view of a round (accepted, goal, state, result_version), e.g. after :meth:`train`."""
+        return self._request("GET", f"/v1/rounds/{round_id}").json()
+
+    def _inference_model(self, model: str, version: int | None, refresh: bool = True) -> tuple[Path, Manifest]:
+        """The version to run on the device, verified, recorded in ``last_version``.
+
+        Why refresh by default: a device that trained on v1 must not keep scoring with v1 after v2 is
+        published without saying so.  No ``version``: the server's current one (one small request; files
+        are downloaded only when it changed); the cached current one with ``refresh=False`` or offline.
+        """
         state = self.models.state(model)
-        if (version is None and state["current"] is None) or (version is not None and version not in state.values()):
+        if version is None:
+            version = state["current"]
+            if refresh or version is None:
+                try:
+                    version = self.current_version(model)
+                except TransportError:
+                    if version is None:
+                        raise  # nothing cached to fall back on
+                    # offline: the cached version keeps working, and last_version says which it is
+        if version not in state.values():
             synced = self.sync(model, version)
-            return synced.path, synced.manifest
-        return self.models.load(model, version)
+            path, manifest = synced.path, synced.manifest
+        else:
+            path, manifest = self.models.load(model, version)
+        self.last_version[model] = int(version)
+        return path, manifest

@@ -107,6 +107,8 @@ class Transport:
         for attempt in range(attempts):
             try:
                 resp = self._send_once(method, target, body, hdrs, timeout or self.timeout)
+            except ssl.SSLError as exc:  # retrying cannot fix a wrong scheme or an untrusted certificate
+                raise _tls_error(self.base_url, exc) from exc
             except (OSError, http.client.HTTPException) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if attempt + 1 >= attempts:
@@ -169,6 +171,20 @@ class Transport:
             delay = self._rng.uniform(0, min(self.retry.max_backoff, self.retry.base_backoff * (2 ** attempt)))
         log.info("retrying %s in %.2f s (attempt %d of %d)", what, delay, attempt + 2, self.retry.max_retries + 1)
         self._sleep(delay)
+
+
+def _tls_error(base_url: str, exc: ssl.SSLError) -> TransportError:
+    """The TLS failure as the setting that fixes it; raised at once, since no retry can succeed."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TransportError(f"the TLS certificate of {base_url} could not be verified ({exc.verify_message}); "
+                              "give the server a certificate from a trusted authority, or use its correct host name "
+                              "in the server URL")
+    if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc) or "HTTP_REQUEST" in str(exc):
+        plain = "http://" + base_url.split("://", 1)[-1]
+        return TransportError(f"{base_url} answered in plain HTTP, not TLS: this server does not serve https on "
+                              f"that port; use the server URL {plain} (or put the server behind a TLS proxy)")
+    return TransportError(f"TLS handshake with {base_url} failed ({exc}); check that the server URL's scheme "
+                          "(https:// or http://) and port match the server")
 
 
 def _error_fields(resp: Response) -> tuple[str, str, str | None]:

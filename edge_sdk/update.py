@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_sdk.errors import ConfigurationError, ModelError
-from fedmark.contract import ENCODINGS, ContractError, ParamSpec, encode_update, flatten, l2_clip
+from fedmark.contract import ENCODINGS, ContractError, ParamSpec, encode_update, flatten, l2_clip, l2_norm
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def privatize(delta: np.ndarray, clip_norm: float | None, local_noise: float = 0
         if local_noise:
             raise ConfigurationError("local noise is a multiple of the clip norm; it needs a clip norm")
         vec = np.asarray(delta, dtype=np.float32)
-        norm = float(np.linalg.norm(vec.astype(np.float64)))
+        norm = l2_norm(vec)
         if not math.isfinite(norm):
             raise ModelError("training produced an invalid update: it contains NaN or Inf; check the data and "
                              "learning rate")

@@ -21,8 +21,21 @@ from typing import Sequence
 COMMAND_MODULES = ("models.cli", "server.cli", "edge_sdk.cli", "examples.demo.cli")
 
 
+def version() -> str:
+    """The installed distribution's version (a source checkout without an install says so)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("fedmark")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: run `make venv` or `pip install .`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedmark", description="Governed federated learning for marketing models.")
+    parser = argparse.ArgumentParser(prog="fedmark", description="Governed federated learning for marketing models.",
+                                     epilog="Start with `fedmark init`; every command has --help.")
+    parser.add_argument("--version", action="version",
+                        version=f"fedmark {version()} (Python {sys.version.split()[0]})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

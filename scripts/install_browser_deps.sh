@@ -37,3 +37,6 @@ if [[ ! -f "$STAMP" || "$WEB/package-lock.json" -nt "$STAMP" ]]; then
   (cd "$WEB" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
   touch "$STAMP"
 fi
+
+# The dashboard's charting library (server/dashboard_src's own lock), copied into server/static/vendor.
+bash "$(dirname "${BASH_SOURCE[0]}")/build_dashboard.sh"

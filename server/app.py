@@ -15,6 +15,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
 from server.auth import RateLimits
+from server.auth.cache import TokenCache
 from server.config import Config
 from server.errors import register_error_handlers
 from server.rounds.service import RoundService
@@ -51,6 +52,7 @@ def create_app(config: Config | None = None) -> Flask:
     blobs = BlobStore(os.path.join(cfg.DATA_DIR, "blobs"))
     app.extensions["fedmark_blobs"] = blobs
     app.extensions["fedmark_limiter"] = RateLimits.from_config(app.config)
+    app.extensions["fedmark_token_cache"] = TokenCache(float(app.config.get("AUTH_CACHE_S") or 0))
     RoundService().init_app(app, store, blobs)
     from server.governance import monitor
 

@@ -3,7 +3,10 @@
 ``register`` imports nothing heavy (argparse only): Flask, SQLAlchemy and
 numpy are imported by the handlers when they run.
 
+    fedmark init [--dir DIR] [--port 8080]        # writes fedmark.env with a generated admin token
     fedmark server [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--database-url URL] [--admin-token T]
+    fedmark status | versions MODEL | rounds MODEL  --server URL --token T
+    fedmark token create --role marketer [--name N] [--partner P] --server URL --token T
     fedmark publish ARTIFACT_DIR --server URL --token T [--model NAME] [--parent N]
     fedmark rollback MODEL VERSION --server URL --token T
     fedmark training MODEL (--config FILE | --set JSON) --server URL --token T
@@ -24,16 +27,87 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+__all__ = ["register", "kpi_lines", "cli_message", "check_database_url", "server_epilog", "COMMAND_ENV"]
+
+
+DEFAULT_PORT = 8080
+DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
+ENV_FILE = "fedmark.env"
+
+#: Variables read by the commands rather than by the server's Config (their one home is this module).
+COMMAND_ENV: dict[str, str] = {
+    "FEDMARK_PORT": f"port of fedmark server and of the URL fedmark init writes (--port; default {DEFAULT_PORT})",
+    "FEDMARK_SERVER": f"server URL of the admin commands (--server; default {DEFAULT_SERVER})",
+    "FEDMARK_ACCESS_LOG": "gunicorn access log file (--access-log; '-' for stderr; off when unset)",
+    "FEDMARK_WEB_SDK_DIR": "directory of the JavaScript SDK (src/ and node_modules/onnxruntime-web) that /train "
+                           "serves; default: the installed edge_sdk/web",
+}
+
+PRODUCTION = """\
+production:
+  fedmark server runs gunicorn (--workers processes x --threads threads); run it behind a TLS-terminating
+  proxy, with PostgreSQL for more than one worker:
+    FEDMARK_DATABASE_URL=postgresql+psycopg://USER@HOST:5432/DB FEDMARK_ADMIN_TOKEN=... \\
+    FEDMARK_RATE_LIMIT_STORAGE=redis://HOST:6379 fedmark server --host 0.0.0.0 --workers 4
+  `fedmark init` writes these settings, with a generated admin token, to fedmark.env.
+"""
+
+
+def server_epilog() -> str:
+    """``fedmark server --help``'s epilog: production notes and every FEDMARK_* variable with its default.
+
+    Generated from :func:`server.config.env_table` (the Config class) and :data:`COMMAND_ENV`, so the
+    help cannot drift from what the server reads.  Imports only server.config (standard library + clock).
+    """
+    from server.config import env_table
+
+    lines = [PRODUCTION, "environment (a flag wins over its variable):"]
+    for var, default, doc in env_table():
+        lines.append(f"  {var}" + (f"  (default: {default})" if default not in ("", "None") else ""))
+        lines.extend(f"      {chunk}" for chunk in _wrap(doc))
+    for var, doc in COMMAND_ENV.items():
+        lines.append(f"  {var}")
+        lines.extend(f"      {chunk}" for chunk in _wrap(doc))
+    return "\n".join(lines)
+
+
+def _env_port() -> int:
+    raw = os.environ.get("FEDMARK_PORT", "")
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"FEDMARK_PORT={raw!r} is not a TCP port; set it to a number from 1 to 65535 or unset it")
+    return int(raw)
+
+
+def _wrap(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, 96) or [""]
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("server", help="run the fedmark server (SQLite + files under --data-dir by default)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--data-dir", default=None, help="artifact files and the SQLite database (FEDMARK_DATA_DIR)")
+    p = subparsers.add_parser("init", help="write fedmark.env (a generated admin token, data dir, server URL) and "
+                                           "print the next commands")
+    p.add_argument("--dir", default=".", help="directory to write fedmark.env in (default: the current one)")
+    p.add_argument("--data-dir", default=None, help="the server's data directory (default: DIR/var/fedmark)")
+    p.add_argument("--port", type=int, default=_env_port(), help=f"the server's port (FEDMARK_PORT; default: {DEFAULT_PORT})")
+    p.add_argument("--force", action="store_true", help="replace an existing fedmark.env (a new admin token)")
+    p.set_defaults(func=_init)
+
+    p = subparsers.add_parser("server", help="run the fedmark server (SQLite + files under --data-dir by default)",
+                              epilog=server_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=_env_port(), help=f"port to listen on (FEDMARK_PORT; default: {DEFAULT_PORT})")
+    p.add_argument("--data-dir", default=None,
+                   help="artifact files and the SQLite database (FEDMARK_DATA_DIR; default: ./var/fedmark)")
     p.add_argument("--database-url", default=None,
-                   help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (FEDMARK_DATABASE_URL)")
-    p.add_argument("--admin-token", default=None, help="admin secret (FEDMARK_ADMIN_TOKEN); generated if unset")
-    p.add_argument("--tick-seconds", type=float, default=None, help="deadline timer period; 0 disables it")
+                   help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (FEDMARK_DATABASE_URL; "
+                        "default: SQLite in the data dir)")
+    p.add_argument("--admin-token", default=None,
+                   help="admin secret (FEDMARK_ADMIN_TOKEN); generated and logged if unset — `fedmark init` writes one")
+    p.add_argument("--tick-seconds", type=float, default=None,
+                   help="deadline timer period (FEDMARK_TICK_SECONDS; default: 2); 0 disables it")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes of the production server (default: one per core with PostgreSQL; "
                         "1 with SQLite, which has a single writer)")
@@ -45,10 +119,31 @@ def register(subparsers: Any) -> None:
                    help="run werkzeug's single-process development server instead of gunicorn")
     p.set_defaults(func=_serve)
 
-    def client_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--server", default=os.environ.get("FEDMARK_SERVER", "http://127.0.0.1:8080"))
-        sp.add_argument("--token", default=os.environ.get("FEDMARK_ADMIN_TOKEN"), help="admin token")
-        sp.add_argument("--timeout", type=float, default=60.0)
+    def client_args(sp: argparse.ArgumentParser, marketer: bool = False) -> None:
+        sp.add_argument("--server", default=os.environ.get("FEDMARK_SERVER", DEFAULT_SERVER),
+                        help=f"server URL (FEDMARK_SERVER; default: {DEFAULT_SERVER})")
+        who = "an admin or marketer token" if marketer else "the admin token"
+        sp.add_argument("--token", default=os.environ.get("FEDMARK_ADMIN_TOKEN"),
+                        help=f"{who} (default: FEDMARK_ADMIN_TOKEN)")
+        sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default: 60)")
+        sp.set_defaults(token_roles="admin or marketer" if marketer else "admin")
+
+    p = subparsers.add_parser("status", help="is the server up, which models it has, their current versions")
+    client_args(p, marketer=True)
+    p.set_defaults(func=_status)
+
+    p = subparsers.add_parser("versions", help="the versions of a model (current one marked, with ε and contributors)")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print the raw JSON instead of the table")
+    client_args(p, marketer=True)
+    p.set_defaults(func=_versions)
+
+    p = subparsers.add_parser("rounds", help="a model's training rounds, newest first")
+    p.add_argument("model")
+    p.add_argument("--limit", type=int, default=20, help="how many rounds (default: 20)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON instead of the table")
+    client_args(p, marketer=True)
+    p.set_defaults(func=_rounds)
 
     p = subparsers.add_parser("publish", help="publish an exported artifact directory as a new model version")
     p.add_argument("artifact_dir")
@@ -87,11 +182,19 @@ def register(subparsers: Any) -> None:
     client_args(p)
     p.set_defaults(func=_device)
 
-    p = subparsers.add_parser("token", help="revoke a marketer (or device) token by its id")
-    p.add_argument("action", choices=["revoke"])
-    p.add_argument("token_id", type=int)
-    client_args(p)
-    p.set_defaults(func=_token)
+    p = subparsers.add_parser("token", help="issue a marketer token, or revoke a token by its id")
+    tsub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    c = tsub.add_parser("create", help="issue a token for the dashboard, kpis, activation and segments")
+    c.add_argument("--role", choices=["marketer"], default="marketer",
+                   help="the role (marketer; devices get theirs by enrolling with an app key)")
+    c.add_argument("--name", default="marketer", help="who holds it, for the audit trail (default: marketer)")
+    c.add_argument("--partner", default=None, help="bind the token to one partner: it sees that partner's data only")
+    client_args(c)
+    c.set_defaults(func=_token_create)
+    r = tsub.add_parser("revoke", help="revoke a marketer (or device) token by the id `token create` printed")
+    r.add_argument("token_id", type=int)
+    client_args(r)
+    r.set_defaults(func=_token)
 
     p = subparsers.add_parser("policy", help="set a model's governance policy (JSON, see docs/GOVERNANCE.md)")
     p.add_argument("model")
@@ -112,20 +215,86 @@ def register(subparsers: Any) -> None:
                    help="SEQ:HASH of an entry recorded earlier (detects truncation of the tail); repeatable")
     v.set_defaults(func=_audit_verify)
 
-    p = subparsers.add_parser("kpis", help="print the six governance KPIs of a model (or of every model)")
+    p = subparsers.add_parser("kpis", help="print the six governance KPIs of a model (or of every model); "
+                                           "a marketer token works",
+                              description="The six governance KPIs (docs/GOVERNANCE.md). An admin or a marketer "
+                                          "token works: `fedmark token create --role marketer` issues one.")
     p.add_argument("--model", default=None)
     p.add_argument("--json", action="store_true", help="print the raw JSON instead of the table")
-    client_args(p)
+    client_args(p, marketer=True)
     p.set_defaults(func=_kpis)
 
 
+# ---------------------------------------------------------------------------- init
+def _init(args: argparse.Namespace) -> int:
+    import secrets
+    from pathlib import Path
+
+    root = Path(args.dir).resolve()
+    env_path = root / ENV_FILE
+    if env_path.exists() and not args.force:
+        raise SystemExit(f"{env_path} exists already (it holds this deployment's admin token); keep it, or pass "
+                         "--force to write a new one with a new token")
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else root / "var" / "fedmark"
+    server = f"http://127.0.0.1:{args.port}"
+    token = "adm_" + secrets.token_urlsafe(24)
+    root.mkdir(parents=True, exist_ok=True)
+    body = ("# fedmark settings written by `fedmark init`; load them with:  set -a; . ./fedmark.env; set +a\n"
+            "# Keep this file private: FEDMARK_ADMIN_TOKEN is the admin secret.  Every variable: fedmark server --help\n"
+            f"FEDMARK_ADMIN_TOKEN={token}\nFEDMARK_DATA_DIR={data_dir}\nFEDMARK_PORT={args.port}\n"
+            f"FEDMARK_SERVER={server}\n")
+    fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(body)
+    os.chmod(env_path, 0o600)
+    print(f"wrote {env_path} (mode 0600) with a new admin token.\n\nnext:\n"
+          f"  set -a; . {env_path}; set +a          # load the settings into this shell\n"
+          f"  fedmark server &                          # start the server on port {args.port} (SQLite in {data_dir})\n"
+          "  fedmark export propensity --out out/propensity   # build a trainer artifact (needs the build extra)\n"
+          "  fedmark publish out/propensity\n"
+          "  fedmark training propensity --set '{\"goal\": 2, \"min_clients\": 2}'\n"
+          "  fedmark app-key --region eu                # devices enrol with this key\n"
+          f"  fedmark device train --server {server} --app-key AK --device-id d1 --region eu "
+          "--data records.csv --model propensity\n"
+          "  fedmark status; fedmark versions propensity; fedmark rounds propensity")
+    return 0
+
+
 # ---------------------------------------------------------------------------- server
+def check_database_url(url: str | None, flag: str = "--database-url") -> None:
+    """Refuse a PostgreSQL URL whose driver is not installed, naming the URL to write instead.
+
+    SQLAlchemy reads a bare ``postgresql://`` as psycopg2, which fedmark does not install (its server extra
+    brings psycopg 3); without this check the server dies with a traceback about a missing module.
+    """
+    if not url:
+        return
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None:
+            fixed = "postgresql+psycopg://" + url.split("://", 1)[1]
+            raise SystemExit(f"{flag} {scheme}://… selects SQLAlchemy's default PostgreSQL driver psycopg2, which "
+                             f"is not installed; fedmark uses psycopg 3: write {flag} {_hide_password(fixed)}")
+
+
+def _hide_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("://", 1)[-1]:
+        return url
+    scheme, _, cred = head.partition("://")
+    return f"{scheme}://{cred.split(':', 1)[0]}:***@{tail}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from server.config import Config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_database_url(args.database_url or os.environ.get("FEDMARK_DATABASE_URL"),
+                       "--database-url" if args.database_url else "FEDMARK_DATABASE_URL")
     cfg = Config.from_env(DATA_DIR=args.data_dir, DATABASE_URL=args.database_url, ADMIN_TOKEN=args.admin_token,
                           TICK_SECONDS=args.tick_seconds).finalize()
     if args.dev:
@@ -173,11 +342,41 @@ def _serve_dev(args: argparse.Namespace, cfg: Any) -> int:
 
 
 # ---------------------------------------------------------------------------- admin client
+#: HTTP routes that server messages name, and the command that does the same from the shell.
+_ROUTE_COMMANDS: tuple[tuple[str, str], ...] = (
+    (r"POST /v1/admin/app-keys", "fedmark app-key"),
+    (r"POST /v1/admin/devices/([^/\s)]+)/reset", r"fedmark device-admin reset \1"),
+    (r"POST /v1/admin/tokens/(\d+)/revoke", r"fedmark token revoke \1"),
+    (r"POST /v1/admin/tokens(?!/)", "fedmark token create"),
+    (r"POST /v1/models/([^/\s)]+)/versions", "`fedmark publish ARTIFACT_DIR`"),
+    (r"PUT /v1/models/([^/\s)]+)/training", r"`fedmark training \1 --set JSON`"),
+    (r"PUT /v1/models/([^/\s)]+)/policy", r"`fedmark policy \1 --set JSON`"),
+    (r"POST /v1/models/([^/\s)]+)/rollback", r"`fedmark rollback \1 VERSION`"),
+    (r"GET /v1/devices", "the device list"),
+    (r"POST /v1/devices/enroll", "enrolment"),
+)
+
+
+def cli_message(message: str) -> str:
+    """A server error message with the HTTP routes it names replaced by the command to run instead."""
+    import re
+
+    for route, command in _ROUTE_COMMANDS:
+        message = re.sub(route, command, message)
+    message = re.sub(r"\s*\((?:GET|POST|PUT|DELETE) /v1/[^)]*\)", "", message)
+    return re.sub(r"(?:GET|POST|PUT|DELETE) /v1/\S*", "the HTTP API (docs/API.md)", message)
+
+
 def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None = None,
           content_type: str = "application/json") -> Any:
+    roles = getattr(args, "token_roles", "admin")
     if not args.token:
-        raise SystemExit("an admin token is needed: pass --token or set FEDMARK_ADMIN_TOKEN")
-    req = urllib.request.Request(args.server.rstrip("/") + path, data=body, method=method,
+        raise SystemExit(f"{'an admin' if roles == 'admin' else 'an admin or marketer'} token is needed: pass "
+                         "--token or set FEDMARK_ADMIN_TOKEN (`fedmark init` writes one to fedmark.env)")
+    url = args.server.rstrip("/") + path
+    if not url.startswith(("http://", "https://")):
+        raise SystemExit(f"--server {args.server!r} is not an http(s) URL; pass e.g. --server {DEFAULT_SERVER}")
+    req = urllib.request.Request(url, data=body, method=method,
                                  headers={"Authorization": f"Bearer {args.token}", "Content-Type": content_type})
     try:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
@@ -185,12 +384,105 @@ def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None =
     except urllib.error.HTTPError as exc:
         try:
             err = json.loads(exc.read())["error"]
-            msg = f"{err['code']}: {err['message']}"
+            code, msg = str(err["code"]), str(err["message"])
         except (ValueError, KeyError, TypeError):
-            msg = str(exc)
-        raise SystemExit(f"server answered {exc.code}: {msg}") from None
+            code, msg = f"http_{exc.code}", str(exc.reason)
+        if exc.code == 401:  # the server's message addresses devices too; say what fixes it here
+            raise SystemExit(f"the server refused the token ({code}): pass {roles} token with --token "
+                             "(admin: the FEDMARK_ADMIN_TOKEN the server started with; marketer: one from "
+                             "`fedmark token create --role marketer`)") from None
+        if exc.code == 403 and code in ("forbidden", "wrong_role"):
+            raise SystemExit(f"this token may not do that ({code}): {cli_message(msg)}; this command needs "
+                             f"{roles} token (--token)") from None
+        raise SystemExit(f"server answered {exc.code} {code}: {cli_message(msg)}") from None
     except urllib.error.URLError as exc:
-        raise SystemExit(f"cannot reach {args.server}: {exc.reason}") from None
+        import ssl
+
+        if isinstance(exc.reason, ssl.SSLError) and args.server.startswith("https://"):
+            plain = "http://" + args.server.split("://", 1)[1]
+            raise SystemExit(f"{args.server} does not answer TLS ({exc.reason}); if the server runs without TLS, "
+                             f"pass --server {plain}") from None
+        raise SystemExit(f"cannot reach {args.server}: {exc.reason}; is `fedmark server` running there? "
+                         "(--server or FEDMARK_SERVER)") from None
+    except (TimeoutError, OSError) as exc:
+        raise SystemExit(f"no answer from {args.server} within {args.timeout:g} s ({exc}); raise --timeout or "
+                         "check the server") from None
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    """Left-aligned columns, the header underlined: the views' one plain-text layout."""
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def _status(args: argparse.Namespace) -> int:
+    health = _call(args, "GET", "/v1/health")
+    models = _call(args, "GET", "/v1/models")["models"]
+    print(f"server {args.server}: {health.get('status', '?')}; {len(models)} model(s)")
+    if models:
+        rows = [[m["name"], "-" if m["current_version"] is None else f"v{m['current_version']}",
+                 str(m["num_versions"]), "yes" if m["training"] else "no",
+                 m.get("stopped") or ("awaiting gate: v" + str(m["candidate"]) if m.get("candidate") else "")]
+                for m in models]
+        print(_table(rows, ["model", "current", "versions", "training", "note"]))
+    else:
+        print("no model yet: `fedmark publish ARTIFACT_DIR` publishes one")
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    out = _call(args, "GET", f"/v1/models/{_quote(args.model)}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = []
+    for v in out["versions"]:
+        eps = "-" if v.get("epsilon") is None else f"{v['epsilon']:.2f} (δ={v['delta']:g})"
+        rows.append([("* " if v["version"] == out["current_version"] else "  ") + f"v{v['version']}",
+                     str(v.get("kind", "")), str(v.get("status", "")),
+                     "-" if v.get("parent") is None else f"v{v['parent']}",
+                     "-" if v.get("contributors") is None else str(v["contributors"]), eps,
+                     str(v.get("created_at", ""))])
+    print(f"model {out['name']}: current version "
+          f"{'none' if out['current_version'] is None else 'v' + str(out['current_version'])} (marked *)")
+    print(_table(rows, ["version", "kind", "status", "parent", "devices", "ε", "created"]))
+    return 0
+
+
+def _rounds(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise SystemExit(f"--limit must be at least 1, got {args.limit}")
+    out = _call(args, "GET", f"/v1/models/{_quote(args.model)}/rounds?limit={args.limit}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [[str(r["seq"]), r["round_id"], r["state"], f"v{r['version']}",
+             f"{'<k' if r['accepted'] is None else r['accepted']}/{r['goal']}",
+             "-" if r.get("result_version") is None else f"v{r['result_version']}",
+             str(r.get("reason") or "")] for r in out["rounds"]]
+    print(f"model {out['model']}: {len(rows)} round(s), newest first (counts below k = {out.get('k_min')} hidden)")
+    print(_table(rows, ["#", "round", "state", "from", "accepted/goal", "made", "reason"]) if rows else
+          "no round yet: `fedmark training MODEL --set JSON` starts training")
+    return 0
+
+
+def _quote(name: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(name, safe="")
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"role": args.role, "name": args.name}
+    if args.partner is not None:
+        body["partner"] = args.partner
+    out = _call(args, "POST", "/v1/admin/tokens", json.dumps(body).encode())
+    print(json.dumps(out))
+    print(f"# a {out['role']} token (id {out['id']}); open {args.server.rstrip('/')}/dashboard and paste it, or "
+          f"`fedmark kpis --token …`; revoke with `fedmark token revoke {out['id']}`", file=sys.stderr)
+    return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -245,6 +537,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from server.storage import make_engine
 
     if args.database_url:
+        check_database_url(args.database_url)
         url = args.database_url
     elif args.data_dir:
         db = Path(args.data_dir) / "fedmark.db"

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from server.clock import Clock, SystemClock
 
+__all__ = ["Config", "TestingConfig", "boolean", "env_table"]
+
 
 def boolean(raw: str) -> bool:
     """An environment flag: 1/true/yes/on or 0/false/no/off."""
@@ -32,6 +34,7 @@ def _default_data_dir() -> str:
 class Config:
     """Defaults for a single-node server: SQLite + artifact files under DATA_DIR."""
 
+    #: Artifact files and, unless DATABASE_URL says otherwise, the SQLite database (default: ./var/fedmark).
     DATA_DIR: str = _default_data_dir()
     #: SQLAlchemy URL; ``None`` means ``sqlite:///<DATA_DIR>/fedmark.db``.
     DATABASE_URL: str | None = None
@@ -73,6 +76,9 @@ class Config:
     NOISE_SECRET: str | None = None
     #: JSON-lines file where every regional fold records the update rows it read (residency audits/tests).
     RESIDENCY_TRACE: str | None = None
+    #: Seconds a verified token is remembered in-process (skips the token lookup of a device's next request);
+    #: a revocation made through another process takes effect after at most this long. 0 turns it off.
+    AUTH_CACHE_S: float = 2.0
     #: Lifetime of a device token and of a marketer token (seconds); ``POST /v1/tokens/refresh`` renews one.
     DEVICE_TOKEN_TTL_S: float = 30 * 86400.0
     MARKETER_TOKEN_TTL_S: float = 90 * 86400.0
@@ -111,6 +117,7 @@ class Config:
         "FEDMARK_NO_TASK_RETRY_S": ("NO_TASK_RETRY_S", int),
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
         "FEDMARK_RESIDENCY_TRACE": ("RESIDENCY_TRACE", str),
+        "FEDMARK_AUTH_CACHE_S": ("AUTH_CACHE_S", float),
         "FEDMARK_DEVICE_TOKEN_TTL_S": ("DEVICE_TOKEN_TTL_S", float),
         "FEDMARK_MARKETER_TOKEN_TTL_S": ("MARKETER_TOKEN_TTL_S", float),
         "FEDMARK_ATTESTATION_VERIFIER": ("ATTESTATION_VERIFIER", str),
@@ -154,6 +161,42 @@ class Config:
 
     def as_flask(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in dir(self) if k.isupper() and not k.startswith("_")}
+
+
+def env_table(cls: type[Config] = Config) -> list[tuple[str, str, str]]:
+    """``(variable, default, description)`` for every ``FEDMARK_*`` variable ``from_env`` reads, in table order.
+
+    Why parse the source: the ``#:`` comment above each attribute is the one home of its documentation
+    (Sphinx reads the same comments); ``fedmark server --help`` prints this table, so help and code
+    cannot drift.  A comment covers the attributes that follow it up to the next comment or blank line.
+    """
+    import inspect
+
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    current = ""
+    for line in inspect.getsource(Config).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            if not pending:
+                current = ""
+            pending.append(text[2:].strip())
+            continue
+        if not text:
+            pending, current = [], ""
+            continue
+        if pending:
+            current, pending = " ".join(pending), []
+        name = text.split(":", 1)[0].split("=", 1)[0].strip()
+        if name.isupper() and current:
+            docs[name] = current
+    rows = []
+    for var, (attr, _typ) in cls._ENV.items():
+        default = getattr(cls, attr)
+        if attr == "DATA_DIR":
+            default = "./var/fedmark"
+        rows.append((var, str(default), docs.get(attr, "").replace("``", "")))
+    return rows
 
 
 class TestingConfig(Config):

@@ -10,6 +10,7 @@ the admin HTTP client the benchmarks and the reliability suite use.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,14 @@ class SimDevice:
         """What centralising this device's records would move (their JSON size): the KPI's yardstick."""
         return len(json.dumps(list(self.records), default=str).encode())
 
+    def release_models(self) -> None:
+        """Drop this device's cached model files after its turn (its credentials, personal state and
+        outbox stay).  Why: a recommender version is a full item table (~0.5 MB for Online Retail) and
+        a device is picked again only every few rounds, when the version has changed anyway; keeping
+        one copy per device made out/demo grow to about a gigabyte.  The next sync downloads the
+        version it needs, verified as always."""
+        shutil.rmtree(self.storage / "models", ignore_errors=True)
+
     def connect(self, base_url: str, app_key: str) -> Client:
         if self.client is None:
             self.client = Client(base_url, app_key=app_key, device_id=self.device_id, region=self.region,
@@ -122,6 +131,12 @@ def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_k
                 return
         dev = devices[i]
         client = dev.connect(admin.base_url, app_keys.of(dev))
+        try:
+            _turn(dev, client, i)
+        finally:
+            dev.release_models()
+
+    def _turn(dev: SimDevice, client: Client, i: int) -> None:
         try:
             if drops[i]:
                 task = client.get_task(model)

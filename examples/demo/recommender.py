@@ -112,7 +112,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
             "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
             "deadline_s": 60.0, "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
             "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": cfg.server_lr},
-            "hyperparams": {"epochs": cfg.local_epochs}})
+            "hyperparams": {"epochs": cfg.local_epochs}, "encoding": "q8"})
         results["curve"].append((0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
         stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0}
         bar = progress(total=cfg.rounds, desc="recommender federated", unit="round")

@@ -76,20 +76,26 @@ def _governance_rows(g: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     act = g.get("activation", {})
     gate = g.get("gate") or {}
+    def answer(a: dict[str, Any]) -> str:
+        return {200: "allowed", 403: "denied"}.get(a.get("status"), f"HTTP {a.get('status')}")
+
+    base, cand = gate.get("baseline"), gate.get("candidate")
+    auc = f"AUC {base:.3f} → {cand:.3f}" if isinstance(base, float) and isinstance(cand, float) else "AUC n/a"
     return [
         {"step": "publish gate", "outcome": "passed" if gate.get("passed") else f"refused: {', '.join(gate.get('reasons') or [])}",
-         "detail": f"candidate v{g.get('current_version')} from {g.get('round_contributors')} devices, "
-                   f"{g.get('evaluators')} evaluators; AUC {gate.get('baseline', float('nan')):.4f} -> "
-                   f"{gate.get('candidate', float('nan')):.4f}; published={g.get('published')}"},
-        {"step": "activation (campaign purpose)", "outcome": str(act.get("allowed", {}).get("status")),
+         "detail": f"candidate v{g.get('current_version')} from {g.get('round_contributors')} devices, checked on "
+                   f"{g.get('evaluators')} devices' own held-out data: {auc}; "
+                   + ("published" if g.get("published") else "not published")},
+        {"step": "activation (campaign purpose)", "outcome": answer(act.get("allowed", {})),
          "detail": f"version {act.get('allowed', {}).get('version')}"},
-        {"step": "activation (credit_decisioning)", "outcome": str(act.get("denied", {}).get("status")),
-         "detail": str(act.get("denied", {}).get("reason"))},
+        {"step": "activation (credit_decisioning)", "outcome": answer(act.get("denied", {})),
+         "detail": str(act.get("denied", {}).get("reason", "")).replace("_", " ")},
         {"step": "audience segments", "outcome": "ok" if isinstance(act.get("segments"), list) else "error",
-         "detail": "; ".join(f"{s.get('segment')}: {'suppressed' if s.get('suppressed') else s.get('count')}"
+         "detail": "; ".join(f"{str(s.get('segment')).replace('_', ' ')}: "
+                             f"{'suppressed (below k)' if s.get('suppressed') else format(s.get('count'), ',')} records"
                              for s in act.get("segments") or [] if isinstance(s, dict))},
         {"step": "audit trail", "outcome": "intact" if g.get("audit", {}).get("ok") else "BROKEN",
-         "detail": f"{g.get('audit', {}).get('entries')} hash-chained entries verified"},
+         "detail": f"{g.get('audit', {}).get('entries'):,} hash-chained entries verified"},
     ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fedmark.contract.artifact import load_artifact_manifest
 from fedmark.contract import codes
-from fedmark.contract.clipping import clip_scale, l2_clip
+from fedmark.contract.clipping import NORM_CHUNK, clip_scale, l2_clip, l2_norm
 from fedmark.contract.codes import *  # noqa: F403  (every name in codes.__all__: ERR_*, REASON_*, OUTCOME_*)
 from fedmark.contract.errors import ContractError, ManifestError, ProtocolError, SchemaError, WireError
 from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket
@@ -35,7 +35,7 @@ __all__ = [
     "MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "ParamSpec", "manifest_digest", "load_artifact_manifest",
     "PARAMS_FILE", "params_file",
     "sha256_bytes", "sha256_file",
-    "flatten", "unflatten", "clip_scale", "l2_clip",
+    "flatten", "unflatten", "clip_scale", "l2_clip", "l2_norm", "NORM_CHUNK",
     "ENCODINGS", "HDR_IDEMPOTENCY", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_ROUND", "HDR_WITHIN_CLIP",
     "UPDATE_CONTENT_TYPE", "decode_update", "encode_update", "encoded_size",
     "TaskDocument", "parse_task", "build_task", "required_purposes", "consent_covers", "normalize_purpose",

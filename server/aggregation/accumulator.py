@@ -28,22 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .clipping import clip_scale, unclipped_bit
+from .clipping import FOLD_CHUNK, clip_scale, l2_norm, unclipped_bit
 from .errors import BufferFull, StateError, UpdateRejected
-
-
-# Updates are folded in float64 slices of this many entries, so the only
-# model-sized buffer a streaming round holds is its float64 running sum.
-FOLD_CHUNK = 1 << 14
-
-
-def _chunked_norm(v: np.ndarray) -> float:
-    """L2 norm accumulated in float64 over slices (no model-sized float64 copy)."""
-    total = 0.0
-    for start in range(0, v.size, FOLD_CHUNK):
-        part = v[start:start + FOLD_CHUNK].astype(np.float64)
-        total += float(np.dot(part, part))
-    return math.sqrt(total)
 
 
 @dataclass(frozen=True)
@@ -115,7 +101,7 @@ class Accumulator:
         if self.full:
             raise BufferFull(f"this robust round already holds its capacity of {self.capacity} updates; "
                              f"close the round (Accumulator.full) or raise robust.capacity")
-        norm = _chunked_norm(v)
+        norm = l2_norm(v)
         if not math.isfinite(norm):
             raise UpdateRejected("update contains NaN or Inf values")
         bit = unclipped_bit(norm, self.clip_norm, self.boundary_rtol)

@@ -27,7 +27,8 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from fedmark.contract import ContractError, clip_scale as contract_clip_scale
+from fedmark.contract import NORM_CHUNK, ContractError, l2_norm
+from fedmark.contract import clip_scale as contract_clip_scale
 
 from .errors import ConfigError, StateError
 
@@ -40,10 +41,8 @@ from .errors import ConfigError, StateError
 BOUNDARY_RTOL = 1e-3
 
 
-def l2_norm(vec: np.ndarray) -> float:
-    """L2 norm computed in float64 (float32 accumulation drifts at 1M entries)."""
-    v = np.asarray(vec).astype(np.float64, copy=False)
-    return math.sqrt(float(np.dot(v, v)))
+#: Slice length of the float64 passes over an update (the norm, the fold): a model-sized float64 copy is never made.
+FOLD_CHUNK = NORM_CHUNK
 
 
 #: The server scales a clipped update to C * (1 - INSIDE): applied in float64,

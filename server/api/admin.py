@@ -12,7 +12,7 @@ from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.auth.accounts import (issue_app_key, issue_token, reset_device, revoke_device, revoke_token,
                                   set_consent_withdrawn)
-from server.auth.tokens import token_ttl
+from server.auth.tokens import forget_verified_tokens, token_ttl
 from server.errors import ApiError
 from server.governance import audit
 from server.rounds.service import get_rounds
@@ -45,6 +45,7 @@ def _audited(kind: str, subject: str, change: Callable[[Any], dict[str, Any]]) -
         out = change(conn)
         audit.append_one(conn, t, kind, actor=principal().name, subject=subject,
                          detail={k: v for k, v in out.items() if k != "device_id"})
+    forget_verified_tokens()  # committed: this process's remembered tokens may be stale now
     return jsonify(out)
 
 

@@ -18,8 +18,10 @@ from flask import Blueprint, current_app, jsonify, request
 from server.api.common import json_body, now
 from server.auth.accounts import check_name, enroll, refresh
 from server.auth.attestation import AttestationResult, attest
-from server.auth.tokens import count_failure, hash_secret, principal, refuse_failing_address, requires, token_ttl
+from server.auth.tokens import (count_failure, forget_verified_tokens, hash_secret, principal, refuse_failing_address,
+                                 requires, token_ttl)
 from server.errors import ApiError
+from server.rounds.service import get_rounds
 from server.storage import get_store
 
 bp = Blueprint("devices", __name__)
@@ -50,11 +52,12 @@ def enroll_device():  # type: ignore[no-untyped-def]
                      device_secret=body.get("device_secret"),
                      bearer=bearer.strip() if scheme.lower() == "bearer" else None,
                      attestation=result, attestation_required=bool(current_app.config.get("ATTESTATION_REQUIRED")),
-                     ttl=token_ttl("device"))
+                     ttl=token_ttl("device"), writer=get_rounds().committer.run)
     except ApiError as exc:
         if exc.status == 401 or exc.code == "device_proof_required":  # a wrong key or proof: a failed login
             count_failure(addr)
         raise
+    forget_verified_tokens()  # a re-enrolment revoked the device's earlier tokens
     return jsonify(out), 201
 
 
@@ -63,4 +66,6 @@ def enroll_device():  # type: ignore[no-untyped-def]
 def refresh_token():  # type: ignore[no-untyped-def]
     """Trade the caller's valid token for a new one (same id, new lifetime); the old one stops working."""
     who = principal()
-    return jsonify(refresh(get_store(), who, now(), token_ttl(who.role))), 200
+    out = refresh(get_store(), who, now(), token_ttl(who.role))
+    forget_verified_tokens()  # the old token stopped working
+    return jsonify(out), 200

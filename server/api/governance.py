@@ -13,6 +13,7 @@ from server.governance import audit, decisions, partners
 from server.governance import policy as policies
 from server.lifecycle.policy import set_policy
 from server.registry.service import require_model
+from server.rounds.service import get_rounds
 from server.storage import get_store, schema
 
 bp = Blueprint("governance", __name__)
@@ -60,6 +61,7 @@ def policy_history(name: str):  # type: ignore[no-untyped-def]
 def audit_entries():  # type: ignore[no-untyped-def]
     after = _int_arg("after", 0, 0, 2**62)
     limit = _int_arg("limit", 100, 1, 1000)
+    get_rounds().committer.flush()  # records queued by this process's answered requests (downloads) first
     with get_store().read() as conn:
         entries = audit.read(conn, after=after, limit=limit, model=request.args.get("model"),
                              kind=request.args.get("kind"))
@@ -70,6 +72,7 @@ def audit_entries():  # type: ignore[no-untyped-def]
 @bp.get("/v1/audit/verify")
 @requires("admin")
 def audit_verify():  # type: ignore[no-untyped-def]
+    get_rounds().committer.flush()
     with get_store().read() as conn:
         return jsonify(audit.verify_conn(conn).to_json())
 
@@ -94,6 +97,7 @@ def list_devices():  # type: ignore[no-untyped-def]
 @requires("admin", "marketer")
 def list_rounds(name: str):  # type: ignore[no-untyped-def]
     limit = _int_arg("limit", 100, 1, 1000)
+    get_rounds().committer.flush()  # records queued by this process's answered requests (downloads) first
     with get_store().read() as conn:
         allowed = require_access(conn, name, "rounds")
         r = schema.rounds

@@ -125,9 +125,9 @@ def file(name: str, version: int, file: str):  # type: ignore[no-untyped-def]
     if early is not None:
         return early
     who = principal()
-    if who.role == "device":  # every model file a device takes away is on the record (group-committed)
-        at = now()
-        get_rounds().committer.run(lambda conn: access.audit_download(conn, who, allowed, version, file, at))
+    if who.role == "device":  # every model file a device takes away is on the record, in the next group commit
+        at = now()              # (the answer does not wait for it: a download is not data the server accepts)
+        get_rounds().committer.submit(lambda conn: access.audit_download(conn, who, allowed, version, file, at))
     resp = send_file(_blobs().path(digest), mimetype="application/octet-stream", etag=False, conditional=False,
                      max_age=None)
     resp.set_etag(digest)

@@ -55,9 +55,16 @@ def metrics():  # type: ignore[no-untyped-def]
     return Response(body, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
 
 
+#: The dashboard's vendored browser libraries (scripts/build_dashboard.sh copies them from server/dashboard_src).
+VENDOR_FILES = {"chart.umd.min.js": "text/javascript"}
+
+
 def _static(name: str, mimetype: str) -> Response:
     path = STATIC / name
     if not path.is_file():
+        if name.startswith("vendor/"):
+            raise ApiError(503, "dashboard_unavailable", f"the dashboard's chart library {name} is not built: run "
+                           "scripts/build_dashboard.sh (or scripts/install_browser_deps.sh) before installing the server")
         raise ApiError(404, "not_found", f"dashboard file {name} is missing from the installation")
     resp = Response(path.read_bytes(), mimetype=mimetype)
     resp.headers["Cache-Control"] = "no-cache"
@@ -75,3 +82,13 @@ def dashboard():  # type: ignore[no-untyped-def]
 @bp.get("/dashboard/dashboard.js")
 def dashboard_js():  # type: ignore[no-untyped-def]
     return _static("dashboard.js", "text/javascript")
+
+
+@bp.get("/dashboard/vendor/<name>")
+def dashboard_vendor(name: str):  # type: ignore[no-untyped-def]
+    """Chart.js, served from this server (no CDN): only the allow-listed files."""
+    if name not in VENDOR_FILES:
+        raise ApiError(404, "not_found", f"/dashboard/vendor/{name} is not served; available: {sorted(VENDOR_FILES)}")
+    resp = _static(f"vendor/{name}", VENDOR_FILES[name])
+    resp.headers["Cache-Control"] = "public, max-age=86400"
+    return resp

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
@@ -107,8 +107,12 @@ def _token_proves(conn: Connection, bearer: str | None, dev: str, now: float) ->
 def enroll(store: Store, app_key: object, device_id: object, region: object, now: float, *,
            device_secret: object = None, bearer: str | None = None,
            attestation: AttestationResult | None = None, attestation_required: bool = False,
-           ttl: float = float("inf")) -> dict[str, Any]:
-    """Trade an app key (plus, for a known device, its proof) for a device token."""
+           ttl: float = float("inf"), writer: Callable[[Callable[[Connection], Any]], Any] | None = None
+           ) -> dict[str, Any]:
+    """Trade an app key (plus, for a known device, its proof) for a device token.
+
+    ``writer`` runs the write job (the server passes its group committer's ``run``, so
+    enrolments that arrive together share one commit); default: its own transaction."""
     if not isinstance(app_key, str) or not app_key:
         raise ApiError(400, "bad_request", "app_key is required: the key an admin issued with POST /v1/admin/app-keys")
     dev = check_name(device_id, "device_id")
@@ -118,50 +122,61 @@ def enroll(store: Store, app_key: object, device_id: object, region: object, now
                                            "bytes made on the device (43-128 characters)")
     secret_hash = hash_secret(device_secret) if isinstance(device_secret, str) else None
     attested = bool(attestation and attestation.attested)
+
+    def job(conn: Connection) -> dict[str, Any]:
+        key = conn.execute(select(schema.app_keys.c.id, schema.app_keys.c.partner, schema.app_keys.c.region)
+                           .where(schema.app_keys.c.key_hash == hash_secret(app_key))).first()
+        if key is None:
+            raise ApiError(401, "bad_app_key", "unknown app key; ask an admin for one (POST /v1/admin/app-keys)")
+        if claimed is not None and claimed != key.region:
+            raise ApiError(403, "region_mismatch",
+                           f"this app key is issued for region {key.region!r}, not {claimed!r}: a device's region "
+                           "comes from its app key. Ship the app key of the device's region (POST "
+                           "/v1/admin/app-keys {\"region\": ...}), or leave region out")
+        reg = key.region
+        existing = conn.execute(select(schema.devices).where(schema.devices.c.device_id == dev)).first()
+        final_attested = attested
+        if existing is None:
+            if attestation_required and not attested:
+                raise _attestation_required(attestation)
+            conn.execute(schema.devices.insert().values(device_id=dev, region=reg, partner=key.partner,
+                                                        app_key_id=key.id, created_at=now,
+                                                        secret_hash=secret_hash, attested=attested,
+                                                        revoked=False))
+        else:
+            _check_reenrolment(conn, existing, key.id, key.partner, reg, dev, secret_hash, bearer, now)
+            was_attested = bool(existing.attested) and existing.reset_at is None
+            if attestation_required and not (attested or was_attested):
+                raise _attestation_required(attestation)
+            final_attested = attested or was_attested
+            values: dict[str, Any] = {"attested": final_attested, "reset_at": None}
+            if existing.secret_hash is None or existing.reset_at is not None:
+                values["secret_hash"] = secret_hash  # a reset device, or one from before secrets: set it now
+            conn.execute(update(schema.devices).where(schema.devices.c.device_id == dev).values(**values))
+            conn.execute(update(schema.tokens).where(schema.tokens.c.device_id == dev).values(revoked=True))
+        token = new_secret("dt")
+        expires = _expires(now, ttl)
+        conn.execute(schema.tokens.insert().values(token_hash=hash_secret(token), role="device", name=dev,
+                                                   device_id=dev, revoked=False, created_at=now,
+                                                   expires_at=expires))
+        return {"device_token": token, "device_id": dev, "region": reg, "partner": key.partner,
+                "attested": final_attested,
+                "expires_at": expires}
+
+    run = writer or _writer_of(store)
     for _ in range(2):  # one retry if a concurrent enrolment of the same device wins the insert race
         try:
-            with store.write() as conn:
-                key = conn.execute(select(schema.app_keys.c.id, schema.app_keys.c.partner, schema.app_keys.c.region)
-                                   .where(schema.app_keys.c.key_hash == hash_secret(app_key))).first()
-                if key is None:
-                    raise ApiError(401, "bad_app_key", "unknown app key; ask an admin for one (POST /v1/admin/app-keys)")
-                if claimed is not None and claimed != key.region:
-                    raise ApiError(403, "region_mismatch",
-                                   f"this app key is issued for region {key.region!r}, not {claimed!r}: a device's region "
-                                   "comes from its app key. Ship the app key of the device's region (POST "
-                                   "/v1/admin/app-keys {\"region\": ...}), or leave region out")
-                reg = key.region
-                existing = conn.execute(select(schema.devices).where(schema.devices.c.device_id == dev)).first()
-                final_attested = attested
-                if existing is None:
-                    if attestation_required and not attested:
-                        raise _attestation_required(attestation)
-                    conn.execute(schema.devices.insert().values(device_id=dev, region=reg, partner=key.partner,
-                                                                app_key_id=key.id, created_at=now,
-                                                                secret_hash=secret_hash, attested=attested,
-                                                                revoked=False))
-                else:
-                    _check_reenrolment(conn, existing, key.id, key.partner, reg, dev, secret_hash, bearer, now)
-                    was_attested = bool(existing.attested) and existing.reset_at is None
-                    if attestation_required and not (attested or was_attested):
-                        raise _attestation_required(attestation)
-                    final_attested = attested or was_attested
-                    values: dict[str, Any] = {"attested": final_attested, "reset_at": None}
-                    if existing.secret_hash is None or existing.reset_at is not None:
-                        values["secret_hash"] = secret_hash  # a reset device, or one from before secrets: set it now
-                    conn.execute(update(schema.devices).where(schema.devices.c.device_id == dev).values(**values))
-                    conn.execute(update(schema.tokens).where(schema.tokens.c.device_id == dev).values(revoked=True))
-                token = new_secret("dt")
-                expires = _expires(now, ttl)
-                conn.execute(schema.tokens.insert().values(token_hash=hash_secret(token), role="device", name=dev,
-                                                           device_id=dev, revoked=False, created_at=now,
-                                                           expires_at=expires))
-                return {"device_token": token, "device_id": dev, "region": reg, "partner": key.partner,
-                        "attested": final_attested,
-                        "expires_at": expires}
+            return run(job)
         except IntegrityError:
             continue
     raise ApiError(503, "unavailable", "concurrent enrolment of this device; retry", retry_after=1)
+
+
+def _writer_of(store: Store) -> Callable[[Callable[[Connection], Any]], Any]:
+    def run(job: Callable[[Connection], Any]) -> Any:
+        with store.write() as conn:
+            return job(conn)
+    return run
 
 
 def _attestation_required(result: AttestationResult | None) -> ApiError:

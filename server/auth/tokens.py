@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 from flask import current_app, g, request
 from sqlalchemy import func, select
 
+from server.auth.cache import TokenCache
 from server.errors import ApiError
 from server.storage import get_store, schema
 
@@ -61,21 +62,30 @@ def lookup(conn: Any, token: str, now: float) -> Any:
 
     Raises 401 ``token_expired`` for a known token past its lifetime.
     """
-    row = conn.execute(
+    row = _row(conn, hash_secret(token))
+    if row is not None:
+        _check_expiry(row, now)
+    return row
+
+
+def _row(conn: Any, token_hash: str) -> Any:
+    return conn.execute(
         select(schema.tokens.c.id, schema.tokens.c.role, schema.tokens.c.name, schema.tokens.c.device_id,
                schema.tokens.c.created_at, schema.tokens.c.expires_at,
                schema.devices.c.region, schema.devices.c.attested, schema.devices.c.consent_withdrawn_at,
                func.coalesce(schema.devices.c.partner, schema.token_partners.c.partner).label("partner"))
         .select_from(schema.tokens.outerjoin(schema.devices, schema.devices.c.device_id == schema.tokens.c.device_id)
                      .outerjoin(schema.token_partners, schema.token_partners.c.token_id == schema.tokens.c.id))
-        .where(schema.tokens.c.token_hash == hash_secret(token), schema.tokens.c.revoked.is_(False))
+        .where(schema.tokens.c.token_hash == token_hash, schema.tokens.c.revoked.is_(False))
     ).first()
-    if row is not None and now >= expiry(row.role, row.created_at, row.expires_at):
+
+
+def _check_expiry(row: Any, now: float) -> None:
+    if now >= expiry(row.role, row.created_at, row.expires_at):
         what = ("enrol the device again (POST /v1/devices/enroll with its device_secret; the SDKs do this)"
                 if row.role == "device" else "ask an admin for a new token (POST /v1/admin/tokens)")
         raise ApiError(401, "token_expired", f"this token expired; {what}. Renew tokens before they expire with "
                                              "POST /v1/tokens/refresh")
-    return row
 
 
 def hash_secret(secret: str) -> str:
@@ -127,8 +137,16 @@ def _authenticate() -> Principal:
     admin = current_app.config["ADMIN_TOKEN"]
     if admin and hmac.compare_digest(token.encode(), str(admin).encode()):
         return Principal("admin", "admin")
-    with get_store().read() as conn:
-        row = lookup(conn, token, float(current_app.config["CLOCK"].now()))
+    token_hash = hash_secret(token)
+    cache: TokenCache | None = current_app.extensions.get("fedmark_token_cache")
+    row = cache.get(token_hash) if cache is not None else None
+    if row is None:
+        with get_store().read() as conn:
+            row = _row(conn, token_hash)
+        if row is not None and cache is not None:
+            cache.put(token_hash, row)
+    if row is not None:
+        _check_expiry(row, float(current_app.config["CLOCK"].now()))
     if row is None:
         raise ApiError(401, "bad_token", "unknown or revoked token; enrol the device again (POST /v1/devices/enroll) or ask an admin for a token")
     return Principal(row.role, row.name, row.device_id, row.region, row.partner, attested=bool(row.attested),
@@ -164,3 +182,10 @@ def requires(*roles: str) -> Callable[[F], F]:
 
 def principal() -> Principal:
     return g.principal
+
+
+def forget_verified_tokens() -> None:
+    """Call after committing a change to tokens or devices (revocation, withdrawal, enrolment, refresh)."""
+    cache: TokenCache | None = current_app.extensions.get("fedmark_token_cache")
+    if cache is not None:
+        cache.forget_all()

@@ -2,9 +2,10 @@
 
 Checks, in order (each refusal is a 4xx with its own code, see docs/API.md):
 content type, round exists, headers, body size (capped at the exact size of an
-f32 update of this model, so a body can never exceed O(parameters)), replay
-(idempotency key), round open, decodable body (magic, length, checksum),
-encoding, every value finite, the device holds a task in this round, version /
+f32 update of this model, so a body can never exceed O(parameters)), round open
+(a replay of an update to a closed round gets its original answer), decodable
+body (magic, length, checksum), encoding, every value finite; then, in the write
+job, replay (idempotency key), the device holds a task in this round, version /
 staleness.  The body is decoded once here.  In a sync round with a mean
 combiner it is then measured, re-clipped server-side and added to the round's
 running sum in the same transaction (:mod:`server.rounds.sums`); otherwise
@@ -105,19 +106,21 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
                                                 f"fedmark.contract.encode_update), got {content_type!r}")
     store = svc._st()
     hdr = parse_headers(headers)
-    with store.read() as conn:  # one read transaction: the round, its base manifest, a receipt of a retry
-        rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
-        if rnd is None:
-            raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks)")
-        manifest = svc.version_manifest(conn, rnd.model, rnd.version)
-        rec = _receipt(conn, who.device_id, round_id, hdr.key)
+    # The round and its base manifest: remembered by this process while the round is open, so a hot
+    # round's uploads read nothing before their write job (which re-checks the state and the receipt).
+    found = svc.round_for_upload(round_id)
+    if found is None:
+        raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks)")
+    rnd, manifest = found
     limit = min(max_update_bytes, encoded_size(manifest.num_params, "f32"))
     set_limit(limit)
     body: bytes = read_body()  # raises 413 (body_too_large) beyond the limit
     body_sha = sha256_bytes(body)
-    if rec is not None:
-        return _replay(rec, body_sha, round_id)
-    if rnd.state != OPEN:
+    if rnd.state != OPEN:  # a retry after the close still gets its original answer
+        with store.read() as conn:
+            rec = _receipt(conn, who.device_id, round_id, hdr.key)
+        if rec is not None:
+            return _replay(rec, body_sha, round_id)
         raise ApiError(409, "round_closed", f"round {round_id} is {rnd.state}; request a new task (POST /v1/tasks)")
     cfg = config_of(rnd.config)
     try:
@@ -174,22 +177,23 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         conn.execute(_INSERT_RECEIPT, {"device_id": who.device_id, "round_id": round_id, "idem_key": hdr.key,
                                        "body_sha": body_sha, "update_id": uid, "created_at": now})
         conn.execute(_TASK_DONE, {"tid": task.id})
-        # Governance record, same transaction (appended last but one: see server.governance.audit).
+        # Governance record, same transaction; its audit entry joins the batch's (written when it commits).
         pol = svc.policy_at(conn, rnd.model, task.policy_version) if task.policy_version is not None else None
         conn.execute(_INSERT_CONTRIBUTION, {
             "update_id": uid, "model": rnd.model, "round_id": round_id, "region": region, "partner": partner,
             "device_id": who.device_id, "num_examples": hdr.num_examples, "body_bytes": len(body),
             "policy_version": task.policy_version, "purpose": pol.purpose if pol else None, "at": now})
-        audit.append_one(conn, now, "update.accepted", model=rnd.model, actor=who.device_id, code="accepted",
-                         subject=round_id, detail={"update_id": int(uid), "region": region, "partner": partner,
-                                                   "policy_version": task.policy_version, "bytes": len(body),
-                                                   "examples": hdr.num_examples})
-        if arrival:  # last: nothing after it may fail (see RoundSums.add)
+        if arrival:  # last but the audit entry: nothing after it may fail (see RoundSums.add)
             weight = min(float(hdr.num_examples), cfg.max_examples_weight) * strategy.weight_factor(
                 rnd.version - task.version)
             part = cell.key if task.policy_version is not None else FLAT_PART
             svc.sums.add(conn, round_id, part, lambda: svc.start_accumulator(conn, rnd, manifest.num_params),
                          vec, weight, hdr.within_clip)
+        # Only now, when nothing can roll this job back any more (see audit.BatchEntries):
+        svc.batch_audit.add(now, audit.Entry(
+            "update.accepted", model=rnd.model, actor=who.device_id, code="accepted", subject=round_id,
+            detail={"update_id": int(uid), "region": region, "partner": partner,
+                    "policy_version": task.policy_version, "bytes": len(body), "examples": hdr.num_examples}))
         return int(uid), cur
 
     try:

@@ -68,8 +68,11 @@ class RoundService:
         self._stop = threading.Event()
         self.committer: GroupCommitter | None = None
         self.sums = RoundSums()
+        self.batch_audit = audit.BatchEntries()
         self._manifests: "OrderedDict[tuple[str, int], Manifest]" = OrderedDict()
         self._policies: "OrderedDict[tuple[str, int], Policy | None]" = OrderedDict()
+        self._open_rounds: "OrderedDict[str, tuple[Any, Manifest]]" = OrderedDict()
+        self._lines: set[str] = set()
         self._cache_lock = threading.Lock()
         self._long_polls = threading.BoundedSemaphore(4)
         self._round_ended = threading.Condition()
@@ -79,6 +82,7 @@ class RoundService:
         self.committer = GroupCommitter(store, max_batch=int(app.config.get("GROUP_COMMIT_MAX_BATCH", 64)),
                                         max_wait_s=float(app.config.get("GROUP_COMMIT_WAIT_MS", 2.0)) / 1000.0)
         self.committer.add_batch_hooks(lambda conn: self.sums.before_commit(conn, self.now), self.sums.after_commit)
+        self.committer.add_batch_hooks(self.batch_audit.flush, self.batch_audit.clear)
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
         self._long_polls = threading.BoundedSemaphore(max(1, int(app.config.get("LONG_POLL_SLOTS", 4))))
         self.trace_path = app.config.get("RESIDENCY_TRACE") or None
@@ -126,6 +130,34 @@ class RoundService:
                 while len(self._manifests) > 256:
                     self._manifests.popitem(last=False)
         return m
+
+    def round_for_upload(self, round_id: str) -> tuple[Any, Manifest] | None:
+        """The round row and its base version's manifest; ``None`` for an unknown round.
+
+        Remembered while the round is open (its model, version, config and deadline never change;
+        its counters are re-read by the upload's write job, which also re-checks that it is open),
+        and forgotten when this process folds or abandons it.  A round closed by another process
+        stays remembered as open until then: its uploads are refused by that write job instead."""
+        hit = self._open_rounds.get(round_id)
+        if hit is not None:
+            return hit
+        with self._st().read() as conn:
+            rnd = conn.execute(select(schema.rounds).where(schema.rounds.c.id == round_id)).first()
+            if rnd is None:
+                return None
+            found = (rnd, self.version_manifest(conn, rnd.model, rnd.version))
+        if rnd.state == OPEN:
+            with self._cache_lock:
+                self._open_rounds[round_id] = found
+                while len(self._open_rounds) > 64:
+                    self._open_rounds.popitem(last=False)
+        return found
+
+    def _forget_round(self, round_id: str) -> None:
+        """This process folded or abandoned ``round_id``: drop what it remembered of it."""
+        self.sums.forget(round_id)
+        with self._cache_lock:
+            self._open_rounds.pop(round_id, None)
 
     def policy_at(self, conn: Any, model: str, version: int) -> Policy | None:
         """A model's policy of a given version, read once per process (policy versions are immutable)."""
@@ -263,10 +295,21 @@ class RoundService:
             if abandon(self._st(), rnd.id, f"deadline passed with {rnd.accepted} of at least "
                                                      f"{rnd.min_clients} updates", self.now):
                 log.info("round %s abandoned at its deadline (%d < %d updates)", rnd.id, rnd.accepted, rnd.min_clients)
-                self.sums.forget(rnd.id)
+                self._forget_round(rnd.id)
                 self._notify_round_ended()
         elif action == "close" or strategy.ready(view):
             self.run_fold(rnd.id, model)
+
+    def _due(self, rnd: Any, now: float) -> bool:
+        """Whether the open round ``rnd`` needs :meth:`maintain` before a task is handed out.
+
+        Uploads fold a round the moment it completes and the timer watches deadlines, so a task
+        request needs to act only on a deadline that passed or on a complete round whose fold
+        did not happen (the server died in between); buffered (FedBuff) rounds fold on upload."""
+        if rnd.deadline is not None and now >= rnd.deadline:
+            return True
+        strategy = strategy_for(config_of(rnd.config))
+        return strategy.closes_round and strategy.ready(self._view(rnd))
 
     def maintain_quietly(self, model: str) -> None:
         """:meth:`maintain` for request paths whose answer does not depend on it: a failing
@@ -284,7 +327,7 @@ class RoundService:
             self._stop_training(model, str(exc))
             return None
         finally:
-            self.sums.forget(round_id)  # folded (or refused): its running sum is gone from the database too
+            self._forget_round(round_id)  # folded (or refused): its running sum is gone from the database too
             self._notify_round_ended()
 
     def tick(self) -> list[str]:
@@ -372,11 +415,14 @@ class RoundService:
             policy = current_policy(conn, model)
         if policy is not None:
             model = self.governed_target(policy, who, model)
-        self.maintain_quietly(model)
-        rnd = self.ensure_open_round(model)
+        now = self.now
+        rnd = self._open_round(model)
+        if rnd is not None and self._due(rnd, now):  # past its deadline, or complete but not folded (a crash)
+            self.maintain_quietly(model)
+            rnd = None
+        rnd = rnd or self.ensure_open_round(model)
         cfg = config_of(rnd.config)
         strategy = strategy_for(cfg)
-        now = self.now
 
         def issue(conn: Any) -> dict[str, Any]:
             mine = conn.execute(select(schema.tasks).where(schema.tasks.c.round_id == rnd.id,
@@ -430,11 +476,16 @@ class RoundService:
         line = decisions.training_line(policy, model, who.region)
         if line is None:
             return model
+        if line in self._lines:  # regional lines are never deleted: one write transaction per line and process
+            return line
         try:
             with self._st().write() as conn:
-                return ensure_line(conn, model, decisions.place(who.region, who.partner).region, self.now)
+                line = ensure_line(conn, model, decisions.place(who.region, who.partner).region, self.now)
         except IntegrityError:  # created concurrently
-            return line
+            pass
+        with self._cache_lock:
+            self._lines.add(line)
+        return line
 
     def _retry_after(self, rnd: Any, now: float) -> float:
         if rnd.deadline is not None and rnd.deadline > now:

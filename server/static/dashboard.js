@@ -1,9 +1,9 @@
 // fedmark governance dashboard: reads the /v1 JSON endpoints with the token the user gives and draws
-// its charts as inline SVG (no CDN, no library). window.dashboardReady turns true once everything is drawn;
+// its charts with Chart.js, served by the fedmark server itself (/dashboard/vendor/, built from
+// server/dashboard_src's npm lock; no CDN). window.dashboardReady turns true once everything is drawn;
 // window.dashboardErrors collects anything that went wrong (the browser test checks it is empty).
 (() => {
   'use strict';
-  const SVG = 'http://www.w3.org/2000/svg';
   const COLORS = ['#2f6fde', '#f08c2e', '#2aa876', '#c2415b', '#8a5cd1', '#17a2b8'];
   const $ = (id) => document.getElementById(id);
   window.dashboardReady = false;
@@ -40,13 +40,6 @@
     return body;
   }
 
-  function el(tag, attrs = {}, parent) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (parent) parent.appendChild(node);
-    return node;
-  }
-
   function fmt(x, digits = 3) {
     if (x === null || x === undefined || Number.isNaN(x)) return 'n/a';
     const a = Math.abs(x);
@@ -63,98 +56,81 @@
     container.appendChild(d);
   }
 
-  // ------------------------------------------------------------------ charts
-  function niceScale(lo, hi) {
-    // Round axis ends to a 1-2-2.5-5 step so the tick labels are readable numbers.
-    const range = (hi - lo) || Math.abs(hi) || 1;
-    const raw = range / 4;
-    const mag = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => s >= raw);
-    return { lo: Math.floor(lo / step) * step, hi: Math.ceil(hi / step) * step, step };
+  // ------------------------------------------------------------------ charts (Chart.js, served by this server)
+  const charts = {};
+  window.dashboardCharts = charts;  // the browser test reads what each chart drew
+
+  function chart(id, config, hasData, emptyText) {
+    const box = $(id);
+    if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+    box.querySelectorAll('.empty').forEach((n) => n.remove());
+    const canvas = box.querySelector('canvas');
+    canvas.hidden = !hasData;
+    box.style.height = hasData ? '' : 'auto';
+    if (!hasData) {
+      const d = document.createElement('div');
+      d.className = 'empty';
+      d.textContent = emptyText;
+      box.appendChild(d);
+      return;
+    }
+    if (!window.Chart) {
+      throw new Error('the chart library did not load (/dashboard/vendor/chart.umd.min.js): '
+        + 'run scripts/build_dashboard.sh on the server');
+    }
+    const options = {
+      responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: { legend: { display: config.data.datasets.length > 1, position: 'bottom', labels: { boxWidth: 10 } } },
+      ...config.options,
+    };
+    charts[id] = new window.Chart(canvas, { ...config, options });
   }
 
-  function frame(container, w, h, scale, yLabel) {
-    container.replaceChildren();
-    const svg = el('svg', { viewBox: `0 0 ${w} ${h}`, role: 'img' });
-    container.appendChild(svg);
-    const m = { l: 58, r: 12, t: 12, b: 34 };
-    const ih = h - m.t - m.b;
-    const ticks = Math.round((scale.hi - scale.lo) / scale.step);
-    for (let i = 0; i <= ticks; i++) {
-      const y = m.t + ih - (ih * i) / ticks;
-      el('line', { x1: m.l, x2: w - m.r, y1: y, y2: y, stroke: '#e6ebf1' }, svg);
-      const t = el('text', { x: m.l - 8, y: y + 4, 'text-anchor': 'end' }, svg);
-      t.textContent = fmt(scale.lo + i * scale.step, 3);
-    }
-    if (yLabel) {
-      const t = el('text', { x: 11, y: m.t + ih / 2, transform: `rotate(-90 11 ${m.t + ih / 2})`, 'text-anchor': 'middle' }, svg);
-      t.textContent = yLabel;
-    }
-    const y = (v) => m.t + ih - (ih * (v - scale.lo)) / (scale.hi - scale.lo);
-    return { svg, m, iw: w - m.l - m.r, ih, y };
+  // Round labels never run into one string: Chart.js skips labels that would overlap, kept flat.
+  const xTicks = { autoSkip: true, maxRotation: 0, autoSkipPadding: 8 };
+
+  function drawEpsilon(points) {
+    chart('chart-epsilon', {
+      type: 'line',
+      data: { labels: points.map((p) => p.x), datasets: [{ label: 'ε', data: points.map((p) => p.y), borderColor: COLORS[0],
+        backgroundColor: 'rgba(47,111,222,.12)', fill: true, pointRadius: 3, tension: 0 }] },
+      options: { scales: { x: { ticks: xTicks }, y: { beginAtZero: true, title: { display: true, text: 'ε (δ = 1e-5)' } } } },
+    }, points.length > 0, 'no DP versions yet (ε appears once a round adds noise)');
   }
 
-  function lineChart(container, points, label) {
-    if (!points.length) return empty(container, 'no DP versions yet (ε appears once a round adds noise)');
-    const w = 520, h = 220;
-    const { svg, m, iw, ih, y: yOf } = frame(container, w, h, niceScale(0, Math.max(...points.map((p) => p.y)) * 1.05), label);
-    const pad = 16;
-    const step = points.length > 1 ? (iw - 2 * pad) / (points.length - 1) : 0;
-    const xy = points.map((p, i) => [m.l + pad + (points.length > 1 ? i * step : (iw - 2 * pad) / 2), yOf(p.y)]);
-    const d = xy.map(([x, y], i) => `${i ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)}`).join(' ');
-    const area = `${d} L${xy[xy.length - 1][0].toFixed(1)},${m.t + ih} L${xy[0][0].toFixed(1)},${m.t + ih} Z`;
-    el('path', { d: area, fill: 'rgba(47,111,222,.10)', class: 'area' }, svg);
-    el('path', { d, fill: 'none', stroke: COLORS[0], 'stroke-width': 2.2, class: 'series' }, svg);
-    xy.forEach(([x, y], i) => {
-      const c = el('circle', { cx: x, cy: y, r: 3.6, fill: '#fff', stroke: COLORS[0], 'stroke-width': 2, class: 'point', 'data-value': points[i].y }, svg);
-      el('title', {}, c).textContent = `${points[i].x}: ε = ${fmt(points[i].y)}`;
-      const t = el('text', { x, y: h - 14, 'text-anchor': 'middle' }, svg);
-      t.textContent = points[i].x;
-    });
+  function drawRounds(rounds) {
+    chart('chart-rounds', {
+      type: 'bar',
+      data: { labels: rounds.map((r) => `#${r.seq}`), datasets: [{ label: 'accepted updates', data: rounds.map((r) => r.accepted),
+        backgroundColor: COLORS[0] }] },
+      options: { scales: { x: { ticks: xTicks, title: { display: true, text: 'round' } },
+        y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: 'updates' } } } },
+    }, rounds.length > 0, 'no rounds yet');
   }
 
-  function barChart(container, groups, series, opts = {}) {
-    // groups: [{label, values: [number|null per series]}]
-    if (!groups.length) return empty(container, opts.emptyText || 'no data yet');
-    const w = 520, h = 220;
-    const all = groups.flatMap((g) => g.values).filter((v) => v !== null && v !== undefined);
-    const scale = niceScale(Math.min(0, ...all) * 1.1, Math.max(0, ...all) * 1.12);
-    const { svg, m, iw, y: yOf } = frame(container, w, h, scale, opts.yLabel);
-    const zeroY = yOf(0);
-    const gw = iw / groups.length;
-    const bw = Math.min(38, (gw * 0.7) / series.length);
-    groups.forEach((g, gi) => {
-      const x0 = m.l + gi * gw + (gw - bw * series.length) / 2;
-      g.values.forEach((v, si) => {
-        if (v === null || v === undefined) return;
-        const hgt = Math.abs(yOf(v) - zeroY);
-        const y = v >= 0 ? zeroY - hgt : zeroY;
-        const r = el('rect', { x: x0 + si * bw, y, width: bw - 3, height: Math.max(hgt, 1), rx: 2,
-          fill: (opts.signColors && v < 0) ? '#c2415b' : COLORS[si % COLORS.length], class: 'bar', 'data-value': v }, svg);
-        el('title', {}, r).textContent = `${g.label} · ${series[si]}: ${fmt(v)}`;
-        const t = el('text', { x: x0 + si * bw + (bw - 3) / 2, y: v >= 0 ? y - 4 : y + hgt + 12, 'text-anchor': 'middle' }, svg);
-        t.textContent = fmt(v, 3);
-      });
-      const t = el('text', { x: m.l + gi * gw + gw / 2, y: h - 14, 'text-anchor': 'middle' }, svg);
-      t.textContent = g.label;
-      if (g.values.every((v) => v === null || v === undefined)) {
-        const n = el('text', { x: m.l + gi * gw + gw / 2, y: zeroY - 8, 'text-anchor': 'middle', 'font-style': 'italic' }, svg);
-        n.textContent = opts.nullText || 'no data';
-      }
-    });
-    el('line', { x1: m.l, x2: w - m.r, y1: zeroY, y2: zeroY, stroke: '#9aa6b4' }, svg);
-    if (series.length > 1 || opts.legend) {
-      const legend = document.createElement('div');
-      legend.className = 'legend';
-      series.forEach((s, i) => {
-        const span2 = document.createElement('span');
-        const sw = document.createElement('i');
-        sw.style.background = COLORS[i % COLORS.length];
-        span2.append(sw, s);
-        legend.appendChild(span2);
-      });
-      container.appendChild(legend);
-    }
+  function drawRegions(evaluation) {
+    const metric = evaluation ? evaluation.metric : '';
+    const roles = evaluation ? Object.entries(evaluation.versions).filter(([, v]) => v.role !== 'variant') : [];
+    const regions = evaluation ? Object.keys(evaluation.versions[String(evaluation.target)].by_region) : [];
+    const value = (v, r) => (v.by_region[r] && !v.by_region[r].suppressed ? v.by_region[r][metric] : null);
+    chart('chart-regions', {
+      type: 'bar',
+      data: { labels: regions, datasets: roles.map(([ver, v], i) => ({ label: `v${ver} (${v.role})`,
+        data: regions.map((r) => value(v, r)), backgroundColor: COLORS[i % COLORS.length] })) },
+      // The axis spans the data, not 0..1: the differences between regions are the point.
+      options: { scales: { y: { beginAtZero: false, grace: '10%', title: { display: true, text: metric.toUpperCase() } } } },
+    }, regions.length > 0 && roles.length > 0, evaluation ? 'no region above k_min' : 'no federated evaluation yet');
+  }
+
+  function drawPartners(evaluation) {
+    const entries = evaluation ? Object.entries(evaluation.partner_contribution) : [];
+    const vals = entries.map(([, c]) => c.value);
+    chart('chart-partners', {
+      type: 'bar',
+      data: { labels: entries.map(([p]) => p), datasets: [{ label: `${evaluation ? evaluation.metric : ''} change from including the partner`,
+        data: vals, backgroundColor: vals.map((v) => (v !== null && v < 0 ? '#c2415b' : COLORS[2])) }] },
+      options: { plugins: { legend: { display: true, position: 'bottom' } }, scales: { y: { beginAtZero: true } } },
+    }, entries.length > 0, evaluation ? 'no leave-one-partner-out evaluation' : 'no federated evaluation yet');
   }
 
   function table(container, head, rows) {
@@ -197,8 +173,12 @@
 
   function drawKpis(k) {
     const rd = k.raw_data_movement_reduction;
-    tile('kpi-rdmr', pct(rd.value), `raw-record bytes moved: ${rd.raw_record_bytes_moved}; ${rd.bytes_moved.total.toLocaleString()} B moved vs ${Math.round(rd.centralised_bytes).toLocaleString()} B to centralise ${rd.records_on_devices.toLocaleString()} records`,
-      rd.value === null ? null : rd.value > 0.5 ? 'good' : 'warn');
+    const mb = (b) => (b < 1e5 ? `${(b / 1e3).toFixed(1)} kB` : `${(b / 1e6).toFixed(1)} MB`);
+    const none = rd.raw_record_bytes_moved === 0;
+    tile('kpi-rdmr', none ? `0 of ${rd.records_on_devices.toLocaleString()}` : `${rd.raw_record_bytes_moved.toLocaleString()} B`,
+      (none ? '100 % of raw records stayed on the devices. ' : 'raw-record bytes left the devices. ')
+      + `Communication: ${mb(rd.bytes_moved.total)} of model updates and reports (copying the records centrally: ~${mb(rd.centralised_bytes)}).`,
+      none ? 'good' : 'bad');
     const gc = k.governed_training_coverage;
     tile('kpi-gtc', pct(gc.value), `${gc.governed} of ${gc.contributions} contributions under a recorded policy decision`,
       gc.value === null ? null : gc.value >= 0.999 ? 'good' : 'bad');
@@ -211,7 +191,11 @@
       tile('kpi-pmc', `${Object.keys(pc.value).length} partners`, `${parts.join(' · ')} (${pc.metric} improvement, v${pc.version})`, 'good');
     } else tile('kpi-pmc', 'n/a', pc.reason || '');
     const mc = k.model_confidence;
-    tile('kpi-mc', mc.value || 'n/a', mc.value ? `${mc.metric} spread ${fmt(mc.spread)} across ${mc.regions} regions · max PSI ${fmt(mc.max_psi)}` : (mc.reason || ''),
+    const psi = mc.max_psi ?? (mc.drift_vs_reference ? mc.drift_vs_reference.psi : null);
+    const cause = [];
+    if (mc.spread !== null && mc.spread !== undefined) cause.push(`${mc.metric} differs by ${fmt(mc.spread)} across ${mc.regions} regions`);
+    if (psi !== null && psi !== undefined) cause.push(`score drift PSI ${fmt(psi, 2)} (${psi > 0.25 ? 'large shift' : psi > 0.1 ? 'moderate' : 'stable'})`);
+    tile('kpi-mc', mc.value || 'not rated', cause.join(' · ') || mc.reason || 'not enough regions evaluated',
       mc.value === 'high' ? 'good' : mc.value === 'medium' ? 'warn' : mc.value === 'low' ? 'bad' : null);
     const ca = k.compliant_activation_rate;
     tile('kpi-car', pct(ca.value), `${ca.allowed} of ${ca.requests} activation requests allowed`,
@@ -239,22 +223,11 @@
     $('subtitle').textContent = `${model} · current version ${detail.current_version ?? '–'}${detail.candidate ? ` · candidate v${detail.candidate} awaiting its gate` : ''}${kpis.lines.length ? ` · regional lines: ${kpis.lines.join(', ')}` : ''}`;
     drawKpis(kpis);
     const eps = detail.versions.filter((v) => v.epsilon !== null && v.status !== 'variant').map((v) => ({ x: `v${v.version}`, y: v.epsilon }));
-    lineChart($('chart-epsilon'), eps, 'ε');
-    barChart($('chart-rounds'), rounds.rounds.filter((r) => r.state !== 'open' || r.accepted).map((r) => ({ label: `#${r.seq}`, values: [r.accepted] })),
-      ['accepted updates'], { yLabel: 'updates', emptyText: 'no rounds yet' });
-    if (evaluation) {
-      const metric = evaluation.metric;
-      $('region-title').textContent = `${metric.toUpperCase()} by region (evaluation of v${evaluation.target})`;
-      const roles = Object.entries(evaluation.versions).filter(([, v]) => v.role !== 'variant');
-      const regions = Object.keys(evaluation.versions[String(evaluation.target)].by_region);
-      const groups = regions.map((r) => ({ label: r, values: roles.map(([, v]) => (v.by_region[r] && !v.by_region[r].suppressed ? v.by_region[r][metric] : null)) }));
-      barChart($('chart-regions'), groups, roles.map(([ver, v]) => `v${ver} (${v.role})`), { legend: true, yLabel: metric, emptyText: 'no region above k_min', nullText: 'suppressed (< k)' });
-      const pcs = Object.entries(evaluation.partner_contribution).map(([p, c]) => ({ label: p, values: [c.value] }));
-      barChart($('chart-partners'), pcs, [`${metric} improvement from including the partner`], { legend: true, signColors: true, emptyText: 'no leave-one-partner-out evaluation' });
-    } else {
-      empty($('chart-regions'), 'no federated evaluation yet');
-      empty($('chart-partners'), 'no federated evaluation yet');
-    }
+    drawEpsilon(eps);
+    drawRounds(rounds.rounds.filter((r) => r.state !== 'open' || r.accepted).slice().sort((a, b) => a.seq - b.seq));
+    if (evaluation) $('region-title').textContent = `${evaluation.metric.toUpperCase()} by region (evaluation of v${evaluation.target})`;
+    drawRegions(evaluation);
+    drawPartners(evaluation);
     table($('versions'), [['version'], ['status'], ['kind'], ['contributors', true], ['ε', true], ['created']],
       detail.versions.slice().reverse().map((v) => [`v${v.version}`, { pill: v.status }, v.kind, v.contributors, v.epsilon === null ? null : fmt(v.epsilon), (v.created_at || '').replace('T', ' ').slice(0, 19)]));
     table($('rounds'), [['round'], ['state'], ['version', true], ['accepted', true], ['goal', true], ['result', true], ['reason']],
@@ -266,7 +239,9 @@
   function run() {
     load().catch((e) => {
       window.dashboardErrors.push(String(e && e.message ? e.message : e));
-      status(`Could not load: ${e.message}`, true);
+      status(e.status === 401
+        ? 'The token was refused: paste an admin token, or a marketer token from `fedmark token create --role marketer`.'
+        : `Could not load: ${e.message}`, true);
       window.dashboardReady = true;
     });
   }

@@ -58,6 +58,12 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+def _log_failure(future: "Future[Any]") -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("a queued group-commit job failed: %s", exc)
+
+
 class GroupCommitter:
     """One committer thread per process and store; :meth:`run` is called from request threads."""
 
@@ -91,6 +97,27 @@ class GroupCommitter:
         commit's error (then no job of that batch was committed).
         """
         job = _Job(fn)
+        self._enqueue(job)
+        return job.future.result(timeout)
+
+    def submit(self, fn: Callable[[Connection], Any]) -> "Future[Any]":
+        """Queue ``fn(conn)`` for the next group transaction without waiting for it.
+
+        For records whose caller's answer does not depend on their durability (a device's
+        download on the audit trail): the request is answered at once, the record commits
+        with the next batch, a few milliseconds later.  :meth:`close` (a graceful stop)
+        still writes it; a crash in between loses it.  A failure is logged.
+        """
+        job = _Job(fn)
+        job.future.add_done_callback(_log_failure)
+        self._enqueue(job)
+        return job.future
+
+    def flush(self, timeout: float | None = 120.0) -> None:
+        """Wait until every job queued before this call has committed (jobs run in order)."""
+        self.run(lambda _conn: None, timeout)
+
+    def _enqueue(self, job: _Job) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
@@ -98,7 +125,6 @@ class GroupCommitter:
                 self._thread = threading.Thread(target=self._loop, name="fedmark-group-commit", daemon=True)
                 self._thread.start()
             self._queue.put(job)
-        return job.future.result(timeout)
 
     def close(self) -> None:
         """Finish the queued jobs and stop the thread."""

@@ -52,7 +52,8 @@ def test_train_upload_and_sync_the_next_version(admin, artifacts, device, bank_r
     assert rb.round_id == ra.round_id and rnd["accepted"] == 2 and rnd["state"] == "closed"
     assert rnd["result_version"] == 2
 
-    old = a.score("p-flow", with_consent(bank_rows[:20]))  # still the cached v1
+    old = a.score("p-flow", with_consent(bank_rows[:20]), refresh=False)  # told not to refresh: the cached v1
+    assert a.last_version["p-flow"] == 1
     synced = a.sync("p-flow")
     assert synced.manifest.version == 2 and synced.downloaded == 1 and synced.reused == 3
     assert a.models.state("p-flow") == {"current": 2, "previous": 1}
@@ -60,6 +61,8 @@ def test_train_upload_and_sync_the_next_version(admin, artifacts, device, bank_r
     assert again.manifest_not_modified and again.downloaded == 0
     new = a.score("p-flow", with_consent(bank_rows[:20]))
     assert np.all((new > 0) & (new < 1)) and not np.allclose(old, new)
+    assert b.models.state("p-flow")["current"] == 1  # b trained on v1 and has not synced since
+    assert np.allclose(b.score("p-flow", with_consent(bank_rows[:20])), new) and b.last_version["p-flow"] == 2
 
 
 def test_a_record_without_consent_never_reaches_training(admin, artifacts, device, bank_rows):

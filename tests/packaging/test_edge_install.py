@@ -14,7 +14,6 @@ requirements.lock).  Then, with nothing of the checkout on ``sys.path``:
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -28,23 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"edge_sdk", "fedmark", "fedmark_cli", "models", "server"}
 HEAVY = ("tensorflow", "tensorflow_federated", "tf2onnx", "onnx", "keras", "jax", "flask", "sqlalchemy",
          "requests", "pandas", "server", "models", "examples")
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv*", "node_modules", "__pycache__", "*.egg-info", "build", "dist",
-                                     "out", "var", "test-artifacts", ".pytest_cache", ".hypothesis", ".schemathesis",
-                                     ".fedmark-device", "*.csv.gz")
-
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def edge_install(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def edge_install(tmp_path_factory: pytest.TempPathFactory, built_wheel: dict) -> dict:
     tmp = tmp_path_factory.mktemp("edge-install")
-    src, dist = tmp / "src", tmp / "dist"
-    t0 = time.perf_counter()
-    shutil.copytree(ROOT, src, ignore=COPY_IGNORE)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--disable-pip-version-check", "--wheel-dir", str(dist), str(src)],
-                   check=True, capture_output=True, timeout=300)
-    (wheel,) = dist.glob("fedmark-*.whl")
+    wheel = built_wheel["wheel"]
     t1 = time.perf_counter()
     py = venvs.create(tmp / "venv", [f"{wheel}[edge]"], constraints=ROOT / "requirements.lock",
                       offline_first=True, compile_bytecode=True, timeout=300)
@@ -52,7 +41,7 @@ def edge_install(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp / "cwd"  # a neutral working directory: nothing of the checkout is importable from it
     work.mkdir()
     env = {"PATH": f"{py.parent}:/usr/bin:/bin", "HOME": str(tmp)}
-    timing = {"build_wheel_s": round(t1 - t0, 2), "install_s": round(t2 - t1, 2)}
+    timing = {"build_wheel_s": built_wheel["build_s"], "install_s": round(t2 - t1, 2)}
     print(f"\nedge install: {timing}")
     return {"py": py, "bin": py.parent, "cwd": work, "env": env, "timing": timing}
 

@@ -87,3 +87,26 @@ def test_result_is_returned_only_after_commit(store):
     gc.close()
     with pytest.raises(RuntimeError):
         gc.run(job)
+
+
+def test_submitted_jobs_do_not_wait_and_flush_sees_them_committed(store):
+    gc = GroupCommitter(store, max_batch=8, max_wait_s=0.0)
+    base = _count(store)
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow(conn):  # holds the committer: a submit behind it must return at once all the same
+        started.set()
+        release.wait(10)
+        conn.execute(schema.settings.insert().values(key="slow", value="v"))
+
+    gc.submit(slow)
+    assert started.wait(10)
+    fut = gc.submit(_insert("queued"))
+    bad = gc.submit(_insert("slow"))  # duplicate key: fails alone, logged, nobody waits on it
+    assert not fut.done()
+    release.set()
+    gc.flush()
+    assert fut.result(0) == "queued" and bad.exception(0) is not None
+    assert _count(store) == base + 2
+    gc.close()
