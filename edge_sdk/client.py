@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -33,21 +33,23 @@ from edge_sdk import data as data_mod
 from edge_sdk import families
 from edge_sdk.auth import Credentials
 from edge_sdk.config import ClientConfig, RetryPolicy
-from edge_sdk.consent import CONSENT_FIELD
+from edge_sdk import consent as consent_mod
+from edge_sdk.consent import CONSENT_FIELD, WithdrawalLog, WithdrawalReport
 from edge_sdk.eligibility import DeviceConditions, ensure_eligible
 from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError, ServerError, TransportError
 from edge_sdk.metrics import top_k
 from edge_sdk.outbox import Outbox
 from edge_sdk.personal import PersonalStore
 from edge_sdk.reports import (DEFAULT_SEGMENT_CUTS, EvalReport, FlushReport, TrainReport, UploadOutcome,
-                              evaluation_entry, segment_counts, segment_report)
+                              consent_report, evaluation_entry, segment_counts, segment_report)
 from edge_sdk.runtime import converted, load_trainer
 from edge_sdk.sync import ModelCache, SyncResult
 from edge_sdk.task import Task
 from edge_sdk.transport import Response, Transport
 from edge_sdk.update import build_update
 from edge_sdk.upload import Uploader
-from fedmark.contract import ERR_BAD_ANSWER, ERR_NO_VERSION, EXPIRED_CODES, Manifest, required_purposes
+from fedmark.contract import ERR_BAD_ANSWER, ERR_NO_VERSION, EXPIRED_CODES, Manifest, ProtocolError, required_purposes
+from fedmark.contract.consent import parse_requirement
 
 __all__ = ["Client", "TrainReport", "FlushReport", "UploadOutcome", "EvalReport", "EXPIRED_CODES"]
 
@@ -66,7 +68,8 @@ class Client:
     def __init__(self, server_url: str, *, device_id: str, region: str, storage_dir: str | os.PathLike[str],
                  app_key: str | None = None, device_token: str | None = None, timeout: float = 10.0,
                  download_timeout: float = 60.0, retry: RetryPolicy | None = None,
-                 allow_insecure_http: bool = False, threads: int = 1, consent_field: str = CONSENT_FIELD) -> None:
+                 allow_insecure_http: bool = False, threads: int = 1, consent_field: str = CONSENT_FIELD,
+                 subject_field: str | None = None) -> None:
         self.config = ClientConfig(server_url=server_url, device_id=device_id, region=region,
                                    storage_dir=storage_dir, app_key=app_key, device_token=device_token,
                                    timeout=timeout, download_timeout=download_timeout, retry=retry or RetryPolicy(),
@@ -74,6 +77,8 @@ class Client:
         if not consent_field:
             raise ConfigurationError("consent_field must name the record field that lists consented purposes")
         self.consent_field = consent_field
+        # the record field naming the customer a record belongs to (cross-silo tables); None: one person per device
+        self.subject_field = subject_field
         root = Path(storage_dir)
         self.transport = Transport(self.config.base_url, timeout=timeout, retry=self.config.retry)
         self.credentials = Credentials(self.config, self.transport)
@@ -81,6 +86,8 @@ class Client:
         self.outbox = Outbox(root / "outbox")
         self.personal = PersonalStore(root / "personal")
         self.uploads = Uploader(self.outbox, self._request)
+        self.withdrawals = WithdrawalLog(root / "consent")
+        self.task_consent = consent_mod.TaskConsent(root / "consent")
         self._trainers: dict[str, Any] = {}
         #: model -> the version the last score/recommend/personalize/evaluate of that model used.
         self.last_version: dict[str, int] = {}
@@ -121,7 +128,8 @@ class Client:
 
     # ------------------------------------------------------------------ training
     def train(self, model: str, records: Any, *, conditions: DeviceConditions, seed: int | None = None,
-              strict: bool = False) -> TrainReport:
+              strict: bool = False,
+              signals: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> TrainReport:
         """Run one federated training task for ``model`` on local ``records`` and upload the update.
 
         Raises NoTaskError (nothing open), NotEligibleError (device conditions),
@@ -129,6 +137,12 @@ class Client:
         RejectedUpdateError (the server refused the update for good).  A
         network failure during the upload does not raise: the update stays in
         the outbox and the report's status is ``"queued"``; :meth:`flush` sends it.
+
+        ``signals``: the device's consent signals (``tc_string``, ``gdpr_applies``,
+        ``consent_mode``, ``gpc``; docs/CONSENT.md); a record's own fields of the
+        same names override them.  A callable is asked before training and again
+        before the update is queued: consent that disappeared meanwhile discards
+        the update (ConsentError), nothing is queued.
         """
         task = self.get_task(model)
         ensure_eligible(task.eligibility, conditions)
@@ -137,9 +151,18 @@ class Client:
         trainer = self._trainer(synced.path)
         manifest: Manifest = trainer.manifest
         seed = secrets.randbits(31) if seed is None else int(seed)
-        # Consent follows the task: its consent_purposes (the manifest's purpose only if the task names none).
-        train_data, report = families.training_input(manifest, rows, purposes=task.required_purposes(manifest.purpose),
-                                                     strict=strict, consent_field=self.consent_field)
+        # Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if
+        # the task names none), decided per record by the contract's rule; withdrawn subjects never train.
+        requirement = task.consent_requirement(manifest.purpose)
+        self.task_consent.remember(model, task.consent_signals, task.required_purposes(manifest.purpose))
+        read = signals if callable(signals) else (lambda: signals)
+        decided = consent_mod.decide_records(rows, requirement, read(), self.consent_field, self._withdrawn())
+        if not any(decided.allowed):
+            raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+        subjects = consent_mod.subject_hashes(rows, decided, self.subject_field, self.withdrawals)
+        train_data, report = families.training_input(manifest, consent_mod.mark_decided(rows, decided),
+                                                     purposes=(consent_mod.DECIDED_PURPOSE,), strict=strict,
+                                                     consent_field=consent_mod.DECIDED_FIELD)
         local, history = families.training_state(self.personal, model, manifest, trainer, seed)
         with converted("loading the initial parameters"):
             old = trainer.initial_params()
@@ -149,11 +172,14 @@ class Client:
         prepared = build_update(result.params, old, manifest.params, clip_norm=task.clip_norm,
                                 num_examples=result.num_examples, encoding=task.encoding,
                                 local_noise=task.local_noise)
+        if callable(signals):
+            consent_mod.ensure_unchanged(rows, requirement, decided, signals(), self.consent_field, self._withdrawn())
         families.after_training(self.personal, model, manifest, train_data, result, history)
-        key = self.uploads.queue(task, model, prepared)
+        key = self.uploads.queue(task, model, prepared, subjects)
         status, mine = self.uploads.settle(key, self.flush())
+        reported = self._report_consent(model, task.round_id, decided.counts)
         return TrainReport.build(model, task.version, task.round_id, status, key, mine.update_id if mine else None,
-                                 result.loss, prepared, report)
+                                 result.loss, prepared, report, consent=decided.counts, consent_reported=reported)
 
     def pending(self) -> int:
         """How many updates wait in the outbox."""
@@ -165,23 +191,40 @@ class Client:
         Accepted (202) or already-stored (200) updates are removed; updates the
         server refuses for good (round closed, stale version, unknown round,
         malformed) are dropped; a network failure stops the flush and leaves
-        the rest queued for next time.
+        the rest queued for next time.  Updates computed from a subject who has
+        withdrawn consent are dropped first, unsent (even if the device died
+        between recording the withdrawal and clearing the queue).
         """
+        gone = self.withdrawals.withdrawn()
+        if gone:
+            self.outbox.drop_where(lambda item: not gone.isdisjoint(item.subjects))
         return self.uploads.flush()
 
     # ------------------------------------------------------------------ on-device inference
-    def score(self, model: str, records: Any, *, version: int | None = None, refresh: bool = True) -> np.ndarray:
+    def score(self, model: str, records: Any, *, version: int | None = None, refresh: bool = True,
+              signals: Mapping[str, Any] | None = None) -> np.ndarray:
         """Propensity scores in [0, 1], one per input record, computed on the device.
 
-        Records without consent for the model's purpose, or refused by the
-        schema, get NaN: they are not scored.  Without ``version``, the
-        server's current version is used (fetched if it changed; ``refresh=False``
-        or an unreachable server: the cached one); ``last_version[model]`` says which.
+        Records without consent, or refused by the schema, get NaN: they are not
+        scored.  Consent: the mapping the last task for the model carried (its
+        consent_signals, with the device's ``signals``), else the manifest's purpose.
+        Without ``version``, the server's current version is used (fetched if it
+        changed; ``refresh=False`` or an unreachable server: the cached one);
+        ``last_version[model]`` says which.
         """
         path, manifest = self._inference_model(model, version, refresh)
         families.require_family(model, manifest, families.PROPENSITY, "score()")
         rows = data_mod.load_records(records)
-        x, _, kept, _ = data_mod.prepare_tabular(rows, manifest, with_label=False, consent_field=self.consent_field)
+        field, purposes = self.consent_field, None
+        requirement = self.task_consent.recall(model)
+        if requirement is not None:
+            decided = consent_mod.decide_records(rows, requirement, signals, self.consent_field, self._withdrawn())
+            if not any(decided.allowed):
+                raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+            rows, field, purposes = (consent_mod.mark_decided(rows, decided), consent_mod.DECIDED_FIELD,
+                                     (consent_mod.DECIDED_PURPOSE,))
+        x, _, kept, _ = data_mod.prepare_tabular(rows, manifest, with_label=False, consent_field=field,
+                                                 purposes=purposes)
         trainer = self._trainer(path)
         out = np.full(len(rows), np.nan, dtype=np.float64)
         if kept:
@@ -249,8 +292,23 @@ class Client:
             purpose = task.get("purpose")
             purposes = required_purposes(named, purpose if isinstance(purpose, str) else None, manifest.purpose)
         rows = data_mod.load_records(records)
+        if task is not None:
+            # the evaluation task's consent (its standard signals, else its purposes) decides, as in training;
+            # a withdrawn subject's records are not evaluated either
+            try:
+                requirement = parse_requirement(task.get("consent_signals"), purposes or ())
+            except ProtocolError as exc:
+                raise ServerError(200, ERR_BAD_ANSWER, f"the evaluation task's consent_signals: {exc}") from None
+            self.task_consent.remember(model, task.get("consent_signals"), purposes or ())
+            decided = consent_mod.decide_records(rows, requirement, None, self.consent_field, self._withdrawn())
+            if not any(decided.allowed):
+                raise ConsentError(consent_mod.nothing_allowed(rows, requirement, decided, self.consent_field))
+            rows, field, purposes = (consent_mod.mark_decided(rows, decided), consent_mod.DECIDED_FIELD,
+                                     (consent_mod.DECIDED_PURPOSE,))
+        else:
+            field = self.consent_field
         return families.evaluate(self.personal, model, manifest, self._trainer(path), rows, k=k,
-                                 consent_field=self.consent_field, purposes=purposes)
+                                 consent_field=field, purposes=purposes)
 
     def validate(self, model: str, records: Any) -> dict[str, Any]:
         """Federated evaluation: score each version the server names on this local holdout and
@@ -276,20 +334,44 @@ class Client:
             raise ConsentError("no consented record to evaluate on: nothing was reported")
         return self._request("POST", str(task["report_url"]), json_body={"reports": reports}).json()
 
-    def report_segments(self, model: str, records: Any, *,
-                        cuts: Sequence[tuple[str, float]] = DEFAULT_SEGMENT_CUTS) -> dict[str, int]:
+    def report_segments(self, model: str, records: Any, *, cuts: Sequence[tuple[str, float]] = DEFAULT_SEGMENT_CUTS,
+                        signals: Mapping[str, Any] | None = None) -> dict[str, int]:
         """Score consented records on the device and report only how many fall in each audience
         segment (``cuts``: name and lowest score, highest first); the server builds audiences from
         these counts and suppresses any segment below its k.  Returns the counts sent."""
         version = self.current_version(model)  # audiences are built for the version the server publishes
         _, manifest = self._inference_model(model, version)
-        counts = segment_counts(self.score(model, records, version=version), cuts)
+        counts = segment_counts(self.score(model, records, version=version, signals=signals), cuts)
         self._request("POST", "/v1/segments/reports", json_body=segment_report(model, manifest, counts))
         return counts
 
     def forget(self, model: str) -> bool:
         """Erase this device's personal state for ``model`` (e.g. after consent is withdrawn)."""
         return self.personal.forget(model)
+
+    def withdraw(self, subject: str | None = None) -> WithdrawalReport:
+        """Consent withdrawn by the customer ``subject`` (records' ``subject_field``) or by the device's person
+        (None): see :func:`edge_sdk.consent.withdraw` and docs/CONSENT.md (what it does not undo)."""
+        return consent_mod.withdraw(self.withdrawals, self.outbox, self.personal, subject, self.subject_field)
+
+    def restore_consent(self, subject: str | None = None) -> bool:
+        """Consent given again: the subject's records may train again (nothing dropped comes back)."""
+        return self.withdrawals.restore(consent_mod.subject_key(subject))
+
+    def _withdrawn(self) -> Callable[[Mapping[str, Any]], bool] | None:
+        return self.withdrawals.excluder(self.subject_field)
+
+    def _report_consent(self, model: str, round_id: str | None, counts: Mapping[str, int]) -> bool:
+        """Send the per-reason record counts and the withdrawals since the last report (counts only).
+        A failure to report never fails training; withdrawals not reported are kept for the next one."""
+        withdrawn = self.withdrawals.take_pending()
+        try:
+            self._request("POST", "/v1/consent/reports",
+                          json_body=consent_report(model, round_id, counts, withdrawn))
+            return True
+        except (ServerError, TransportError):
+            self.withdrawals.give_back(withdrawn)
+            return False
 
     # ------------------------------------------------------------------ internals
     def _trainer(self, path: Path) -> Any:

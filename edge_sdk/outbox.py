@@ -22,7 +22,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 try:  # POSIX (Linux, Android, macOS, iOS); elsewhere flushes are not serialised across processes.
     import fcntl
@@ -48,11 +48,14 @@ class QueuedUpload:
     headers: Mapping[str, str]
     body: bytes = field(repr=False)
     created_at: float = 0.0
+    #: Salted hashes of the subjects (customers) whose records the update was computed from
+    #: (edge_sdk.consent.WithdrawalLog); a withdrawal drops every queued update that names one.
+    subjects: tuple[str, ...] = ()
 
     def _meta(self) -> dict[str, Any]:
         return {"key": self.key, "upload_path": self.upload_path, "round_id": self.round_id, "model": self.model,
                 "version": self.version, "headers": dict(self.headers), "created_at": self.created_at,
-                "body_sha256": hashlib.sha256(self.body).hexdigest()}
+                "body_sha256": hashlib.sha256(self.body).hexdigest(), "subjects": sorted(self.subjects)}
 
 
 class Outbox:
@@ -92,6 +95,17 @@ class Outbox:
         path.unlink(missing_ok=True)
         self._fsync_dir()
         return True
+
+    def drop_where(self, predicate: Callable[[QueuedUpload], bool]) -> list[QueuedUpload]:
+        """Delete every entry ``predicate`` selects (under the flush lock, so a flush in another process
+        cannot send one of them meanwhile); returns what was dropped.  Used on consent withdrawal."""
+        dropped = []
+        with self.lock():
+            for item in self.entries():
+                if predicate(item):
+                    self.remove(item.key)
+                    dropped.append(item)
+        return dropped
 
     # ------------------------------------------------------------------ reading
     def entries(self) -> list[QueuedUpload]:
@@ -140,7 +154,7 @@ class Outbox:
                 return None
             return QueuedUpload(str(meta["key"]), str(meta["upload_path"]), str(meta["round_id"]),
                                 str(meta["model"]), int(meta["version"]), dict(meta["headers"]), body,
-                                float(meta.get("created_at", 0.0)))
+                                float(meta.get("created_at", 0.0)), tuple(str(x) for x in meta.get("subjects", ())))
         except (OSError, ValueError, KeyError, TypeError, struct.error):
             return None
 

@@ -71,6 +71,10 @@ class PersonalStore:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
+    def models(self) -> list[str]:
+        """The models this device holds personal state for."""
+        return sorted(p.stem for p in self.dir.glob("*.npz")) if self.dir.is_dir() else []
+
     def forget(self, model: str) -> bool:
         """Erase the model's personal state; True if there was any."""
         path = self._path(model)

@@ -18,8 +18,8 @@ from edge_sdk.metrics import ScoreHistogram
 from edge_sdk.update import PreparedUpdate
 from fedmark.contract import OUTCOME_ACCEPTED, OUTCOME_DUPLICATE, OUTCOME_EXPIRED, OUTCOME_REJECTED, Manifest
 
-__all__ = ["UploadOutcome", "FlushReport", "TrainReport", "EvalReport", "evaluation_entry", "segment_counts",
-           "segment_report", "DEFAULT_SEGMENT_CUTS"]
+__all__ = ["UploadOutcome", "FlushReport", "TrainReport", "EvalReport", "evaluation_entry",
+           "segment_counts", "segment_report", "consent_report", "DEFAULT_SEGMENT_CUTS"]
 
 DEFAULT_SEGMENT_CUTS: tuple[tuple[str, float], ...] = (
     ("high_propensity", 0.5), ("medium_propensity", 0.2), ("low_propensity", 0.0))
@@ -73,13 +73,24 @@ class TrainReport:
     upload_bytes: int
     data: DataReport
     update: PreparedUpdate = field(repr=False)
+    #: records per consent decision reason (fedmark.contract.consent), e.g. {"allowed": 40, "gpc_opt_out": 3}
+    consent: Mapping[str, int] = field(default_factory=dict)
+    consent_reported: bool = False  # the counts reached the server (POST /v1/consent/reports)
 
     @staticmethod
     def build(model: str, version: int, round_id: str, status: str, key: str, update_id: str | None, loss: float,
-              prepared: PreparedUpdate, data: DataReport) -> "TrainReport":
+              prepared: PreparedUpdate, data: DataReport, *, consent: Mapping[str, int] | None = None,
+              consent_reported: bool = False) -> "TrainReport":
         return TrainReport(model, version, round_id, status, key, update_id, prepared.num_examples, float(loss),
                            prepared.norm, prepared.within_clip, prepared.clip_norm, prepared.encoding,
-                           len(prepared.body), data, prepared)
+                           len(prepared.body), data, prepared, dict(consent or {}), consent_reported)
+
+
+def consent_report(model: str | None, round_id: str | None, counts: Mapping[str, int], withdrawn: int) -> dict[str, Any]:
+    """The body of ``POST /v1/consent/reports``: records per decision reason and withdrawals since the last
+    report — counts only, never which record or which customer."""
+    return {"model": model, "round_id": round_id, "counts": {k: int(v) for k, v in sorted(counts.items())},
+            "withdrawn": int(withdrawn)}
 
 
 @dataclass(frozen=True)

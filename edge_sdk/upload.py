@@ -45,14 +45,15 @@ class Uploader:
         self.outbox = outbox
         self._request = request
 
-    def queue(self, task: Task, model: str, prepared: Any) -> str:
-        """Store one prepared update for ``task`` durably; returns its idempotency key."""
+    def queue(self, task: Task, model: str, prepared: Any, subjects: tuple[str, ...] = ()) -> str:
+        """Store one prepared update for ``task`` durably (``subjects``: the hashed customers it was
+        computed from, for withdrawal); returns its idempotency key."""
         key = uuid.uuid4().hex
         headers = upload_headers(version=task.version, num_examples=prepared.num_examples, key=key,
                                  round_id=task.round_id,
                                  within_clip=prepared.within_clip if prepared.clip_norm is not None else None)
         self.outbox.put(QueuedUpload(key, task.upload_url, task.round_id, model, task.version, headers,
-                                     prepared.body, time.time()))
+                                     prepared.body, time.time(), subjects))
         return key
 
     def flush(self) -> FlushReport:

@@ -58,10 +58,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     monitor.init_app(app, store)
 
-    from server.api import activation, admin, devices, evaluation, governance, health, models, openapi, training
+    from server.api import activation, admin, consent, devices, evaluation, governance, health, models, openapi, training
     from server.api import monitor as monitor_api
 
-    for module in (health, openapi, admin, devices, models, training, governance, evaluation, activation, monitor_api):
+    for module in (health, openapi, admin, devices, models, training, governance, evaluation, activation, consent,
+                   monitor_api):
         app.register_blueprint(module.bp)
     from server.api import web  # the browser trainer page (/train) and the files it loads
 

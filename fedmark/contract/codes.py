@@ -38,6 +38,8 @@ ERR_ATTESTATION_REQUIRED = "attestation_required"
 ERR_ACTIVATION_REQUIRED = "activation_required"
 # Raised on the device: the server's task document does not follow the protocol.
 ERR_BAD_TASK = "bad_task"
+# Raised on either side: a consent signal or a consent_signals requirement is malformed (fedmark.contract.consent).
+ERR_BAD_CONSENT_SIGNAL = "bad_consent_signal"
 # Raised on the device: the server's answer lacks a field the protocol requires.
 ERR_BAD_ANSWER = "bad_answer"
 
@@ -92,7 +94,7 @@ __all__ = [
     "ERR_PRIVACY_BUDGET_EXHAUSTED", "ERR_POLICY_DENIED", "ERR_ROUND_CLOSED", "ERR_STALE_VERSION",
     "ERR_DUPLICATE_UPDATE", "ERR_IDEMPOTENCY_CONFLICT", "ERR_BAD_CONTENT_TYPE", "ERR_BAD_HEADER",
     "ERR_BODY_TOO_LARGE", "ERR_BAD_UPDATE", "ERR_BAD_ENCODING", "ERR_NON_FINITE", "ERR_RATE_LIMITED",
-    "ERR_BAD_TRAINING_CONFIG", "ERR_BAD_TASK", "ERR_BAD_ANSWER", "REASON_NOT_TRAINING", "REASON_NO_VERSION",
+    "ERR_BAD_TRAINING_CONFIG", "ERR_BAD_TASK", "ERR_BAD_CONSENT_SIGNAL", "ERR_BAD_ANSWER", "REASON_NOT_TRAINING", "REASON_NO_VERSION",
     "REASON_AWAITING_GATE", "REASON_ROUND_FULL", "REASON_ALREADY_CONTRIBUTED", "NO_TASK_REASONS",
     "REASON_REGION_NOT_ALLOWED", "REASON_PARTNER_NOT_ALLOWED", "REASON_WRONG_REGION_LINE",
     "REASON_DEVICE_NOT_ALLOWED", "REASON_PURPOSE_NOT_ALLOWED", "REASON_REGION_EXPORTS_NOTHING",

@@ -21,12 +21,17 @@ Task document (docs/API.md):
   (one of ``ENCODINGS``, default ``f32``), ``hyperparams`` and ``eligibility``
   (objects, default ``{}``).
 - governance (present when the model has a policy): ``purpose``,
-  ``consent_purposes`` (list of purposes), ``policy_version``, ``region``.
+  ``consent_purposes`` (list of purposes), ``policy_version``, ``region``, and
+  ``consent_signals`` (null, or the standard signals the model's purpose needs:
+  ``fedmark.contract.consent.parse_requirement``; docs/CONSENT.md).
 
 Consent rule (docs/GOVERNANCE.md): a record may train on a task only if its
 consent covers *every* purpose of the task's ``consent_purposes`` (and the
 task's ``purpose``); only a task that names no purpose at all falls back to the
-manifest's ``purpose``.  :func:`required_purposes` states it once.
+manifest's ``purpose``.  :func:`required_purposes` states it once.  With
+``consent_signals`` the standard signals (TCF, Consent Mode, GPC) decide
+instead, by the one rule of :mod:`fedmark.contract.consent`
+(:meth:`TaskDocument.consent_requirement`).
 
 Upload headers: ``X-Fedmark-Model-Version`` and ``X-Fedmark-Num-Examples``
 (integers >= 1), ``Idempotency-Key`` (1-200 printable ASCII characters, the
@@ -38,9 +43,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from fedmark.contract.codes import ERR_BAD_HEADER, ERR_BAD_TASK
+from fedmark.contract.consent import SignalRequirement, consent_covers, normalize_purpose, parse_requirement
 from fedmark.contract.errors import ProtocolError
 from fedmark.contract.wire import (ENCODINGS, HDR_IDEMPOTENCY, HDR_MODEL_VERSION, HDR_NUM_EXAMPLES, HDR_ROUND,
                                    HDR_WITHIN_CLIP, UPDATE_CONTENT_TYPE)
@@ -56,11 +62,6 @@ _REQUIRED = ("round_id", "model", "version", "upload_url")
 
 def _bad(message: str) -> ProtocolError:
     return ProtocolError(ERR_BAD_TASK, message)
-
-
-def normalize_purpose(purpose: str) -> str:
-    """Purposes compare case-insensitively and without surrounding spaces."""
-    return purpose.strip().lower()
 
 
 # --------------------------------------------------------------------------- task document
@@ -85,10 +86,15 @@ class TaskDocument:
     consent_purposes: tuple[str, ...] = ()
     policy_version: int | None = None
     region: str | None = None
+    consent_signals: Mapping[str, Any] | None = None
 
     @property
     def governed(self) -> bool:
-        return self.purpose is not None or bool(self.consent_purposes)
+        return self.purpose is not None or bool(self.consent_purposes) or self.consent_signals is not None
+
+    def consent_requirement(self, manifest_purpose: str) -> SignalRequirement:
+        """What each record's signals must satisfy to train on this task (``fedmark.contract.consent.decide``)."""
+        return parse_requirement(self.consent_signals, self.required_purposes(manifest_purpose))
 
     def required_purposes(self, manifest_purpose: str) -> tuple[str, ...]:
         """The purposes a record's consent must cover to train on this task (see :func:`required_purposes`)."""
@@ -104,7 +110,8 @@ class TaskDocument:
         }
         if self.governed:
             out.update({"purpose": self.purpose, "consent_purposes": list(self.consent_purposes),
-                        "policy_version": self.policy_version, "region": self.region})
+                        "policy_version": self.policy_version, "region": self.region,
+                        "consent_signals": None if self.consent_signals is None else dict(self.consent_signals)})
         return out
 
     @staticmethod
@@ -183,6 +190,12 @@ def parse_task(d: Any) -> TaskDocument:
     purposes = [] if d.get("consent_purposes") is None else d["consent_purposes"]
     if not isinstance(purposes, list) or not all(isinstance(p, str) and p.strip() for p in purposes):
         raise _bad(f"consent_purposes must be a list of purpose names, got {d['consent_purposes']!r}")
+    signals = d.get("consent_signals")
+    if signals is not None:
+        try:
+            parse_requirement(signals, purposes)
+        except ProtocolError as exc:
+            raise _bad(f"consent_signals: {exc}") from None
     task_id = _text(d, "task_id", round_id)
     manifest_url = _text(d, "manifest_url", f"/v1/models/{model}/versions/{version}/manifest")
     assert task_id is not None and manifest_url is not None
@@ -190,7 +203,8 @@ def parse_task(d: Any) -> TaskDocument:
         task_id=task_id, round_id=round_id, model=model, version=version, manifest_url=manifest_url,
         upload_url=upload_url, clip_norm=clip, local_noise=noise, encoding=encoding, mode=_text(d, "mode"),
         deadline=_text(d, "deadline"), hyperparams=dict(hp), eligibility=dict(elig), purpose=_text(d, "purpose"),
-        consent_purposes=tuple(purposes), policy_version=_integer(d, "policy_version"), region=_text(d, "region"))
+        consent_purposes=tuple(purposes), policy_version=_integer(d, "policy_version"), region=_text(d, "region"),
+        consent_signals=None if signals is None else dict(signals))
 
 
 def build_task(*, task_id: str, round_id: str, model: str, version: int, upload_url: str,
@@ -198,7 +212,7 @@ def build_task(*, task_id: str, round_id: str, model: str, version: int, upload_
                encoding: str = "f32", mode: str | None = None, deadline: str | None = None,
                hyperparams: Mapping[str, Any] | None = None, eligibility: Mapping[str, Any] | None = None,
                purpose: str | None = None, consent_purposes: Iterable[str] = (), policy_version: int | None = None,
-               region: str | None = None) -> dict[str, Any]:
+               region: str | None = None, consent_signals: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The task document the server sends, checked against the same schema every device parses with."""
     raw = {"task_id": task_id, "round_id": round_id, "model": model, "version": version, "mode": mode,
            "manifest_url": manifest_url, "upload_url": upload_url, "hyperparams": dict(hyperparams or {}),
@@ -206,7 +220,7 @@ def build_task(*, task_id: str, round_id: str, model: str, version: int, upload_
            "eligibility": dict(eligibility or {}), "purpose": purpose,
            # a bare string is refused by the parser, not split into letters
            "consent_purposes": consent_purposes if isinstance(consent_purposes, str) else list(consent_purposes),
-           "policy_version": policy_version, "region": region}
+           "policy_version": policy_version, "region": region, "consent_signals": consent_signals}
     return parse_task(raw).to_json()
 
 
@@ -219,11 +233,6 @@ def required_purposes(consent_purposes: Iterable[str], purpose: str | None, mani
         if n and n not in out:
             out.append(n)
     return tuple(out) if out else (normalize_purpose(manifest_purpose),)
-
-
-def consent_covers(consented: Collection[str], required: Iterable[str]) -> bool:
-    """True iff a record's consented purposes (normalised) include every required purpose."""
-    return all(normalize_purpose(p) in consented for p in required)
 
 
 # --------------------------------------------------------------------------- upload headers

@@ -41,6 +41,7 @@ def evaluation_task():  # type: ignore[no-untyped-def]
     return jsonify({
         "model": model, "target": target, "purpose": policy.purpose if policy else None,
         "consent_purposes": list(policy.consent_purposes) if policy else None,
+        "consent_signals": policy.consent_signals if policy else None,
         "versions": [dict(meta, version=v, manifest_url=f"/v1/models/{model}/versions/{v}/manifest")
                      for v, meta in sorted(roles.items())],
         "report_url": f"/v1/evaluations/{model}/{target}/reports",

@@ -78,6 +78,8 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
      "application/json", {"200": "manifest and file URLs"}),
     ("/v1/activation/segments", "post", "Audience segments (policy-checked, k-suppressed)", ["marketer"],
      "application/json", {"200": "segments"}),
+    ("/v1/consent/reports", "post", "Report records per consent decision reason and withdrawals (counts only)",
+     ["device"], "application/json", {"202": "recorded"}),
     ("/v1/segments/reports", "post", "Report segment counts (device-side scoring)", ["device"], "application/json",
      {"202": "stored"}),
     ("/v1/kpis", "get", "The six governance KPIs", ["admin", "marketer"], None, {"200": "KPIs"}),

@@ -32,13 +32,14 @@ _DEFAULT_SDK_DIR = Path(__file__).resolve().parents[2] / "edge_sdk" / "web"
 
 JS = "text/javascript"
 # The page's own files (server/static/trainer).
-PAGE_ASSETS: dict[str, str] = {"app.js": JS, "records.js": JS, "view.js": JS, "trainer.css": "text/css"}
+PAGE_ASSETS: dict[str, str] = {"app.js": JS, "records.js": JS, "view.js": JS, "cmp.js": JS, "cmp_choices.js": JS,
+                               "trainer.css": "text/css"}
 # onnxruntime-web's WebAssembly build: the ES module the page imports and the two files it loads itself.
 ORT_FILES: dict[str, str] = {"ort.wasm.min.mjs": JS, "ort-wasm-simd-threaded.mjs": JS,
                              "ort-wasm-simd-threaded.wasm": "application/wasm"}
 # SDK modules: lower-case ES module names; the Node-only ones import node: built-ins and never reach a browser.
 _SDK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\.js")
-SDK_NODE_ONLY = frozenset({"node.js", "node_artifact.js", "node_storage.js"})
+SDK_NODE_ONLY = frozenset({"node.js", "node_artifact.js", "node_storage.js", "node_tcf.js"})
 
 INSTALL_HINT = "run scripts/install_browser_deps.sh (it runs npm ci in edge_sdk/web)"
 # 'wasm-unsafe-eval' lets onnxruntime-web compile its WebAssembly; nothing else may run but this origin's scripts.

@@ -35,6 +35,8 @@ from sqlalchemy import Connection, Engine, func, select
 from server.storage import schema
 
 GENESIS = "0" * 64
+#: A device's consent counts: records per decision reason and withdrawals (server.api.consent); counts only.
+CONSENT_REPORT = "consent.report"
 _PG_AUDIT_LOCK = 0x61_75_64_74  # "audt"
 
 

@@ -20,7 +20,10 @@ include its regional lines (``<model>@<region>``).
    (negative when updates outweigh the data, e.g. a large model on tiny devices).
    Model downloads (server to device) are not counted: they carry no customer data.
 2. **Governed Training Coverage** - contributions whose task was issued under a
-   recorded policy decision (a policy version) / all contributions.
+   recorded policy decision (a policy version) / all contributions; next to it,
+   which consent signal allowed or excluded how many records, and how many
+   withdrawals devices reported (their ``consent.report`` audit entries: counts
+   only, never which record or whose).
 3. **Personalization Lift** - from the latest federated evaluation: binary models,
    the positive rate in the top score decile over the overall rate (random
    targeting = 1.0), with AUC next to 0.5; recommenders, HR@k over the
@@ -43,6 +46,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from fedmark.contract.consent import ALLOW_REASONS
+from server.governance import audit
 from server.governance.evaluation import latest_target, summarize
 from server.governance.policy import Policy, current_policy
 from server.storage import schema
@@ -105,12 +110,29 @@ def raw_data_movement(conn: Connection, model: str, names: list[str], policy: Po
             "value": (1.0 - moved / centralised) if centralised > 0 else None}
 
 
+def consent_records(conn: Connection, names: list[str]) -> dict[str, Any]:
+    """Records per consent decision reason and withdrawals, summed over the devices' consent reports."""
+    a = schema.audit_log
+    by_reason: dict[str, int] = {}
+    withdrawn = reports = 0
+    for (detail,) in conn.execute(select(a.c.detail).where(a.c.kind == audit.CONSENT_REPORT, a.c.model.in_(names))):
+        d = json.loads(detail)
+        reports += 1
+        withdrawn += int(d.get("withdrawn", 0))
+        for reason, n in d.get("counts", {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + int(n)
+    allowed = sum(n for r, n in by_reason.items() if r in ALLOW_REASONS)
+    return {"reports": reports, "records_by_reason": dict(sorted(by_reason.items())), "records_allowed": allowed,
+            "records_excluded": sum(by_reason.values()) - allowed, "withdrawals": withdrawn}
+
+
 def governed_coverage(conn: Connection, names: list[str]) -> dict[str, Any]:
     c = schema.contributions
     total = int(conn.execute(select(func.count()).where(c.c.model.in_(names))).scalar_one())
     governed = int(conn.execute(select(func.count()).where(c.c.model.in_(names), c.c.policy_version.is_not(None)))
                    .scalar_one())
-    return {"contributions": total, "governed": governed, "value": governed / total if total else None}
+    return {"contributions": total, "governed": governed, "value": governed / total if total else None,
+            "consent": consent_records(conn, names)}
 
 
 def personalization_lift(summary: dict[str, Any] | None) -> dict[str, Any]:

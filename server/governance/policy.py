@@ -14,6 +14,9 @@ Policy JSON (``PUT /v1/models/{name}/policy``; unknown keys are refused)::
     {"purpose": "propensity_scoring",          # consent purpose every training/eval record must carry
      "description": "...",                      # what the model is for (free text)
      "consent_purposes": ["propensity_scoring"],# all of these must be consented (default [purpose])
+     "consent_signals": null | {"tcf": {"vendor_id": 1234, "consent": [1, 3, 4]},   # the standard signals
+                                "consent_mode": ["ad_user_data", "ad_personalization"], "gpc": true},
+                                                # the purpose needs instead (docs/CONSENT.md)
      "allowed_regions": ["eu", "us"] | null,    # null: any region
      "allowed_partners": ["acme"] | null,       # null: any partner
      "residency": {"cn": "none"},               # per region: "aggregate" (default) or "none"
@@ -40,7 +43,8 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, func, select
 
-from fedmark.contract import sha256_bytes
+from fedmark.contract import ProtocolError, sha256_bytes
+from fedmark.contract.consent import parse_requirement
 from server.errors import ApiError
 from server.governance import audit
 from server.storage import schema
@@ -107,6 +111,8 @@ class Policy:
     purpose: str
     description: str = ""
     consent_purposes: tuple[str, ...] = ()
+    #: The standard signals (TCF, Consent Mode, GPC) the purpose needs; None: the simple purpose names decide.
+    consent_signals: Mapping[str, Any] | None = None
     allowed_regions: tuple[str, ...] | None = None
     allowed_partners: tuple[str, ...] | None = None
     residency: Mapping[str, str] = field(default_factory=dict)
@@ -135,6 +141,7 @@ class Policy:
     def to_json(self) -> dict[str, Any]:
         return {
             "purpose": self.purpose, "description": self.description, "consent_purposes": list(self.consent_purposes),
+            "consent_signals": None if self.consent_signals is None else dict(self.consent_signals),
             "allowed_regions": None if self.allowed_regions is None else list(self.allowed_regions),
             "allowed_partners": None if self.allowed_partners is None else list(self.allowed_partners),
             "residency": dict(self.residency), "k_min": self.k_min,
@@ -150,7 +157,7 @@ class Policy:
     def from_json(d: Any) -> "Policy":
         if not isinstance(d, Mapping):
             raise bad_policy("body", "must be a JSON object")
-        known = {"purpose", "description", "consent_purposes", "allowed_regions", "allowed_partners", "residency",
+        known = {"purpose", "description", "consent_purposes", "consent_signals", "allowed_regions", "allowed_partners", "residency",
                  "k_min", "min_region_contributors", "gate", "partner_contribution", "activation", "record_bytes",
                  "k_counts"}
         unknown = sorted(set(d) - known)
@@ -168,6 +175,12 @@ class Policy:
         consents = tuple(dict.fromkeys(c.lower() for c in consents))
         if purpose not in consents:
             consents = (purpose,) + consents
+        signals = d.get("consent_signals")
+        if signals is not None:
+            try:  # the contract's one rule validates it, the same parse every device applies to the task
+                signals = parse_requirement(signals, consents).to_json()
+            except ProtocolError as exc:
+                raise ApiError(400, "bad_policy", f"policy: {exc}") from None
         regions = _names(d, "allowed_regions", allow_null=True)
         partners = _names(d, "allowed_partners", allow_null=True)
         res = d.get("residency", {})
@@ -207,7 +220,8 @@ class Policy:
         pc = d.get("partner_contribution", False)
         if not isinstance(pc, bool):
             raise bad_policy("partner_contribution", f"must be true or false, got {pc!r}")
-        return Policy(purpose=purpose, description=desc, consent_purposes=consents, allowed_regions=regions,
+        return Policy(purpose=purpose, description=desc, consent_purposes=consents, consent_signals=signals,
+                      allowed_regions=regions,
                       allowed_partners=partners, residency=dict(res),
                       k_min=_number(d, "k_min", 1, 1, integer=True),
                       min_region_contributors=_number(d, "min_region_contributors", 1, 1, integer=True),

@@ -505,6 +505,7 @@ class RoundService:
         governance: dict[str, Any] = {}
         if policy is not None:
             governance = {"purpose": policy.purpose, "consent_purposes": list(policy.consent_purposes),
+                          "consent_signals": policy.consent_signals,
                           "policy_version": task.policy_version, "region": who.region if who else None}
         try:
             return build_task(

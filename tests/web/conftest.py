@@ -188,7 +188,11 @@ class PageServer:
     """
 
     ROUTES = {"/page/": Path(__file__).resolve().parent / "page", "/sdk/": WEB / "src",
-              "/ort/": WEB / "node_modules" / "onnxruntime-web" / "dist"}
+              "/ort/": WEB / "node_modules" / "onnxruntime-web" / "dist",
+              # the IAB's TC string library, for pages that decode strings themselves (cross-silo records)
+              "/tcf/": WEB / "node_modules" / "@iabtechlabtcf" / "core" / "lib" / "mjs",
+              # shared test steps, run by Node and by the page alike (sdk_parity_steps.mjs)
+              "/js/": Path(__file__).resolve().parent / "js"}
     TYPES = {".html": "text/html; charset=utf-8", ".mjs": "text/javascript", ".js": "text/javascript",
              ".wasm": "application/wasm", ".map": "application/json", ".json": "application/json"}
 

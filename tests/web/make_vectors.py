@@ -324,6 +324,12 @@ def task_vectors() -> list[dict[str, Any]]:
         ("purposes_blank", {"consent_purposes": ["a", " "]}, []),
         ("policy_version_zero", {**GOVERNED, "policy_version": 0}, []),
         ("region_list", {**GOVERNED, "region": ["eu"]}, []),
+        ("consent_signals", {**GOVERNED, "consent_signals": {
+            "tcf": {"vendor_id": 1234, "consent": [1, 3, 4], "legitimate_interest": [10]},
+            "consent_mode": ["ad_user_data", "ad_personalization"], "gpc": True}}, []),
+        ("consent_signals_only", {"consent_signals": {"gpc": True, "simple_purposes": True},
+                                  "consent_purposes": ["marketing"]}, []),
+        ("consent_signals_empty_tcf", {**GOVERNED, "consent_signals": {"tcf": {"vendor_id": 1234}}}, []),
     ]
     out = []
     for name, change, delete in cases:

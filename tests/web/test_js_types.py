@@ -32,7 +32,8 @@ def test_every_export_is_declared():
     browser = exports_of("index.js")
     declared = set(DECL.findall((WEB / "types" / "index.d.ts").read_text()))
     types_only = {"Purposes", "DeviceRecord", "DeviceConditions", "Storage", "ClientOptions", "ProgressEvent",
-                  "DataReport", "TrainReport", "RoundStatus", "UploadOutcome", "FlushReport"}
+                  "DataReport", "TrainReport", "RoundStatus", "UploadOutcome", "FlushReport", "ConsentSignals", "TcfSignal",
+                  "ConsentRequirement", "ConsentDecision", "ScoreHistogramJSON"}
     assert declared - types_only == browser, {"undeclared": sorted(browser - declared),
                                               "stale": sorted(declared - types_only - browser)}
     node_extra = exports_of("node.js") - browser

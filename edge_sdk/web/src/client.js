@@ -18,15 +18,19 @@ import {
 } from './codes.js';
 import { ContractError } from './contract_errors.js';
 import { paramsFile } from './manifest.js';
-import { uploadHeaders } from './protocol.js';
+import { requiredPurposes, uploadHeaders } from './protocol.js';
+import { parseRequirement } from './consent_signals.js';
+import { DEFAULT_SEGMENT_CUTS, evaluationEntry, logLoss, scoreHistogram, segmentCounts, topK } from './reports.js';
 import { CONSENT_FIELD } from './consent.js';
-import { prepareTabular, loadRecords } from './data.js';
+import { prepareInteractions, prepareTabular, loadRecords } from './data.js';
+import { PersonalStore } from './personal.js';
 import { ensureEligible } from './eligibility.js';
 import {
-  AuthenticationError, ConfigurationError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
+  AuthenticationError, ConfigurationError, ConsentError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
   TransportError,
 } from './errors.js';
 import { Outbox } from './outbox.js';
+import { DEVICE_SUBJECT, WithdrawalLog, decideRecords, nothingAllowed } from './withdrawal.js';
 import { buildUpdate } from './prepare.js';
 import { secureRandom } from './random.js';
 import { getJSON, putJSON } from './storage.js';
@@ -82,7 +86,7 @@ export class Client {
    */
   constructor({ serverUrl, deviceId, region, storage, ort, appKey = null, deviceToken = null, timeout = 10.0,
     downloadTimeout = 60.0, retry = null, allowInsecureHttp = false, threads = 1, consentField = CONSENT_FIELD,
-    fetch = globalThis.fetch, sleep = undefined, random = secureRandom, log = null } = {}) {
+    subjectField = null, fetch = globalThis.fetch, sleep = undefined, random = secureRandom, log = null } = {}) {
     let url;
     try {
       url = new URL(serverUrl);
@@ -107,7 +111,10 @@ export class Client {
     if (!ort?.InferenceSession) throw new ConfigurationError('pass ort: the onnxruntime-web (browser) or onnxruntime-node module');
     if (!consentField) throw new ConfigurationError('consentField must name the record field that lists consented purposes');
     this.serverUrl = serverUrl.replace(/\/+$/, '');
-    Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField });
+    if (subjectField !== null && (typeof subjectField !== 'string' || !subjectField)) {
+      throw new ConfigurationError('subjectField must name the record field that identifies the customer, or be null (one person per device)');
+    }
+    Object.assign(this, { deviceId, region, storage, ort, appKey, timeout, downloadTimeout, threads, consentField, subjectField });
     this._explicitToken = deviceToken;
     this._token = deviceToken;
     this._secret = null;
@@ -120,6 +127,8 @@ export class Client {
     });
     this.models = new ModelCache(storage);
     this.outbox = new Outbox(storage, { log });
+    this.withdrawals = new WithdrawalLog(storage);
+    this.personal = new PersonalStore(storage);
     this._trainer = null;
   }
 
@@ -276,8 +285,18 @@ export class Client {
    * `epoch`, `epochs`, `loss`), 'upload' (has `norm`, `withinClip`, `clipNorm`, `bytes`)
    * and 'done' (has `status`).  An exception thrown by the callback is logged, never
    * allowed to break the run.
+   *
+   * Recommender models train on the customer's consented interactions (records with the manifest's item
+   * column) from the user vector kept on this device, which never leaves it; `plan` replays a fixed negative
+   * sample and block order (Trainer.recommenderPlan), for reproducible runs.
+   *
+   * `signals`: the device's consent signals ({tc_string, gdpr_applies, consent_mode, gpc}, e.g. from
+   * readPageSignals() — or a function returning them, called before the run and again before the update is
+   * queued: a record whose consent disappeared meanwhile discards the update, so the CMP is asked on every run);
+   * a record's own fields of the same names override them (docs/CONSENT.md).
    */
-  async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null } = {}) {
+  async train(model, records, { conditions, seed = null, order = null, strict = false, onProgress = null,
+    signals = null, plan = null } = {}) {
     const progress = (event) => this._progress(onProgress, event);
     await progress({ stage: 'task', model });
     const task = await this.getTask(model);
@@ -286,34 +305,59 @@ export class Client {
     await progress({ stage: 'sync', model, version: task.version, roundId: task.roundId });
     const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
     const { manifest } = synced;
-    if (manifest.family !== 'propensity') {
-      throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity models (recommender training is not ported yet)`);
+    if (!['propensity', 'recommender'].includes(manifest.family)) {
+      throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity and recommender models`);
     }
+    const recommender = manifest.family === 'recommender';
     const trainer = await this._trainerFor(synced);
     // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
     await converted('loading the model', () => trainer.session('train_epoch'));
-    // Consent follows the task: its consent_purposes (the manifest's purpose only if the task names none).
-    const data = prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField,
-      purposes: task.requiredPurposes(manifest.purpose) });
+    // Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if the
+    // task names none), decided per record by the contract's rule; withdrawn subjects never train.
+    const requirement = task.consentRequirement(manifest.purpose);
+    await this._rememberConsent(model, task.consentSignals, task.requiredPurposes(manifest.purpose));
+    const deviceSignals = typeof signals === 'function' ? await signals() : signals;
+    const decided = decideRecords(rows, requirement, deviceSignals, this.consentField, await this._withdrawnTest(rows));
+    if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
+    const subjects = await this._subjects(rows, decided);
+    const data = recommender
+      ? prepareInteractions(rows, manifest, { strict, consentField: this.consentField, allowed: decided.allowed })
+      : prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField, allowed: decided.allowed });
+    if (recommender && !data.items.length) throw new SchemaError('none of the consented records names an item this model knows; nothing to train');
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
+    // the recommender's user vector stays on the device (federated reconstruction): start from the stored one
+    const personal = recommender ? await this._personalState(model, manifest, trainer, s) : null;
     const old = await converted('loading the initial parameters', () => trainer.initialParams());
     const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
     const lr = Number(task.hyperparams.learning_rate ?? manifest.hyperparams.learning_rate ?? 0.1);
     await progress({ stage: 'train', epoch: 0, epochs, loss: NaN, examples: data.report.used,
       excludedNoConsent: data.report.excludedNoConsent });
-    const result = await converted('local training', () => trainer.train(old, { x: data.x, y: data.y },
-      { epochs, lr, seed: s, order, onEpoch: (e) => progress({ stage: 'train', ...e, examples: data.report.used }) }));
+    const onEpoch = (e) => progress({ stage: 'train', ...e, examples: data.report.used });
+    const result = await converted('local training', () => (recommender
+      ? trainer.train(old, data.items, { local: personal.local, epochs, lr, seed: s, plan, onEpoch })
+      : trainer.train(old, { x: data.x, y: data.y }, { epochs, lr, seed: s, order, onEpoch })));
+    if (recommender) {
+      await this.personal.save(model, result.local, [...personal.history, ...data.items.map((i) => String(manifest.features.items[i]))]);
+    }
     const prepared = buildUpdate(result.params, old, manifest.params, {
       clipNorm: task.clipNorm, numExamples: result.numExamples, encoding: task.encoding, localNoise: task.localNoise,
       random: this._random });
     await progress({ stage: 'upload', roundId: task.roundId, norm: prepared.norm, withinClip: prepared.within,
       clipNorm: prepared.clipNorm, bytes: prepared.body.length, encoding: prepared.encoding });
+    if (typeof signals === 'function') {
+      // the visitor may have changed their mind in the CMP while the epochs ran: ask again before anything is queued
+      const now = decideRecords(rows, requirement, await signals(), this.consentField, await this._withdrawnTest(rows));
+      if (decided.allowed.some((ok, i) => ok && !now.allowed[i])) {
+        throw new ConsentError('consent changed while training (the CMP now answers '
+          + `${Object.entries(now.counts).map(([k, v]) => `${k} ${v}`).join(', ')}); the update was discarded, nothing was queued`);
+      }
+    }
     const key = newKey();
     // The within-clip bit only travels with a clip norm (the contract's rule: without one it means nothing).
     const headers = uploadHeaders({ version: task.version, numExamples: prepared.numExamples, key, roundId: task.roundId,
       withinClip: prepared.clipNorm === null ? null : prepared.within });
     await this.outbox.put({ key, uploadPath: task.uploadUrl, roundId: task.roundId, model, version: task.version,
-      headers, body: prepared.body });
+      headers, body: prepared.body, subjects });
     const flushed = await this.flush();
     const mine = flushed.outcomes.find((o) => o.key === key);
     if (mine && (mine.status === OUTCOME_EXPIRED || mine.status === OUTCOME_REJECTED)) {
@@ -323,7 +367,9 @@ export class Client {
     const status = mine && mine.status !== OUTCOME_PENDING ? mine.status : 'queued';
     await progress({ stage: 'done', status, roundId: task.roundId, updateId: mine?.updateId ?? null,
       httpStatus: mine?.httpStatus ?? null });
+    const consentReported = await this._reportConsent(model, task.roundId, decided.counts);
     return {
+      consent: decided.counts, consentReported,
       model, version: task.version, roundId: task.roundId, status,
       idempotencyKey: key, updateId: mine?.updateId ?? null, httpStatus: mine?.httpStatus ?? null,
       numExamples: prepared.numExamples, loss: result.loss,
@@ -359,6 +405,8 @@ export class Client {
    * for good are dropped; a network failure stops the flush and keeps the rest.
    */
   async flush() {
+    const gone = await this.withdrawals.withdrawn();
+    if (gone.size) await this.outbox.dropWhere((item) => item.subjects.some((h) => gone.has(h)));
     return this.outbox.lock(async () => {
       const outcomes = [];
       for (const item of await this.outbox.entries()) {
@@ -397,15 +445,21 @@ export class Client {
    * Propensity scores in [0, 1], one per input record (Float64Array), computed on the device.
    * Records without consent for the model's purpose, or refused by the schema, get NaN.
    */
-  async score(model, records, { version = null } = {}) {
+  async score(model, records, { version = null, signals = null } = {}) {
     const rows = loadRecords(records);
-    const st = await this.models.state(model);
-    const synced = (version === null && st.current !== null) || (version !== null && [st.current, st.previous].includes(version))
-      ? await this.models.load(model, version) : await this.sync(model, version);
+    const synced = await this._inferenceModel(model, version);
     if (synced.manifest.family !== 'propensity') {
       throw new ConfigurationError(`score() needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
     }
-    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField });
+    // consent: the mapping the last task for this model carried (as the Python SDK), else the manifest's purpose
+    const requirement = await this._recallConsent(model);
+    let allowed = null;
+    if (requirement) {
+      const decided = decideRecords(rows, requirement, signals, this.consentField, await this._withdrawnTest(rows));
+      if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
+      allowed = decided.allowed;
+    }
+    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField, allowed });
     const trainer = await this._trainerFor(synced);
     const out = new Float64Array(rows.length).fill(NaN);
     if (data.kept.length) {
@@ -413,6 +467,201 @@ export class Client {
       data.kept.forEach((i, j) => { out[i] = probs[j]; });
     }
     return out;
+  }
+
+  /** Keep the consent mapping a task carried for `model`, for scoring and segments between tasks. */
+  async _rememberConsent(model, consentSignals, purposes) {
+    await putJSON(this.storage, `consent/${model}.requirement.json`, { consent_signals: consentSignals ?? null, purposes: [...purposes] });
+  }
+
+  async _recallConsent(model) {
+    const d = await getJSON(this.storage, `consent/${model}.requirement.json`);
+    if (!d) return null;
+    try {
+      return parseRequirement(d.consent_signals ?? null, d.purposes ?? []);
+    } catch {
+      return null;
+    }
+  }
+
+  /** A verified cached version (default: the current one); fetched from the server when it is not cached. */
+  async _inferenceModel(model, version = null) {
+    const st = await this.models.state(model);
+    return (version === null && st.current !== null) || (version !== null && [st.current, st.previous].includes(version))
+      ? this.models.load(model, version) : this.sync(model, version);
+  }
+
+  /** The device-only parameters (fresh ones where none are stored) and the purchase history. */
+  async _personalState(model, manifest, trainer, seed) {
+    const { local, history } = await this.personal.load(model, manifest.local_params);
+    const missing = manifest.local_params.filter((p) => !local[p.name]);
+    return { local: missing.length ? { ...trainer.initialLocal(seed), ...local } : local, history };
+  }
+
+  /** Fit this customer's user vector on the device from their consented interactions; nothing is uploaded. */
+  async personalize(model, records, { seed = null, plan = null } = {}) {
+    const rows = loadRecords(records);
+    const synced = await this._inferenceModel(model, null);
+    const { manifest } = synced;
+    if (manifest.family !== 'recommender') throw new ConfigurationError(`'${model}' is a ${manifest.family} model; recommend()/personalize() need a recommender model`);
+    const { items, report } = prepareInteractions(rows, manifest, { consentField: this.consentField,
+      allowed: decideRecords(rows, parseRequirement(null, [manifest.purpose]), null, this.consentField, await this._withdrawnTest(rows)).allowed });
+    if (!items.length) throw new SchemaError('none of the consented records names an item this model knows');
+    const trainer = await this._trainerFor(synced);
+    const s = seed ?? Math.floor(this._random() * 2 ** 31);
+    const personal = await this._personalState(model, manifest, trainer, s);
+    const result = await converted('personalisation', () => trainer.train(trainer.initialParams(), items,
+      { local: personal.local, seed: s, plan }));
+    await this.personal.save(model, result.local, [...personal.history, ...items.map((i) => String(manifest.features.items[i]))]);
+    return report;
+  }
+
+  /** Top-`k` item codes for this device's customer, excluding items already bought (and `exclude`). */
+  async recommend(model, k = 10, { exclude = [] } = {}) {
+    if (!(Number.isInteger(k) && k >= 1)) throw new ConfigurationError(`k must be an integer >= 1, got ${k}`);
+    const synced = await this._inferenceModel(model, null);
+    const { manifest } = synced;
+    if (manifest.family !== 'recommender') throw new ConfigurationError(`'${model}' is a ${manifest.family} model; recommend()/personalize() need a recommender model`);
+    const { local, history } = await this.personal.load(model, manifest.local_params);
+    if (!Object.keys(local).length) {
+      throw new ConfigurationError(`no personal state for '${model}' on this device yet: call train() or personalize() with the customer's interactions first`);
+    }
+    const items = manifest.features.items.map(String);
+    const index = new Map(items.map((c, i) => [c, i]));
+    const seen = [...new Set([...history, ...exclude.map(String)])].filter((c) => index.has(c)).map((c) => index.get(c));
+    const trainer = await this._trainerFor(synced);
+    const scores = await converted('recommendation', () => trainer.predict(trainer.initialParams(), null, { local }));
+    return topK(scores, k, seen).map((i) => items[i]);
+  }
+
+  /**
+   * Metrics on a local holdout, aggregates only (the Python SDK's evaluate for propensity models): loss, n,
+   * positive rate and the per-label score histogram.
+   */
+  async evaluate(model, records, { version = null } = {}) {
+    const rows = loadRecords(records);
+    const synced = await this._inferenceModel(model, version);
+    if (synced.manifest.family !== 'propensity') throw new ConfigurationError(`evaluate() in this SDK version needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
+    const data = prepareTabular(rows, synced.manifest, { withLabel: true, consentField: this.consentField });
+    const trainer = await this._trainerFor(synced);
+    const p = await converted('evaluation', () => trainer.predict(trainer.initialParams(), data.x));
+    const n = data.y.length;
+    const positiveRate = n ? data.y.reduce((a, b) => a + b, 0) / n : NaN;
+    return { model, version: synced.manifest.version, metrics: { loss: logLoss(data.y, p), n, positive_rate: positiveRate },
+      histogram: scoreHistogram(data.y, p), data: data.report };
+  }
+
+  // ------------------------------------------------------------------ federated evaluation, segments
+  /**
+   * Federated evaluation (as the Python SDK's validate): score each version the server names on this local
+   * holdout and send aggregates only — the count, the loss sum and the per-label score histogram.  Consent
+   * follows the evaluation task (its consent_signals, else its purposes).  Resolves to the server's answer.
+   * Binary (propensity) models only, as in the Python SDK.
+   */
+  async validate(model, records, { signals = null } = {}) {
+    const task = (await this._request('POST', '/v1/evaluations/tasks', { json: { model } })).json();
+    const line = String(task?.model ?? model);
+    const named = task?.consent_purposes ?? [];
+    if (!Array.isArray(named) || !named.every((p) => typeof p === 'string')) {
+      throw new ServerError(200, 'bad_answer', `the evaluation task's consent_purposes must be a list of purposes, got ${JSON.stringify(named)}`);
+    }
+    const rows = loadRecords(records);
+    const deviceSignals = typeof signals === 'function' ? await signals() : signals;
+    const withdrawn = await this._withdrawnTest(rows);
+    const reports = [];
+    for (const entry of task?.versions ?? []) {
+      const version = Number(entry.version);
+      const synced = await this._inferenceModel(line, version);
+      const { manifest } = synced;
+      if (manifest.family !== 'propensity') {
+        throw new ConfigurationError(`model '${model}' is not a binary model: federated validation of recommenders is not supported by this SDK version`);
+      }
+      const purposes = requiredPurposes(named, typeof task.purpose === 'string' ? task.purpose : null, manifest.purpose);
+      await this._rememberConsent(line, task.consent_signals ?? null, purposes);
+      const decided = decideRecords(rows, parseRequirement(task.consent_signals ?? null, purposes), deviceSignals,
+        this.consentField, withdrawn);
+      if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, parseRequirement(task.consent_signals ?? null, purposes), decided, this.consentField));
+      const data = prepareTabular(rows, manifest, { withLabel: true, consentField: this.consentField, allowed: decided.allowed });
+      const trainer = await this._trainerFor(synced);
+      const p = await converted('evaluation', () => trainer.predict(trainer.initialParams(), data.x));
+      const report = evaluationEntry(version, data.y, p);
+      if (report !== null) reports.push(report);
+    }
+    if (!reports.length) throw new ConsentError('no consented record to evaluate on: nothing was reported');
+    return (await this._request('POST', String(task.report_url), { json: { reports } })).json();
+  }
+
+  /**
+   * Score consented records on the device and report only how many fall in each audience segment (`cuts`:
+   * [name, lowest score] pairs, highest first); the server builds audiences from these counts and suppresses
+   * any segment below its k.  Resolves to the counts sent.
+   */
+  async reportSegments(model, records, { cuts = DEFAULT_SEGMENT_CUTS, signals = null } = {}) {
+    const version = await this.currentVersion(model); // audiences are built for the version the server publishes
+    const { manifest } = await this._inferenceModel(model, version);
+    const counts = segmentCounts(await this.score(model, records, { version, signals }), cuts);
+    await this._request('POST', '/v1/segments/reports', { json: { model, version: manifest.version, purpose: manifest.purpose, counts } });
+    return counts;
+  }
+
+  // ------------------------------------------------------------------ consent withdrawal
+  /**
+   * Consent withdrawn: by the customer `subject` (records' subjectField), or by the device's person (null).
+   * Durably recorded first; then every queued, unsent update computed from the subject's records is dropped.
+   * From now on the subject's records never train; the server learns the count at the next report, never who.
+   * Returns {droppedUpdates, droppedRounds}.  What withdrawal does not undo: docs/CONSENT.md.
+   */
+  async withdraw(subject = null) {
+    if (subject === null && this.subjectField !== null) {
+      throw new ConfigurationError(`this client identifies customers by the record field '${this.subjectField}': pass withdraw(<that field's value>)`);
+    }
+    const h = await this.withdrawals.add(subject === null ? DEVICE_SUBJECT : String(subject));
+    const dropped = await this.outbox.dropWhere((item) => item.subjects.includes(h));
+    const erased = [];
+    if (subject === null) for (const m of await this.personal.models()) if (await this.personal.forget(m)) erased.push(m);
+    return { droppedUpdates: dropped.length, droppedRounds: [...new Set(dropped.map((d) => d.roundId))].sort(),
+      erasedPersonalState: erased };
+  }
+
+  /** Consent given again: the subject's records may train again (nothing dropped comes back). */
+  async restoreConsent(subject = null) {
+    return this.withdrawals.restore(subject === null ? DEVICE_SUBJECT : String(subject));
+  }
+
+  async _withdrawnTest(rows) {
+    const gone = await this.withdrawals.withdrawn();
+    if (!gone.size) return null;
+    const hash = await this.withdrawals.hasher();
+    if (this.subjectField === null) {
+      const all = gone.has(await hash(DEVICE_SUBJECT));
+      return () => all;
+    }
+    // hashing is async (WebCrypto): hash every distinct subject of these rows once, then answer synchronously
+    const ids = [...new Set(rows.map((r) => String(r?.[this.subjectField])))];
+    const hashes = await Promise.all(ids.map(hash));
+    const out = new Set(ids.filter((_, i) => gone.has(hashes[i])));
+    return (r) => out.has(String(r?.[this.subjectField]));
+  }
+
+  async _subjects(rows, decided) {
+    const hash = await this.withdrawals.hasher();
+    if (this.subjectField === null) return [await hash(DEVICE_SUBJECT)];
+    const ids = new Set(rows.filter((_, i) => decided.allowed[i]).map((r) => String(r[this.subjectField])));
+    return (await Promise.all([...ids].map(hash))).sort();
+  }
+
+  /** Send the per-reason record counts and withdrawals since the last report (counts only); never fails training. */
+  async _reportConsent(model, roundId, counts) {
+    const withdrawn = await this.withdrawals.takePending();
+    try {
+      await this._request('POST', '/v1/consent/reports', { json: { model, round_id: roundId, counts, withdrawn } });
+      return true;
+    } catch (exc) {
+      if (!(exc instanceof ServerError) && !(exc instanceof TransportError)) throw exc;
+      await this.withdrawals.giveBack(withdrawn);
+      this._log?.(`consent counts not reported (${exc.message}); withdrawals are kept for the next report`);
+      return false;
+    }
   }
 
   /** Release onnxruntime sessions and the storage. */

@@ -36,6 +36,8 @@ export const ERR_ATTESTATION_REQUIRED = 'attestation_required';
 export const ERR_ACTIVATION_REQUIRED = 'activation_required';
 // Raised on the device: the server's task document does not follow the protocol.
 export const ERR_BAD_TASK = 'bad_task';
+// Raised on either side: a consent signal or a consent_signals requirement is malformed (consent_signals.js).
+export const ERR_BAD_CONSENT_SIGNAL = 'bad_consent_signal';
 // Raised on the device: the server's answer lacks a field the protocol requires.
 export const ERR_BAD_ANSWER = 'bad_answer';
 

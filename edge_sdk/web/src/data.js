@@ -23,8 +23,17 @@ export function loadRecords(records) {
   return records;
 }
 
-/** Records whose consent covers `purposes` (a task's; default: the manifest's purpose). */
-function consented(records, manifest, field, purposes) {
+/**
+ * Records whose consent covers `purposes` (a task's; default: the manifest's purpose), or, with `allowed`
+ * (one boolean per record, the standard-signal decision of withdrawal.js decideRecords), the allowed ones.
+ */
+function consented(records, manifest, field, purposes, allowed = null) {
+  if (allowed) {
+    const used = [];
+    allowed.forEach((ok, i) => { if (ok) used.push(i); });
+    if (!used.length) throw new ConsentError(`none of the ${records.length} record(s) may be used for this task's purpose`);
+    return { used, excluded: records.length - used.length };
+  }
   const needed = purposes?.length ? [...purposes] : requiredPurposes([], null, manifest.purpose);
   const { used, excluded } = splitByConsent(records, needed, field);
   if (!used.length) {
@@ -39,10 +48,11 @@ function consented(records, manifest, field, purposes) {
  * Consent-filter and encode records for the propensity family.
  * Returns {x, y, rows, width, kept, report}: `kept` holds the caller's index of each row of x.
  * `purposes`: what a record's consent must cover — a task's `requiredPurposes(manifest.purpose)`;
- * null outside a task (scoring): the manifest's purpose.
+ * null outside a task (scoring): the manifest's purpose.  `allowed`: the per-record consent decision, which then
+ * replaces the purpose check (a training task's consent_signals).
  */
 export function prepareTabular(records, manifest, { withLabel = true, strict = false, consentField = CONSENT_FIELD,
-  purposes = null } = {}) {
+  purposes = null, allowed = null } = {}) {
   let schema;
   try {
     schema = manifest.schema();
@@ -50,7 +60,7 @@ export function prepareTabular(records, manifest, { withLabel = true, strict = f
     if (exc instanceof ContractError) throw new SchemaError(`the model's manifest has no usable feature schema: ${exc.message}`);
     throw exc;
   }
-  const { used, excluded } = consented(records, manifest, consentField, purposes);
+  const { used, excluded } = consented(records, manifest, consentField, purposes, allowed);
   const names = [...schema.columns.map((c) => c.name), ...(withLabel && schema.label ? [schema.label] : [])];
   const seen = new Set();
   for (const i of used) for (const k of Object.keys(records[i])) seen.add(k);
@@ -68,4 +78,56 @@ export function prepareTabular(records, manifest, { withLabel = true, strict = f
     throw new SchemaError(`${bad.size} of ${used.length} consented record(s) do not match the model's schema`, rowErrors);
   }
   return { x: enc.x, y: enc.y, rows: enc.rows, width: enc.width, kept, report };
+}
+
+/** Item / customer codes as text; a whole-number float (17850.0 from a table) loses its '.0' (as the Python SDK). */
+function code(v) {
+  return typeof v === 'number' && Number.isInteger(v) ? String(v) : String(v);
+}
+
+/**
+ * Consent-filter interaction records and map item codes to the model's item indices (as edge_sdk/data.py
+ * prepare_interactions).  Returns {items: sorted unique item indices, report}.  Items the model does not know
+ * are skipped and counted; a missing item code is a row error; records naming two customers are refused (a
+ * device trains for one customer).  `allowed`: the per-record consent decision (withdrawal.js decideRecords).
+ */
+export function prepareInteractions(records, manifest, { strict = false, consentField = CONSENT_FIELD, purposes = null,
+  allowed = null } = {}) {
+  const feats = manifest.features ?? {};
+  if (typeof feats.user_column !== 'string' || typeof feats.item_column !== 'string' || !Array.isArray(feats.items)) {
+    throw new SchemaError("the model's manifest has no interaction schema (user_column, item_column, items)");
+  }
+  const userCol = feats.user_column;
+  const itemCol = feats.item_column;
+  const catalogue = new Map(feats.items.map((c, i) => [String(c), i]));
+  const { used, excluded } = consented(records, manifest, consentField, purposes, allowed);
+  if (!used.some((i) => Object.hasOwn(records[i], itemCol))) {
+    throw new SchemaError(`column(s) ${JSON.stringify([itemCol])} are absent from every record; the model expects columns `
+      + `${JSON.stringify([itemCol])} — rename your fields to match`);
+  }
+  const errors = [];
+  const users = new Set();
+  const items = new Set();
+  let unknown = 0;
+  for (const i of used) {
+    const rec = records[i];
+    const c = rec[itemCol];
+    if (c === null || c === undefined || c === '' || (typeof c === 'number' && Number.isNaN(c))) {
+      errors.push(new RowError(i, itemCol, 'item code is missing'));
+      continue;
+    }
+    const u = rec[userCol];
+    if (u !== null && u !== undefined && u !== '' && !(typeof u === 'number' && Number.isNaN(u))) users.add(code(u));
+    const idx = catalogue.get(code(c));
+    if (idx === undefined) unknown += 1;
+    else items.add(idx);
+  }
+  if (users.size > 1) {
+    throw new SchemaError(`records name ${users.size} different customers in '${userCol}'; a device trains and `
+      + "personalises for one customer — pass one customer's records");
+  }
+  const report = { total: records.length, used: used.length - errors.length - unknown, excludedNoConsent: excluded,
+    rejected: errors.length, skippedUnknownItems: unknown, rowErrors: errors };
+  if (errors.length && strict) throw new SchemaError(`${errors.length} consented record(s) are unusable`, errors);
+  return { items: [...items].sort((a, b) => a - b), report };
 }

@@ -14,8 +14,16 @@ export { Outbox } from './outbox.js';
 export { ModelCache } from './sync.js';
 export { buildUpdate, computeDelta, privatize } from './prepare.js';
 export { CONSENT_FIELD, hasConsent, hasConsents, parsePurposes, splitByConsent } from './consent.js';
+export {
+  decide as decideConsent, parseRequirement as parseConsentRequirement, registerTCStringDecoder, decodeTCString,
+  tcfFromTCModel, DECISION_REASONS, ALLOW_REASONS, SIGNAL_KEYS,
+} from './consent_signals.js';
+export { consentModeFromDataLayer, readPageSignals, readTCData, tcfFromTCData } from './tcf.js';
 export { check as checkEligibility, deviceConditions, ensureEligible } from './eligibility.js';
 export { parseTask } from './task.js';
-export { prepareTabular } from './data.js';
+export { prepareInteractions, prepareTabular } from './data.js';
+export { PersonalStore } from './personal.js';
+export { DEFAULT_SEGMENT_CUTS, HIST_BINS, evaluationEntry, logLoss, scoreHistogram, segmentCounts, topK } from './reports.js';
+export { WithdrawalLog, checkDeviceSignals, decideRecords } from './withdrawal.js';
 export * from './errors.js';
 export * as contract from './contract.js';

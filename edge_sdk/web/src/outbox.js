@@ -42,7 +42,10 @@ export class Outbox {
     this._log = log;
   }
 
-  /** Persist an item {key, uploadPath, roundId, model, version, headers, body}; a key already queued is kept as is. */
+  /**
+   * Persist an item {key, uploadPath, roundId, model, version, headers, body, subjects}; a key already queued is
+   * kept as is.  `subjects`: salted hashes of the customers the update was computed from (withdrawal.js).
+   */
   async put(item) {
     if (!validKey(item.key)) throw new Error(`bad idempotency key '${item.key}'`);
     const existing = await this._keyFor(item.key);
@@ -51,6 +54,7 @@ export class Outbox {
     const meta = utf8.encode(JSON.stringify({
       key: item.key, upload_path: item.uploadPath, round_id: item.roundId, model: item.model, version: item.version,
       headers: item.headers, created_at: createdAt, body_sha256: await sha256Hex(item.body),
+      subjects: [...(item.subjects ?? [])].sort(),
     }));
     const data = new Uint8Array(8 + meta.length + item.body.length);
     data.set(MAGIC, 0);
@@ -91,6 +95,20 @@ export class Outbox {
     return out;
   }
 
+  /** Delete every entry `predicate(item)` selects, holding the flush lock; returns what was dropped (withdrawal). */
+  async dropWhere(predicate) {
+    return this.lock(async () => {
+      const dropped = [];
+      for (const item of await this.entries()) {
+        if (predicate(item)) {
+          await this.remove(item.key);
+          dropped.push(item);
+        }
+      }
+      return dropped;
+    });
+  }
+
   async size() {
     return (await this.storage.keys(PREFIX)).length;
   }
@@ -114,7 +132,7 @@ export class Outbox {
       if (`sha256:${meta.body_sha256.replace(/^sha256:/, '')}` !== await sha256Hex(body)) return null;
       return { key: String(meta.key), uploadPath: String(meta.upload_path), roundId: String(meta.round_id),
         model: String(meta.model), version: Number(meta.version), headers: { ...meta.headers }, body,
-        createdAt: Number(meta.created_at) };
+        createdAt: Number(meta.created_at), subjects: Array.isArray(meta.subjects) ? meta.subjects.map(String) : [] };
     } catch {
       return null;
     }

@@ -12,6 +12,7 @@
 // manifest's purpose.
 
 import { ERR_BAD_HEADER, ERR_BAD_TASK } from './codes.js';
+import { consentCovers, normalizePurpose, parseRequirement } from './consent_signals.js';
 import { ProtocolError } from './contract_errors.js';
 import { ConversionError, isMapping, pyFloat, pyInt, pyRepr } from './pycompat.js';
 import { ENCODINGS } from './update.js';
@@ -30,10 +31,8 @@ const REQUIRED = ['round_id', 'model', 'version', 'upload_url'];
 const bad = (message) => new ProtocolError(ERR_BAD_TASK, message);
 const given = (d, k) => Object.hasOwn(d, k) && d[k] !== null && d[k] !== undefined;
 
-/** Purposes compare case-insensitively and without surrounding spaces. */
-export function normalizePurpose(p) {
-  return String(p).trim().toLowerCase();
-}
+/** The simple form's purpose rule lives with the other consent rules (consent_signals.js). */
+export { consentCovers, normalizePurpose };
 
 function text(d, key, fallback = null) {
   if (!given(d, key)) return fallback;
@@ -82,10 +81,6 @@ export function requiredPurposes(consentPurposes, purpose, manifestPurpose) {
   return out.length ? out : [normalizePurpose(manifestPurpose)];
 }
 
-/** True iff a record's consented purposes (a Set of normalised names) include every required purpose. */
-export function consentCovers(consented, required) {
-  return [...required].every((p) => consented.has(normalizePurpose(p)));
-}
 
 /**
  * Validate a task document; throws ProtocolError (code 'bad_task') naming the bad field.
@@ -131,12 +126,25 @@ export function parseTaskDocument(d) {
   const purpose = text(d, 'purpose');
   const policyVersion = integer(d, 'policy_version');
   const region = text(d, 'region');
+  const signals = given(d, 'consent_signals') ? d.consent_signals : null;
+  if (signals !== null) {
+    try {
+      parseRequirement(signals, purposes);
+    } catch (exc) {
+      if (exc instanceof ProtocolError) throw bad(`consent_signals: ${exc.message}`);
+      throw exc;
+    }
+  }
   const consentPurposes = Object.freeze([...purposes]);
+  const consentSignals = signals === null ? null : structuredClone(signals);
   return Object.freeze({
     taskId, roundId, model, version, manifestUrl, uploadUrl, clipNorm, localNoise, encoding, deadline,
     hyperparams: { ...hyperparams }, eligibility: { ...eligibility }, mode, purpose, consentPurposes, policyVersion,
-    region,
+    region, consentSignals,
     requiredPurposes: (manifestPurpose) => requiredPurposes(consentPurposes, purpose, manifestPurpose),
+    /** What each record's signals must satisfy to train on this task (consent_signals.js decide). */
+    consentRequirement: (manifestPurpose) => parseRequirement(consentSignals,
+      requiredPurposes(consentPurposes, purpose, manifestPurpose)),
   });
 }
 
@@ -147,9 +155,9 @@ export function taskToJSON(t) {
     manifest_url: t.manifestUrl, upload_url: t.uploadUrl, hyperparams: { ...t.hyperparams }, clip_norm: t.clipNorm,
     local_noise: t.localNoise, encoding: t.encoding, deadline: t.deadline, eligibility: { ...t.eligibility },
   };
-  if (t.purpose !== null || t.consentPurposes.length) {
+  if (t.purpose !== null || t.consentPurposes.length || t.consentSignals !== null) {
     Object.assign(out, { purpose: t.purpose, consent_purposes: [...t.consentPurposes], policy_version: t.policyVersion,
-      region: t.region });
+      region: t.region, consent_signals: t.consentSignals === null ? null : structuredClone(t.consentSignals) });
   }
   return out;
 }

@@ -50,7 +50,26 @@ export interface TrainReport {
   idempotencyKey: string; updateId: string | null; httpStatus: number | null; numExamples: number; loss: number;
   updateNorm: number; withinClip: boolean; clipNorm: number | null; encoding: string; uploadBytes: number;
   epochs: number; learningRate: number; data: DataReport; update: unknown;
+  /** Records per consent decision reason (docs/CONSENT.md), and whether the counts reached the server. */
+  consent: Record<string, number>; consentReported: boolean;
 }
+
+/** A device's consent signals (docs/CONSENT.md); a record's own fields of the same names override them. */
+export interface ConsentSignals {
+  tc_string?: string | TcfSignal | null; gdpr_applies?: boolean | 0 | 1 | null;
+  consent_mode?: Record<string, 'granted' | 'denied'> | string | null; gpc?: boolean | '0' | '1' | null;
+}
+export interface TcfSignal {
+  version: 2; policyVersion: number; cmpId: number; purposeConsents: Set<number>; purposeLegitimateInterests: Set<number>;
+  vendorConsents: Set<number>; vendorLegitimateInterests: Set<number>; specialFeatureOptins: Set<number>;
+  restrictions: Map<string, 0 | 1 | 2>;
+}
+export interface ConsentRequirement {
+  purposes: string[]; consentMode: string[]; gpc: boolean;
+  tcf: { vendorId: number; consent: number[]; legitimateInterest: number[]; specialFeatures: number[]; outsideGdpr: 'deny' | 'allow' } | null;
+}
+export interface ConsentDecision { allowed: boolean; reason: string }
+export interface ScoreHistogramJSON { pos: number[]; neg: number[]; score_sum_pos: number; score_sum_neg: number }
 
 export interface RoundStatus {
   round_id: string; model: string; version: number; mode: string; state: 'open' | 'closed' | 'abandoned';
@@ -70,12 +89,28 @@ export class Client {
   train(model: string, records: DeviceRecord[], options: {
     conditions: DeviceConditions; seed?: number | null; order?: number[][] | null; strict?: boolean;
     onProgress?: ((event: ProgressEvent) => void) | null;
+    /** The device's signals, or a function asked before the run and again before the update is queued. */
+    signals?: ConsentSignals | (() => ConsentSignals | Promise<ConsentSignals>) | null;
+    /** Recommender: replay a fixed negative sample and block order (Trainer.recommenderPlan). */
+    plan?: unknown;
   }): Promise<TrainReport>;
   roundStatus(roundId: string): Promise<RoundStatus>;
   pending(): Promise<number>;
   flush(): Promise<FlushReport>;
   /** Propensity scores in [0, 1]; NaN for records without consent or refused by the schema. */
-  score(model: string, records: DeviceRecord[], options?: { version?: number | null }): Promise<Float64Array | number[]>;
+  score(model: string, records: DeviceRecord[], options?: { version?: number | null; signals?: ConsentSignals | null }): Promise<Float64Array | number[]>;
+  /** Federated evaluation: aggregates only (count, loss sum, score histogram) per version the server names. */
+  validate(model: string, records: DeviceRecord[], options?: { signals?: ConsentSignals | (() => ConsentSignals) | null }): Promise<Record<string, unknown>>;
+  evaluate(model: string, records: DeviceRecord[], options?: { version?: number | null }): Promise<{ model: string; version: number;
+    metrics: { loss: number; n: number; positive_rate: number }; histogram: ScoreHistogramJSON; data: DataReport }>;
+  /** Scores on the device, reports only counts per audience segment; resolves to the counts sent. */
+  reportSegments(model: string, records: DeviceRecord[], options?: { cuts?: [string, number][]; signals?: ConsentSignals | null }): Promise<Record<string, number>>;
+  personalize(model: string, records: DeviceRecord[], options?: { seed?: number | null; plan?: unknown }): Promise<DataReport>;
+  recommend(model: string, k?: number, options?: { exclude?: string[] }): Promise<string[]>;
+  /** Consent withdrawn: drops queued updates computed from the subject's records (docs/CONSENT.md). */
+  withdraw(subject?: string | null): Promise<{ droppedUpdates: number; droppedRounds: string[]; erasedPersonalState: string[] }>;
+  restoreConsent(subject?: string | null): Promise<boolean>;
+  personal: PersonalStore;
   close(): Promise<void>;
 }
 export const EXPIRED_CODES: ReadonlySet<string> | readonly string[];
@@ -101,6 +136,38 @@ export function deviceConditions(...args: unknown[]): DeviceConditions;
 export function ensureEligible(...args: unknown[]): void;
 export function parseTask(document: unknown): Record<string, unknown>;
 export function prepareTabular(...args: unknown[]): unknown;
+export function prepareInteractions(...args: unknown[]): { items: number[]; report: DataReport };
+export class PersonalStore {
+  constructor(storage: Storage);
+  load(model: string, specs?: unknown[]): Promise<{ local: Record<string, Float32Array>; history: string[] }>;
+  save(model: string, local: Record<string, ArrayLike<number>>, history: string[]): Promise<void>;
+  forget(model: string): Promise<boolean>; models(): Promise<string[]>;
+}
+export const DEFAULT_SEGMENT_CUTS: readonly (readonly [string, number])[];
+export const HIST_BINS: number;
+export function evaluationEntry(version: number, y: ArrayLike<number>, p: ArrayLike<number>): Record<string, unknown> | null;
+export function logLoss(y: ArrayLike<number>, p: ArrayLike<number>, eps?: number): number;
+export function scoreHistogram(y: ArrayLike<number>, p: ArrayLike<number>, bins?: number): ScoreHistogramJSON;
+export function segmentCounts(scores: ArrayLike<number>, cuts?: readonly (readonly [string, number])[]): Record<string, number>;
+export function topK(scores: ArrayLike<number>, k: number, exclude?: number[]): number[];
+export class WithdrawalLog { constructor(storage: Storage); [key: string]: unknown }
+export function checkDeviceSignals(signals: ConsentSignals | null | undefined): ConsentSignals;
+export function decideRecords(records: DeviceRecord[], requirement: ConsentRequirement, device: ConsentSignals | null,
+  field: string, withdrawn?: ((record: DeviceRecord) => boolean) | null): { allowed: boolean[]; counts: Record<string, number> };
+/** The one consent rule (fedmark.contract.consent.decide). */
+export function decideConsent(signals: ConsentSignals & { consent?: Purposes }, requirement: ConsentRequirement): ConsentDecision;
+export function parseConsentRequirement(consentSignals: unknown, purposes?: string[]): ConsentRequirement;
+export function registerTCStringDecoder(decoder: (tcString: string) => TcfSignal): void;
+export function decodeTCString(tcString: string): TcfSignal;
+export function tcfFromTCModel(model: unknown): TcfSignal;
+export function tcfFromTCData(tcData: unknown): TcfSignal;
+export function readTCData(tcfapi?: unknown, options?: { timeoutMs?: number }): Promise<Record<string, unknown> | null>;
+export function readPageSignals(options?: { tcfapi?: unknown; dataLayer?: unknown[]; navigator?: unknown;
+  consentMode?: Record<string, string> | null; timeoutMs?: number }): Promise<ConsentSignals>;
+export function consentModeFromDataLayer(dataLayer?: unknown[]): Record<string, 'granted' | 'denied'> | null;
+export const DECISION_REASONS: readonly string[];
+export const ALLOW_REASONS: readonly string[];
+export const SIGNAL_KEYS: readonly string[];
 /** The wire contract (manifest, features, clipping, update bodies), byte-identical to fedmark.contract. */
 export const contract: Record<string, unknown>;
 

@@ -9,3 +9,5 @@ export class FileStorage implements Storage {
 }
 export function readArtifactDir(dir: string): Promise<{ manifest: unknown; files: Record<string, Uint8Array> }>;
 export function loadTrainer(dir: string, options: { ort: unknown; verify?: boolean; threads?: number }): Promise<unknown>;
+/** Decode a TC string with the IAB Tech Lab's @iabtechlabtcf/core (registered as the decoder on import). */
+export function decodeWithIab(tcString: string): import('./index.js').TcfSignal;

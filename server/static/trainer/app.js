@@ -117,6 +117,12 @@ async function run(event) {
       region: $('region').value.trim(), storage: new sdk.IndexedDBStorage('fedmark-trainer'), ort });
     const report = await client.train(model, records, {
       conditions,
+      // asked again before every run: a visitor who changed their mind in the CMP is heard at the next run
+      signals: async () => {
+        const signals = await sdk.readPageSignals({ timeoutMs: 1500 });
+        view.renderSignals(signals);
+        return signals;
+      },
       onProgress: (e) => {
         step = e.stage === 'done' ? step : e.stage;
         if (e.stage === 'task') view.setStep('task');
@@ -145,6 +151,7 @@ async function run(event) {
     const done = report.status === 'accepted' || report.status === 'duplicate';
     document.body.dataset.updateId = report.updateId ?? '';
     document.body.dataset.roundId = report.roundId;
+    document.body.dataset.consent = JSON.stringify(report.consent);
     view.setState(done ? 'done' : 'error', done
       ? `Update ${report.status}: ${report.numExamples} records trained here, ${report.data.excludedNoConsent} left out `
         + 'for lack of consent; no record left this page.'

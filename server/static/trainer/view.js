@@ -166,3 +166,24 @@ export function setBusy(busy) {
   $('start').disabled = busy;
   $('start').textContent = busy ? 'Training…' : 'Train and contribute';
 }
+
+/** The consent signals the SDK read from the page for this run (CMP, GPC, Consent Mode). */
+export function renderSignals(signals) {
+  const tcf = signals.tc_string;
+  const rows = [
+    ['TCF (__tcfapi)', tcf === undefined || tcf === null ? 'no decision from the CMP'
+      : tcf.purposeConsents ? `purposes consented: ${[...tcf.purposeConsents].sort((a, b) => a - b).join(', ') || 'none'}`
+        : 'unreadable'],
+    ['Global Privacy Control', signals.gpc === true ? 'opt-out' : signals.gpc === false ? 'no opt-out' : 'not sent'],
+    ['Consent Mode', signals.consent_mode ? JSON.stringify(signals.consent_mode) : 'not set on this page'],
+  ];
+  const kv = document.getElementById('signals-kv');
+  if (!kv) return;
+  kv.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    return [dt, dd];
+  }));
+}

@@ -54,3 +54,45 @@ window.fedmarkRound = async (spec) => {
 };
 status.textContent = 'ready';
 window.fedmarkReady = true;
+
+// ---------------------------------------------------------------------------- consent signals in the browser
+// window.fedmarkConsent(spec): the documented decisions (from TC strings decoded by the IAB library served from
+// /tcf/, and from the TCData a CMP hands the page), the decisions over spec.records, and a training run on them.
+window.fedmarkConsent = async (spec) => {
+  const sdk = await import('/sdk/index.js');
+  const { TCString } = await import('/tcf/index.js');
+  sdk.registerTCStringDecoder((s) => sdk.tcfFromTCModel(TCString.decode(s)));
+  const V = spec.vectors;
+  const tcData = Object.fromEntries(Object.values(V.strings).map((s) => [s.tc_string, s.tcdata]));
+  const cases = V.cases.map((c) => {
+    const r = V.requirements[c.requirement];
+    const req = sdk.parseConsentRequirement(r.consent_signals, r.purposes);
+    const viaString = sdk.decideConsent(c.signals, req);
+    const td = tcData[c.signals.tc_string];
+    const viaCmp = td ? sdk.decideConsent({ ...c.signals, tc_string: sdk.tcfFromTCData(td) }, req) : viaString;
+    return { string: viaString.reason, cmp: viaCmp.reason };
+  });
+  const storage = new IndexedDBStorage(`fedmark-consent-${spec.deviceId}`);
+  const client = new Client({ serverUrl: location.origin, appKey: spec.appKey, deviceId: spec.deviceId, region: 'eu',
+    storage, ort, subjectField: 'customer' });
+  try {
+    const report = await client.train(spec.model, spec.records, { conditions: spec.conditions, order: spec.orders });
+    status.textContent = `consent round: ${report.status}`;
+    return { cases, consent: report.consent, consent_reported: report.consentReported, status: report.status,
+      round_id: report.roundId, num_examples: report.numExamples, delta: hex(report.update.vector) };
+  } finally {
+    await client.close();
+  }
+};
+
+// ---------------------------------------------------------------------------- JS SDK parity (validate, segments, recommender)
+window.fedmarkParity = async (spec) => {
+  const { propensitySteps, recommenderSteps } = await import('/js/sdk_parity_steps.mjs');
+  const client = new Client({ serverUrl: location.origin, appKey: spec.app_key, deviceId: 'parity-browser', region: 'eu',
+    storage: new IndexedDBStorage('fedmark-parity-browser'), ort });
+  try {
+    return { ...(await propensitySteps(client, spec)), recommender: await recommenderSteps(client, spec) };
+  } finally {
+    await client.close();
+  }
+};

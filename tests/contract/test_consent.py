@@ -1,0 +1,102 @@
+"""The consent rule's one home (fedmark.contract.consent) against TC strings made by the IAB's own encoder.
+
+tests/contract/make_tcf_vectors.mjs encodes TCF v2.2 strings with @iabtechlabtcf/core (known purposes,
+vendors, special features, publisher restrictions) and records what that library decodes; the Python decoder
+must read the same fields, refuse the malformed strings, and give every documented decision.  The JavaScript
+twin is held to the same file by tests/web/js/consent_signals.test.mjs.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fedmark.contract import ERR_BAD_CONSENT_SIGNAL, ProtocolError
+from fedmark.contract import consent as c
+
+HERE = Path(__file__).resolve().parent
+VECTORS = json.loads((HERE / "tcf_vectors.json").read_text())
+
+
+def _req(name: str) -> c.SignalRequirement:
+    r = VECTORS["requirements"][name]
+    return c.parse_requirement(r["consent_signals"], r["purposes"])
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS["strings"]))
+def test_decoder_reads_what_the_iab_library_encoded(name):
+    s = VECTORS["strings"][name]
+    assert c.decode_tc_string(s["tc_string"]).to_json() == s["decoded"]
+
+
+def test_vectors_exercise_every_part_of_the_string():
+    decoded = [s["decoded"] for s in VECTORS["strings"].values()]
+    assert {t for d in decoded for t in d["restrictions"].values()} == {0, 1, 2}
+    assert any(20000 in d["vendor_consents"] for d in decoded)  # range-encoded vendor section
+    assert any(d["purpose_legitimate_interests"] and not d["vendor_consents"] for d in decoded)
+    assert all(d["policy_version"] == 4 and d["version"] == 2 for d in decoded)  # TCF v2.2
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS["malformed"]))
+def test_malformed_strings_are_refused_with_a_clear_error(name):
+    with pytest.raises(ProtocolError) as err:
+        c.decode_tc_string(VECTORS["malformed"][name])
+    assert err.value.code == ERR_BAD_CONSENT_SIGNAL and "TC string" in str(err.value)
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda k: f"{k['requirement']}: {k['title']}")
+def test_documented_decisions(case):
+    got = c.decide(case["signals"], _req(case["requirement"]))
+    assert got == c.Decision(case["reason"] in c.ALLOW_REASONS, case["reason"])
+
+
+def test_cases_cover_every_reason():
+    assert {k["reason"] for k in VECTORS["cases"]} == set(c.DECISION_REASONS)
+
+
+@pytest.mark.parametrize("bad", VECTORS["bad_requirements"], ids=lambda b: json.dumps(b["requirement"]))
+def test_bad_requirements_are_refused_naming_the_key(bad):
+    with pytest.raises(ProtocolError) as err:
+        c.parse_requirement(bad["requirement"], ["p"])
+    assert err.value.code == ERR_BAD_CONSENT_SIGNAL and bad["names"] in str(err.value)
+
+
+def test_random_strings_never_crash_the_decision():
+    """Anything a CMP or a table cell may hold is either decoded or refused as unreadable, never an exception."""
+    rng = random.Random(16)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+    accepted = VECTORS["strings"]["accept_all"]["tc_string"]
+    req = _req("personalised_ads")
+    reasons = set()
+    for i in range(400):
+        if i % 2:
+            s = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120)))
+        else:  # flip one character of a valid string
+            j = rng.randrange(len(accepted))
+            s = accepted[:j] + rng.choice(alphabet) + accepted[j + 1:]
+        reasons.add(c.decide({"tc_string": s, "consent_mode": {"ad_user_data": "granted",
+                                                                "ad_personalization": "granted"}}, req).reason)
+    assert reasons <= set(c.DECISION_REASONS) and c.TCF_UNREADABLE in reasons
+
+
+def test_app_and_header_sources():
+    prefs = {"IABTCF_TCString": VECTORS["strings"]["accept_all"]["tc_string"], "IABTCF_gdprApplies": 1}
+    signals = {**c.signals_from_iabtcf(prefs), "consent_mode": {"ad_user_data": "granted", "ad_personalization": "granted"},
+               **c.gpc_from_headers({"SEC-GPC": "1"})}
+    assert c.decide(signals, _req("personalised_ads")).reason == c.GPC_OPT_OUT
+    assert c.decide({**signals, **c.gpc_from_headers({})}, _req("personalised_ads")).reason == c.ALLOWED
+
+
+def test_committed_vectors_are_what_the_generator_writes(tmp_path):
+    node = shutil.which("node")
+    assert node, "node (>= 20) is not on PATH; install Node.js 20 (the IAB encoder runs in it)"
+    out, cmp = tmp_path / "v.json", tmp_path / "cmp_choices.js"
+    subprocess.run([node, str(HERE / "make_tcf_vectors.mjs"), str(out), str(cmp)], check=True, timeout=60,
+                   capture_output=True)
+    assert json.loads(out.read_text()) == VECTORS
+    committed = HERE.parents[1] / "server" / "static" / "trainer" / "cmp_choices.js"
+    assert cmp.read_text() == committed.read_text(), "regenerate with node tests/contract/make_tcf_vectors.mjs"
