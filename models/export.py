@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from fedmark.contract import MANIFEST_FILE, Manifest, sha256_file
 from models import data as data_mod
 from models import propensity as prop
 from models import recommender as rec
+from models.family import Family
 
 FAMILIES = ("propensity", "recommender")
 PARAMS_FILE = "params.bin"
@@ -74,6 +75,47 @@ def _prepare_dir(out_dir: str | os.PathLike[str]) -> str:
     return out
 
 
+# --------------------------------------------------------------------------- any supervised family
+def export_family(family: Family, out_dir: str | os.PathLike[str], *, name: str | None = None,
+                  purpose: str = "marketing", version: int = 1, seed: int = 0,
+                  params: Sequence[np.ndarray] | None = None, clip_norm: float = 1.0,
+                  noise_multiplier: float = 1.0, data: Mapping[str, Any] | None = None) -> Manifest:
+    """Write the trainer artifact of a :class:`models.family.Family` (protocol ``supervised-tabular/1``).
+
+    Graphs: ``train_step`` (one SGD step), ``train_epoch`` (the step fused into
+    an ONNX Loop over batches) and ``infer`` (the task's output).  ``params``
+    overrides the family's seeded initial parameters (e.g. a centrally
+    pre-trained model); ``data`` describes the training data in ``extra``.
+    """
+    from models import onnx_export as oe
+
+    if not isinstance(family, Family):
+        raise ExportError(f"export_family needs a models.family.Family, got {type(family).__name__}")
+    specs = family.param_specs()
+    init = [np.asarray(p, np.float32) for p in params] if params is not None else family.initial_params(seed)
+    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
+        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
+    ins, outs = family.step_io_names()
+    step = family.make_train_step().to_onnx(ins, outs)
+    names = [s.name for s in specs]
+    epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
+                                             sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
+                          graph_name=f"{family.the_task.name}_epoch")
+    infer = family.make_predict().to_onnx(names + ["x"], [family.the_task.output_name], dynamic=True)
+
+    out = _prepare_dir(out_dir)
+    graphs, io = _write_graphs(out, {"train_step": step, "train_epoch": epoch, "infer": infer})
+    _write_params(out, init)
+    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
+             "data": dict(data or {})}
+    hyper = {"learning_rate": family.learning_rate, "epochs": family.epochs, **dict(family.hyperparams)}
+    return _finish(out, lambda files: Manifest(
+        model=name or family.name, family=family.name, protocol=family.protocol, version=version, params=specs,
+        batch_size=family.batch_size, graphs=graphs, files=files, features=family.schema.to_json(),
+        hyperparams=hyper, clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
+        opset=oe.OPSET, purpose=purpose, extra=extra))
+
+
 # --------------------------------------------------------------------------- propensity
 def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None = None, seed: int = 0,
                       hidden: int = prop.DEFAULT_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
@@ -81,46 +123,23 @@ def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None 
                       clip_norm: float = 1.0, noise_multiplier: float = 1.0, model: str = "propensity",
                       version: int = 1, train_records: Sequence[dict[str, Any]] | None = None,
                       params: Sequence[np.ndarray] | None = None) -> Manifest:
-    """Export the Bank Marketing propensity model.
+    """Export the Bank Marketing propensity model (the :func:`models.propensity.family` recipe).
 
     The feature schema is fitted on the stratified training split (seed
     ``seed``) of ``data_path`` (default: the bundled bank-full.csv.gz), unless
     ``train_records`` are given.  ``params`` overrides the seeded initial
     parameters (e.g. to publish a centrally pre-trained model).
     """
-    from models import onnx_export as oe
-
     if batch_size <= 0 or hidden < 0:
         raise ExportError("batch_size must be positive and hidden >= 0 (0 = logistic regression)")
     if train_records is None:
         train_records, _ = data_mod.stratified_split(data_mod.load_bank(data_path), seed=seed)
-    schema = prop.build_schema(train_records)
-    width = schema.width
-    specs = prop.param_specs(width, hidden)
-    init = list(params) if params is not None else prop.init_params(width, hidden, seed)
-    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
-        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
-
-    ins, outs = prop.step_io_names(width, hidden)
-    step = oe.convert(prop.make_train_step(width, hidden, batch_size), ins, outs)
-    names = [s.name for s in specs]
-    epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
-                                             sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
-                          graph_name="propensity_epoch")
-    infer = oe.convert_dynamic(prop.make_predict(width, hidden), names + ["x"], ["prob"])
-
-    out = _prepare_dir(out_dir)
-    graphs, io = _write_graphs(out, {"train_step": step, "train_epoch": epoch, "infer": infer})
-    _write_params(out, init)
-    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
-             "data": {"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
-                      "train_rows": len(train_records)}}
-    return _finish(out, lambda files: Manifest(
-        model=model, family="propensity", version=version, params=specs, batch_size=batch_size,
-        graphs=graphs, files=files, features=schema.to_json(),
-        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "hidden": hidden},
-        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
-        opset=oe.OPSET, purpose="propensity_scoring", extra=extra))
+    fam = prop.family(prop.build_schema(train_records), hidden, batch_size=batch_size, learning_rate=learning_rate,
+                      epochs=epochs)
+    return export_family(fam, out_dir, name=model, purpose="propensity_scoring", version=version, seed=seed,
+                         params=params, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
+                               "train_rows": len(train_records)})
 
 
 # --------------------------------------------------------------------------- recommender
