@@ -1,9 +1,10 @@
 """The device side trains with numpy + onnxruntime only: no TensorFlow anywhere.
 
 A separate venv (cached in .venv-lean/, gitignored) gets just numpy and
-onnxruntime.  Only the shared package and one SDK file of this repository are
-copied beside the test script — fedmark/ (contract + metrics) and edge_sdk/trainer.py — so
-any hidden import of TensorFlow, tf2onnx, onnx or the rest of the SDK fails.
+onnxruntime.  Only the shared package and the SDK are copied beside the test
+script — fedmark/ (contract + metrics) and edge_sdk/ (the trainer and its
+protocol plug-ins) — so any hidden import of TensorFlow, tf2onnx, onnx,
+``models`` or ``server`` fails.
 """
 from __future__ import annotations
 
@@ -32,10 +33,7 @@ for heavy in ("tensorflow", "tensorflow_federated", "tf2onnx", "onnx", "keras"):
     else:
         raise SystemExit(f"{heavy} is importable in the lean environment")
 
-spec = importlib.util.spec_from_file_location("trainer", sys.argv[1])
-trainer = importlib.util.module_from_spec(spec)
-sys.modules["trainer"] = trainer
-spec.loader.exec_module(trainer)
+from edge_sdk import trainer
 
 out = {}
 t = trainer.Trainer(sys.argv[2])
@@ -79,13 +77,14 @@ def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommen
     code = tmp_path / "code"
     code.mkdir(parents=True)
     shutil.copytree(os.path.join(ROOT, "fedmark"), code / "fedmark", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(os.path.join(ROOT, "edge_sdk", "trainer.py"), code / "trainer.py")
+    shutil.copytree(os.path.join(ROOT, "edge_sdk"), code / "edge_sdk",
+                    ignore=shutil.ignore_patterns("__pycache__", "web"))
     (code / "run.py").write_text(SCRIPT)
     np.save(tmp_path / "x.npy", bank_xy[0][:500])
     np.save(tmp_path / "y.npy", bank_xy[1][:500])
     np.save(tmp_path / "pos.npy", retail.train[8])
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code), "HOME": str(tmp_path)}
-    proc = subprocess.run([py, str(code / "run.py"), str(code / "trainer.py"), str(propensity_artifact),
+    proc = subprocess.run([py, str(code / "run.py"), "-", str(propensity_artifact),
                            str(recommender_artifact), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
                            str(tmp_path / "pos.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
