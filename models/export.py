@@ -8,6 +8,7 @@ file.  docs/ARTIFACT.md documents each field and graph.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import types
@@ -21,7 +22,6 @@ from models import propensity as prop
 from models import recommender as rec
 from models.family import Family
 
-FAMILIES = ("propensity", "recommender")
 PARAMS_FILE = "params.bin"
 
 
@@ -196,13 +196,164 @@ def export_recommender(out_dir: str | os.PathLike[str], *, data_path: str | None
         opset=oe.OPSET, purpose="recommendations", extra=extra))
 
 
-def export(family: str, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
-    """Export a model family's trainer artifact into ``out_dir``; returns its manifest."""
-    if family == "propensity":
-        return export_propensity(out_dir, **opts)
-    if family == "recommender":
-        return export_recommender(out_dir, **opts)
-    raise ExportError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+# --------------------------------------------------------------------------- any table
+DEFAULT_TABULAR_HIDDEN = 32
+INFERRED_SCHEMA_FILE = "schema.inferred.json"
+
+
+def tabular_family(schema: Any, *, hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
+                   learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, name: str = "tabular") -> Family:
+    """The generic tabular recipe: an MLP width -> hidden -> the task's units, on a fitted schema."""
+    from models.family import mlp_builder
+    from models.tasks import get_task
+
+    if hidden < 0:
+        raise ExportError("--hidden must be >= 0 (0 = a linear model)")
+    units = get_task(schema.task).units(len(schema.classes))
+    return Family(name=name, build_model=mlp_builder(schema.width, units, hidden), task=schema.task, schema=schema,
+                  batch_size=batch_size, learning_rate=learning_rate, epochs=epochs, hyperparams={"hidden": hidden})
+
+
+def _fitted_schema(data_path: str | None, rows: Sequence[dict[str, Any]] | None, *, label: str | None, task: str,
+                   positive: str | None, schema_path: str | None, declaration: Mapping[str, Any] | None,
+                   drop: Sequence[str], sep: str | None, out: str) -> tuple[Any, int, str]:
+    """(fitted schema, training rows, where the declaration came from) for export_tabular."""
+    from models import tabular
+
+    if rows is None:
+        if not data_path:
+            raise ExportError("export tabular needs --data FILE (the training table)")
+        rows = tabular.read_table(data_path, sep=sep)
+    if declaration is None and schema_path:
+        declaration = tabular.load_declaration(schema_path)
+    if declaration is None:
+        if not label:
+            raise ExportError("export tabular needs --label COL (or a --schema declaring the label)")
+        declaration = tabular.infer_declaration(rows, label=label, task=task, positive=positive, drop=drop)
+        with open(os.path.join(out, INFERRED_SCHEMA_FILE), "w", encoding="utf-8") as f:
+            json.dump(declaration, f, indent=2, sort_keys=True)
+            f.write("\n")
+        origin = "inferred"
+    else:
+        declaration = dict(declaration)
+        for key, value in (("label", label), ("positive", positive)):
+            if value is not None:
+                declaration[key] = value
+        if task != "binary":
+            declaration["task"] = task
+        declaration["drop"] = list(declaration.get("drop", [])) + [d for d in drop if d not in declaration.get("drop", [])]
+        origin = "declared"
+    return tabular.fit_schema(rows, declaration), len(rows), origin
+
+
+def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = None,
+                   rows: Sequence[dict[str, Any]] | None = None, label: str | None = None, task: str = "binary",
+                   positive: str | None = None, schema_path: str | None = None,
+                   declaration: Mapping[str, Any] | None = None, drop: Sequence[str] = (), sep: str | None = None,
+                   hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
+                   learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, seed: int = 0, clip_norm: float = 1.0,
+                   noise_multiplier: float = 1.0, model: str = "tabular", purpose: str = "marketing",
+                   version: int = 1, params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export an MLP for any table: read ``data_path`` (or ``rows``), declare or infer the schema, fit, export.
+
+    Without ``schema_path``/``declaration`` the schema is inferred from the
+    data and written to ``schema.inferred.json`` in ``out_dir`` for review
+    (pass it back as ``schema_path`` after editing).
+    """
+    from models.tasks import TASKS
+
+    if task not in TASKS:
+        raise ExportError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    if positive is not None and task != "binary":
+        raise ExportError("--positive applies to a binary label only; drop it or use --task binary")
+    out = _prepare_dir(out_dir)
+    stale = os.path.join(out, INFERRED_SCHEMA_FILE)
+    if os.path.exists(stale):
+        os.remove(stale)
+    schema, n_rows, origin = _fitted_schema(data_path, rows, label=label, task=task, positive=positive,
+                                            schema_path=schema_path, declaration=declaration, drop=drop, sep=sep,
+                                            out=out)
+    fam = tabular_family(schema, hidden=hidden, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
+                         name=model)
+    source = os.path.basename(data_path) if data_path else "rows"
+    return export_family(fam, out, name=model, purpose=purpose, version=version, seed=seed, params=params,
+                         clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": source, "train_rows": n_rows, "schema": origin})
+
+
+def load_builder(spec: str) -> Callable[..., Any]:
+    """``PATH.py:FUNCTION`` -> the function (a user's Keras model builder)."""
+    import importlib.util
+
+    path, _, fn = spec.rpartition(":")
+    if not path or not fn or not path.endswith(".py"):
+        raise ExportError(f"--model must be PATH.py:FUNCTION, got {spec!r}")
+    if not os.path.exists(path):
+        raise ExportError(f"--model file {path} not found")
+    mod_spec = importlib.util.spec_from_file_location(f"fedmark_user_model_{abs(hash(path))}", path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ExportError(f"--model {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    builder = getattr(module, fn, None)
+    if not callable(builder):
+        raise ExportError(f"--model {path} has no function {fn!r}")
+    return builder
+
+
+def export_keras(out_dir: str | os.PathLike[str], *, model_fn: str | Callable[..., Any],
+                 schema_path: str | None = None, schema: Any = None, data_path: str | None = None,
+                 sep: str | None = None, batch_size: int = prop.DEFAULT_BATCH, learning_rate: float = prop.DEFAULT_LR,
+                 epochs: int = 1, seed: int = 0, clip_norm: float = 1.0, noise_multiplier: float = 1.0,
+                 model: str = "keras", purpose: str = "marketing", version: int = 1,
+                 params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export a user's Keras builder ``FUNCTION(width, units) -> tf.keras.Model`` (logits out).
+
+    ``schema_path`` is either a fitted schema (the manifest's ``features``:
+    ``columns`` is a list) or a declaration (``columns`` is a mapping), which
+    is fitted on ``data_path``.
+    """
+    from fedmark.contract import FeatureSchema, ManifestError
+    from models import tabular
+    from models.tasks import get_task
+
+    builder = load_builder(model_fn) if isinstance(model_fn, str) else model_fn
+    if schema is None:
+        if not schema_path:
+            raise ExportError("export keras needs --schema FILE (a fitted schema, or a declaration with --data)")
+        decl = tabular.load_declaration(schema_path)
+        if isinstance(decl.get("columns"), list):
+            try:
+                schema = FeatureSchema.from_json(decl)
+            except ManifestError as exc:
+                raise ExportError(f"--schema {schema_path}: {exc}") from exc
+        else:
+            if not data_path:
+                raise ExportError(f"--schema {schema_path} is a declaration; fitting it needs --data FILE")
+            schema = tabular.fit_schema(tabular.read_table(data_path, sep=sep), decl)
+    units = get_task(schema.task).units(len(schema.classes))
+    fam = Family(name=model, build_model=lambda: builder(schema.width, units), task=schema.task, schema=schema,
+                 batch_size=batch_size, learning_rate=learning_rate, epochs=epochs)
+    return export_family(fam, out_dir, name=model, purpose=purpose, version=version, seed=seed, params=params,
+                         clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": os.path.basename(data_path) if data_path else "schema", "builder":
+                               model_fn if isinstance(model_fn, str) else getattr(model_fn, "__name__", "builder")})
+
+
+def export(family: str | Family, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
+    """Export a registered family by name (``models.registry``), or a Family object; returns the manifest."""
+    from models import registry
+
+    if isinstance(family, Family):
+        return export_family(family, out_dir, **opts)
+    try:
+        fn = registry.exporter(family)
+    except KeyError:
+        names = ", ".join(e.name for e in registry.families())
+        raise ExportError(f"unknown model family {family!r}; choose one of {names}") from None
+    return fn(out_dir, **opts)
 
 
 class _CallableModule(types.ModuleType):

@@ -18,7 +18,7 @@ from fedmark.contract import codes
 from fedmark.contract.clipping import clip_scale, l2_clip
 from fedmark.contract.codes import *  # noqa: F403  (every name in codes.__all__: ERR_*, REASON_*, OUTCOME_*)
 from fedmark.contract.errors import ContractError, ManifestError, ProtocolError, SchemaError, WireError
-from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket
+from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket, parse_bool
 from fedmark.contract.hashing import sha256_bytes, sha256_file
 from fedmark.contract.manifest import (LEGACY_PROTOCOLS, MANIFEST_FILE, MANIFEST_FORMAT, PARAMS_FILE, PROTOCOL_MF,
                                       PROTOCOL_SUPERVISED, Manifest, ParamSpec,
@@ -32,7 +32,7 @@ from fedmark.contract.wire import (ENCODINGS, HDR_IDEMPOTENCY, HDR_MODEL_VERSION
 
 __all__ = [
     "ContractError", "ManifestError", "SchemaError", "WireError", "ProtocolError",
-    "Column", "FeatureSchema", "RowError", "hash_bucket",
+    "Column", "FeatureSchema", "RowError", "hash_bucket", "parse_bool",
     "MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "ParamSpec", "manifest_digest", "load_artifact_manifest",
     "PARAMS_FILE", "params_file", "PROTOCOL_SUPERVISED", "PROTOCOL_MF", "LEGACY_PROTOCOLS",
     "sha256_bytes", "sha256_file",
