@@ -211,6 +211,13 @@ class Family:
 
     def param_specs(self) -> tuple[ParamSpec, ...]:
         """Manifest order of the global parameters = Keras variable creation order (TFF's order)."""
+        cached = self.__dict__.get("_specs")
+        if cached is None:
+            cached = self._param_specs()
+            object.__setattr__(self, "_specs", cached)  # building the model to list its variables takes a while
+        return cached
+
+    def _param_specs(self) -> tuple[ParamSpec, ...]:
         variables = self._variables()
         frozen = [n for n, _, trainable in variables if not trainable]
         if frozen:
@@ -302,12 +309,12 @@ class Family:
         specs = self.param_specs()
         fm = self.functional_model([np.zeros(s.shape, np.float32) for s in specs])
         task, n = self.the_task, len(specs)
-        mean, std = self.schema.label_mean, self.schema.label_std
+        mean, std, transform = self.schema.label_mean, self.schema.label_std, self.schema.label_transform
         sig = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs] + [
             tf.TensorSpec([None, self.width], tf.float32, name="x")]
 
         def predict(*args: Any) -> Any:
-            return task.infer(fm.predict_on_batch((list(args[:n]), []), args[n], False), mean, std)
+            return task.infer(fm.predict_on_batch((list(args[:n]), []), args[n], False), mean, std, transform)
 
         return GraphFunction(predict, sig)
 

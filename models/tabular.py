@@ -16,12 +16,15 @@ turns it into the encoder's rules on the training rows::
                  "returned": "boolean"}}
 
 Column kinds: ``numeric`` (standardised; ``missing``: ``"impute"`` fills with
-the training mean, ``"indicator"`` also adds a was-missing slot), ``boolean``
+the training mean, ``"indicator"`` also adds a was-missing slot;
+``"transform": "log1p"`` for heavy-tailed amounts and counts), ``boolean``
 (true/false, yes/no, 1/0), ``categorical`` (one-hot over the ``max_vocab``
 most frequent training values; the rest and missing values go to
 ``tail_buckets`` hashed slots, or one unknown slot when 0), ``hash``
 (``buckets`` hashed slots, no vocabulary).  Columns in the file but in neither
 ``columns`` nor ``drop`` are refused, so a new column never slips in unseen.
+A regression label may take ``"label_transform": "log1p"`` (amounts such as
+spend: trained in log space, predicted back in label units).
 ``infer_declaration`` writes such a declaration from a sample for review.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from fedmark.contract import Column, FeatureSchema, parse_bool
-from fedmark.contract.features import LABEL_TASKS
+from fedmark.contract.features import LABEL_TASKS, signed_log1p
 
 __all__ = ["TableError", "NA_TOKENS", "read_table", "infer_declaration", "load_declaration", "check_declaration",
            "fit_schema", "DEFAULT_MAX_VOCAB", "DEFAULT_TAIL_BUCKETS", "MAX_CLASSES"]
@@ -126,6 +129,8 @@ def _spec(name: str, raw: Any) -> dict[str, Any]:
     spec = {"kind": raw} if isinstance(raw, str) else dict(raw) if isinstance(raw, Mapping) else None
     if spec is None or spec.get("kind") not in KINDS:
         raise TableError(f"schema column {name!r}: kind must be one of {', '.join(KINDS)}, got {raw!r}")
+    if spec.get("transform", "") not in ("", "log1p"):
+        raise TableError(f"schema column {name!r}: transform must be 'log1p' or absent, got {spec['transform']!r}")
     missing = spec.get("missing", "impute")
     if missing not in ("impute", "indicator"):
         raise TableError(f"schema column {name!r}: missing must be 'impute' or 'indicator', got {missing!r}")
@@ -165,8 +170,16 @@ def check_declaration(decl: Mapping[str, Any], header: Sequence[str]) -> dict[st
     if unknown:
         raise TableError(f"column(s) {unknown} are in the file but not in the schema: declare them under 'columns' "
                          "or list them under 'drop' (--drop COL)")
-    return {"label": label, "task": task, "positive": decl.get("positive"),
+    label_transform = decl.get("label_transform", "")
+    if label_transform not in ("", "log1p") or (label_transform and task != "regression"):
+        raise TableError(f"label_transform must be 'log1p' (regression only) or absent, got {label_transform!r}")
+    return {"label": label, "task": task, "positive": decl.get("positive"), "label_transform": label_transform,
             "columns": {n: _spec(n, s) for n, s in cols.items()}, "drop": drop}
+
+
+def _missing(v: Any) -> bool:
+    """The encoder's notion of missing (None, "", NaN); read_table already maps NA tokens to None."""
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
 
 def _is_number(v: Any) -> bool:
@@ -174,6 +187,14 @@ def _is_number(v: Any) -> bool:
         return math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
+
+
+def _heavy_tailed(values: Sequence[float]) -> bool:
+    """Non-negative with a maximum over ten times the 75th percentile: amounts and counts (log1p them)."""
+    if not values or min(values) < 0:
+        return False
+    ordered = sorted(values)
+    return ordered[-1] > 10 * max(ordered[(3 * len(ordered)) // 4], 1e-12)
 
 
 def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: str = "binary",
@@ -195,7 +216,7 @@ def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: st
         if name == label or name in dropped:
             continue
         vals = [r.get(name) for r in rows]
-        present = [v for v in vals if v is not None]
+        present = [v for v in vals if not _missing(v)]
         has_missing = len(present) < len(vals)
         distinct = set(map(str, present))
         if not present:
@@ -205,6 +226,8 @@ def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: st
             cols[name] = {"kind": "boolean", "missing": "indicator" if has_missing else "impute"}
         elif all(_is_number(v) for v in present):
             cols[name] = {"kind": "numeric", "missing": "indicator" if has_missing else "impute"}
+            if _heavy_tailed([float(v) for v in present]):
+                cols[name]["transform"] = "log1p"  # a few huge values would dominate the scale
         elif len(distinct) > 0.9 * len(present) and len(present) > 20:
             dropped.append(name)
             notes[name] = f"dropped: {len(distinct)} distinct values in {len(present)} rows looks like an identifier"
@@ -213,6 +236,9 @@ def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: st
             spec["tail_buckets"] = DEFAULT_TAIL_BUCKETS if len(distinct) > DEFAULT_MAX_VOCAB else 0
             cols[name] = spec
     decl: dict[str, Any] = {"label": label, "task": task, "columns": cols, "drop": dropped}
+    if task == "regression":
+        if _heavy_tailed([float(r[label]) for r in rows if _is_number(r.get(label))]):
+            decl["label_transform"] = "log1p"  # amounts: a few big spenders would dominate a squared error
     if positive is not None:
         decl["positive"] = positive
     if notes:
@@ -222,9 +248,9 @@ def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: st
 
 # --------------------------------------------------------------------------- fitting
 def _label_rule(rows: Sequence[Mapping[str, Any]], label: str, task: str,
-                positive: str | None) -> dict[str, Any]:
+                positive: str | None, label_transform: str = "") -> dict[str, Any]:
     vals = [r.get(label) for r in rows]
-    missing = [i for i, v in enumerate(vals) if v is None]
+    missing = [i for i, v in enumerate(vals) if _missing(v)]
     if missing:
         raise TableError(f"row {missing[0]}, column {label!r}: the label is missing ({len(missing)} row(s)); "
                          "drop those rows or choose another --label")
@@ -248,9 +274,11 @@ def _label_rule(rows: Sequence[Mapping[str, Any]], label: str, task: str,
             raise TableError(f"row {bad[0]}, column {label!r}: a regression label must be a number, got "
                              f"{vals[bad[0]]!r} ({len(bad)} row(s))")
         ys = [float(v) for v in vals]
+        if label_transform:
+            ys = [signed_log1p(y) for y in ys]
         mean = sum(ys) / len(ys)
         std = math.sqrt(sum((y - mean) ** 2 for y in ys) / len(ys))
-        return {"label_mean": mean, "label_std": std if std > 0 else 1.0}
+        return {"label_mean": mean, "label_std": std if std > 0 else 1.0, "label_transform": label_transform}
     if len(counts) > MAX_CLASSES:
         raise TableError(f"label {label!r} has {len(counts)} classes, more than {MAX_CLASSES}; is it an identifier "
                          f"or a number (--task regression)?")
@@ -270,23 +298,24 @@ def fit_schema(rows: Sequence[Mapping[str, Any]], decl: Mapping[str, Any]) -> Fe
         if kind == "numeric":
             nums = []
             for i, v in enumerate(vals):
-                if v is None:
+                if _missing(v):
                     continue
                 if not _is_number(v):
                     raise TableError(f"row {i}, column {name!r}: declared numeric, got {v!r}")
-                nums.append(float(v))
+                nums.append(signed_log1p(float(v)) if spec.get("transform") else float(v))
             if not nums:
                 raise TableError(f"column {name!r} is empty in every training row; drop it")
             mean = sum(nums) / len(nums)
             std = math.sqrt(sum((x - mean) ** 2 for x in nums) / len(nums))
-            columns.append(Column(name, "numeric", mean=mean, std=std if std > 0 else 1.0, indicator=indicator))
+            columns.append(Column(name, "numeric", mean=mean, std=std if std > 0 else 1.0, indicator=indicator,
+                                  transform=spec.get("transform", "")))
         elif kind == "boolean":
             for i, v in enumerate(vals):
-                if v is not None and parse_bool(v) is None:
+                if not _missing(v) and parse_bool(v) is None:
                     raise TableError(f"row {i}, column {name!r}: declared boolean (true/false, yes/no, 1/0), got {v!r}")
             columns.append(Column(name, "boolean", fill=0.0, indicator=indicator))
         elif kind == "categorical":
-            counts = Counter(str(v) for v in vals if v is not None)
+            counts = Counter(str(v) for v in vals if not _missing(v))
             cap = spec.get("max_vocab", DEFAULT_MAX_VOCAB)
             vocab = tuple(sorted(v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]))
             if not vocab:
@@ -294,5 +323,5 @@ def fit_schema(rows: Sequence[Mapping[str, Any]], decl: Mapping[str, Any]) -> Fe
             columns.append(Column(name, "onehot", vocabulary=vocab, tail_buckets=spec.get("tail_buckets", 0)))
         else:
             columns.append(Column(name, "hash", buckets=spec["buckets"]))
-    rule = _label_rule(rows, decl["label"], decl["task"], decl.get("positive"))
+    rule = _label_rule(rows, decl["label"], decl["task"], decl.get("positive"), decl.get("label_transform", ""))
     return FeatureSchema(tuple(columns), label=decl["label"], task=decl["task"], **rule)

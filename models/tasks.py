@@ -72,14 +72,17 @@ class Task:
             return tf.keras.losses.MeanSquaredError()
         return tf.keras.losses.CategoricalCrossentropy(from_logits=True)
 
-    def infer(self, z: Any, label_mean: float = 0.0, label_std: float = 1.0) -> Any:
+    def infer(self, z: Any, label_mean: float = 0.0, label_std: float = 1.0, label_transform: str = "") -> Any:
         """The inference output from the model output ``z`` [N, units]."""
         import tensorflow as tf
 
         if self.name == BINARY:
             return tf.sigmoid(tf.reshape(z, [-1]))
         if self.name == REGRESSION:
-            return tf.reshape(z, [-1]) * label_std + label_mean
+            v = tf.reshape(z, [-1]) * label_std + label_mean
+            if label_transform == "log1p":  # back to label units: sign(v)·(exp(|v|) - 1)
+                v = tf.sign(v) * (tf.exp(tf.abs(v)) - 1.0)
+            return v
         return tf.nn.softmax(z, axis=1)
 
 

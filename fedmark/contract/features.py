@@ -16,9 +16,10 @@ import numpy as np
 from fedmark.contract.errors import ManifestError, SchemaError
 
 __all__ = ["COLUMN_KINDS", "LABEL_TASKS", "TRUE_WORDS", "FALSE_WORDS", "Column", "RowError", "FeatureSchema",
-           "hash_bucket", "parse_bool"]
+           "hash_bucket", "parse_bool", "signed_log1p", "NUMERIC_TRANSFORMS"]
 
 COLUMN_KINDS = ("numeric", "onehot", "hash", "boolean")
+NUMERIC_TRANSFORMS = ("", "log1p")
 #: What a label column means: a binary outcome (``positive``), a number (regression), one of ``classes``.
 LABEL_TASKS = ("binary", "regression", "multiclass")
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t"})
@@ -42,6 +43,9 @@ class Column:
     values go to one of ``tail_buckets`` hashed slots, as kind "hash" does.
     ``indicator`` (numeric, boolean): one more slot, 1.0 where the value was
     missing (imputed with the fill), so the model can tell imputed from real.
+    ``transform`` (numeric): "log1p" maps v -> sign(v)·log1p(|v|) before
+    standardising (spend, counts: heavy tails); mean, std and fill are then
+    in transformed units.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Column:
     buckets: int = 0
     tail_buckets: int = 0
     indicator: bool = False
+    transform: str = ""
 
     @property
     def width(self) -> int:
@@ -66,6 +71,8 @@ class Column:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == "numeric":
             d.update(mean=self.mean, std=self.std, fill=self.mean if self.fill is None else self.fill)
+            if self.transform:
+                d["transform"] = self.transform
         elif self.kind == "boolean":
             d["fill"] = 0.0 if self.fill is None else self.fill
         elif self.kind == "onehot":
@@ -92,8 +99,12 @@ class Column:
             std = float(d.get("std", 1.0))
             if not std > 0:
                 raise ManifestError(f"column {name!r}: std must be > 0, got {std}")
+            transform = d.get("transform", "")
+            if transform not in NUMERIC_TRANSFORMS:
+                raise ManifestError(f"column {name!r}: transform must be one of {NUMERIC_TRANSFORMS}, got {transform!r}")
             return Column(name, kind, mean=float(d.get("mean", 0.0)), std=std,
-                          fill=float(d["fill"]) if d.get("fill") is not None else None, indicator=indicator)
+                          fill=float(d["fill"]) if d.get("fill") is not None else None, indicator=indicator,
+                          transform=transform)
         if kind == "boolean":
             fill = float(d.get("fill", 0.0))
             if fill not in (0.0, 1.0):
@@ -131,7 +142,10 @@ class FeatureSchema:
 
     task "binary": y = 1.0 where the label equals ``positive`` (or is True/1), else 0.0.
     task "regression": y = the label as a number, in label units; the train
-      graph takes it standardised with ``label_mean``/``label_std``.
+      graph takes it standardised with ``label_mean``/``label_std`` (after
+      ``label_transform`` "log1p", for amounts such as spend, if set — the
+      mean and std are then of the transformed label, and the inference graph
+      maps its output back to label units).
     task "multiclass": y = the index of the label in ``classes`` (float); the
       train graph takes it one-hot.  A label outside ``classes`` is a RowError.
     """
@@ -143,6 +157,7 @@ class FeatureSchema:
     classes: tuple[str, ...] = ()
     label_mean: float = 0.0
     label_std: float = 1.0
+    label_transform: str = ""
 
     @property
     def width(self) -> int:
@@ -157,6 +172,8 @@ class FeatureSchema:
             d["classes"] = list(self.classes)
         if self.task == "regression":
             d.update(label_mean=self.label_mean, label_std=self.label_std)
+            if self.label_transform:
+                d["label_transform"] = self.label_transform
         return d
 
     @staticmethod
@@ -178,8 +195,11 @@ class FeatureSchema:
         mean, std = float(d.get("label_mean", 0.0)), float(d.get("label_std", 1.0))
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
             raise ManifestError(f"features.label_mean must be finite and label_std > 0, got {mean}, {std}")
+        label_transform = d.get("label_transform", "")
+        if label_transform not in NUMERIC_TRANSFORMS:
+            raise ManifestError(f"features.label_transform must be one of {NUMERIC_TRANSFORMS}, got {label_transform!r}")
         schema = FeatureSchema(tuple(Column.from_json(c) for c in cols), d.get("label"), str(d.get("positive", "1")),
-                               task, classes, mean, std)
+                               task, classes, mean, std, label_transform)
         names = [c.name for c in schema.columns]
         if len(set(names)) != len(names):
             raise ManifestError("features.columns must not name a column twice")
@@ -230,6 +250,8 @@ class FeatureSchema:
                             errors.append(RowError(i, c.name, f"not a finite number: {v!r}"))
                             bad[i] = True
                             val = c.mean
+                        elif c.transform:
+                            val = signed_log1p(val)
                     x[i, off] = (val - c.mean) / c.std
                     if c.indicator:
                         x[i, off + 1] = 1.0 if missing else 0.0
@@ -292,7 +314,10 @@ class FeatureSchema:
         """
         ya = np.asarray(y, dtype=np.float32).reshape(-1)
         if self.task == "regression":
-            return ((ya.astype(np.float64) - self.label_mean) / self.label_std).astype(np.float32)
+            yd = ya.astype(np.float64)
+            if self.label_transform:
+                yd = np.sign(yd) * np.log1p(np.abs(yd))
+            return ((yd - self.label_mean) / self.label_std).astype(np.float32)
         if self.task == "multiclass":
             idx = ya.astype(np.int64)
             if ya.size and (np.any(idx != ya) or idx.min() < 0 or idx.max() >= len(self.classes)):
@@ -301,6 +326,11 @@ class FeatureSchema:
                                                                f"[0, {len(self.classes)})")])
             return np.eye(len(self.classes), dtype=np.float32)[idx]
         return ya
+
+
+def signed_log1p(v: float) -> float:
+    """sign(v)·log1p(|v|): the "log1p" numeric transform (defined for negatives too, e.g. refunds)."""
+    return math.copysign(math.log1p(abs(v)), v)
 
 
 def parse_bool(v: Any) -> bool | None:
