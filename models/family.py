@@ -173,21 +173,30 @@ class Family:
     def units(self) -> int:
         return self.the_task.units(self.classes)
 
+    def _build_recording(self) -> tuple[Any, list[Any]]:
+        """Build the model, recording its variables in creation order (TFF's weight order, not Keras'
+        ``model.weights`` order, which follows the layer list and can differ for branching models)."""
+        import tensorflow as tf
+
+        created: list[Any] = []
+
+        def record(next_creator: Any, **kwargs: Any) -> Any:
+            v = next_creator(**kwargs)
+            created.append(v)
+            return v
+
+        with tf.variable_creator_scope(record):
+            model = self.build_model()
+        self._check_model(model)
+        return model, created
+
     def _variables(self) -> list[tuple[str, tuple[int, ...], bool]]:
         """(name, shape, trainable) of the model's variables in creation order, from a fresh graph."""
         import tensorflow as tf
 
-        seen: list[tuple[str, tuple[int, ...], bool]] = []
-
-        def record(next_creator: Any, **kwargs: Any) -> Any:
-            v = next_creator(**kwargs)
-            seen.append((v.name, tuple(int(d) for d in v.shape), bool(kwargs.get("trainable", True))))
-            return v
-
-        with tf.Graph().as_default(), tf.variable_creator_scope(record):
-            model = self.build_model()
-            self._check_model(model)
-        return seen
+        with tf.Graph().as_default():
+            _, created = self._build_recording()
+            return [(v.name, tuple(int(d) for d in v.shape), bool(v.trainable)) for v in created]
 
     def _check_model(self, model: Any) -> None:
         import tensorflow as tf
@@ -237,10 +246,10 @@ class Family:
 
             tf.keras.utils.set_random_seed(seed)
             with tf.Graph().as_default():
-                model = self.build_model()
+                _, created = self._build_recording()
                 with tf.compat.v1.Session() as sess:
                     sess.run(tf.compat.v1.global_variables_initializer())
-                    params = [np.asarray(v, np.float32) for v in sess.run(model.trainable_variables)]
+                    params = [np.asarray(v, np.float32) for v in sess.run(created)]
         if [tuple(p.shape) for p in params] != [s.shape for s in specs]:
             raise FamilyError(f"initial params have shapes {[p.shape for p in params]}, the model needs "
                               f"{[s.shape for s in specs]}")
@@ -320,8 +329,12 @@ class Family:
 
     def keras_model(self, params: Sequence[np.ndarray] | None = None) -> Any:
         """An eager Keras model of this family with ``params`` (for centralized baselines)."""
-        model = self.build_model()
-        model.set_weights(list(params) if params is not None else self.initial_params())
+        values = list(params) if params is not None else self.initial_params()
+        model, created = self._build_recording()
+        if len(created) != len(values):
+            raise FamilyError(f"got {len(values)} parameter arrays, the model has {len(created)} variables")
+        for var, value in zip(created, values):
+            var.assign(np.asarray(value, np.float32))
         return model
 
     def train_centralized(self, x: np.ndarray, y: np.ndarray, *, epochs: int = 5, lr: float | None = None,
@@ -335,7 +348,22 @@ class Family:
                       loss=self.the_task.keras_loss())
         model.fit(x, self.graph_labels(y).reshape(len(x), -1), batch_size=self.batch_size, epochs=epochs,
                   shuffle=True, verbose=0)
-        return [np.asarray(w, np.float32) for w in model.get_weights()]
+        return [np.asarray(v.numpy(), np.float32) for v in self._creation_order(model)]
+
+    def _creation_order(self, model: Any) -> list[Any]:
+        # keras_model() assigned through the creation-order list; recover it from the layers' build order
+        by_id = {id(v): v for v in model.trainable_variables}
+        order = self.__dict__.get("_order_cache")
+        if order is None:
+            import tensorflow as tf
+
+            with tf.Graph().as_default():
+                ref, created = self._build_recording()
+                index = {id(v): i for i, v in enumerate(ref.trainable_variables)}
+                order = [index[id(v)] for v in created]
+            object.__setattr__(self, "_order_cache", order)
+        weights = list(by_id.values())
+        return [weights[i] for i in order]
 
     def graph_labels(self, y: np.ndarray) -> np.ndarray:
         """Labels as the schema encodes them -> as the train graph takes them (see ``FeatureSchema.graph_labels``)."""

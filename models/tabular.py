@@ -224,6 +224,9 @@ def infer_declaration(rows: Sequence[Mapping[str, Any]], *, label: str, task: st
             notes[name] = "dropped: empty in every row"
         elif len(distinct) <= 2 and all(parse_bool(v) is not None for v in distinct):
             cols[name] = {"kind": "boolean", "missing": "indicator" if has_missing else "impute"}
+        elif len(present) > 20 and len(distinct) == len(present) and all(str(v).strip().isdigit() for v in present):
+            dropped.append(name)
+            notes[name] = "dropped: a distinct whole number in every row looks like an identifier"
         elif all(_is_number(v) for v in present):
             cols[name] = {"kind": "numeric", "missing": "indicator" if has_missing else "impute"}
             if _heavy_tailed([float(v) for v in present]):

@@ -115,11 +115,24 @@ def test_cli_exports_logistic_variant(tmp_path, bank_split, monkeypatch):
 def test_cli_rejects_options_of_the_other_family(tmp_path, capsys):
     from fedmark_cli import main
 
-    with pytest.raises(SystemExit, match="--dim"):
+    with pytest.raises(SystemExit):
         main(["export", "propensity", "--out", str(tmp_path / "x"), "--dim", "8"])
+    assert "unrecognized arguments: --dim" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "ranking", "--out", str(tmp_path / "x")])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_family_list_comes_from_the_registry(capsys):
+    from fedmark_cli import main
+    from models import registry
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    out = capsys.readouterr().out
+    for e in registry.families():
+        assert e.name in out and e.protocol in out
+    assert [e.name for e in registry.families()][:4] == ["propensity", "recommender", "tabular", "keras"]
 
 
 def test_export_rejects_bad_options(tmp_path):
