@@ -114,7 +114,10 @@ class Column:
             vocab = d.get("vocabulary")
             if not isinstance(vocab, list) or not vocab:
                 raise ManifestError(f"column {name!r}: onehot needs a non-empty vocabulary list")
-            tail = int(d.get("tail_buckets", 0))
+            try:
+                tail = int(d.get("tail_buckets", 0))
+            except (TypeError, ValueError) as exc:
+                raise ManifestError(f"column {name!r}: tail_buckets: {exc}") from None
             if tail < 0 or tail == 1:
                 raise ManifestError(f"column {name!r}: tail_buckets must be 0 (one unknown slot) or >= 2, got {tail}")
             return Column(name, kind, vocabulary=tuple(str(v) for v in vocab), tail_buckets=tail)
@@ -283,7 +286,8 @@ class FeatureSchema:
                     y[i] = 1.0 if str(lv) == self.positive or lv is True or lv == 1 else 0.0
                 elif self.task == "regression":
                     try:
-                        y[i] = float(lv)
+                        with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+                            y[i] = float(lv)
                     except (TypeError, ValueError):
                         y[i] = np.nan
                     if not math.isfinite(float(y[i])):
