@@ -33,6 +33,7 @@ import { getJSON, putJSON } from './storage.js';
 import { ModelCache } from './sync.js';
 import { parseTask } from './task.js';
 import { Trainer } from './trainer.js';
+import { supportsVerb } from './families/index.js';
 import { RetryPolicy, Transport } from './transport.js';
 
 /** Server answers that mean a queued update can never be accepted: drop it (the contract's codes.js). */
@@ -286,8 +287,8 @@ export class Client {
     await progress({ stage: 'sync', model, version: task.version, roundId: task.roundId });
     const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
     const { manifest } = synced;
-    if (manifest.family !== 'propensity') {
-      throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity models (recommender training is not ported yet)`);
+    if (!supportsVerb(manifest, 'train')) {
+      throw new ConfigurationError(`'${model}' is a ${manifest.family} model (protocol ${manifest.protocol}); this JavaScript SDK trains supervised-tabular models (recommender training is not ported yet)`);
     }
     const trainer = await this._trainerFor(synced);
     // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
@@ -402,8 +403,8 @@ export class Client {
     const st = await this.models.state(model);
     const synced = (version === null && st.current !== null) || (version !== null && [st.current, st.previous].includes(version))
       ? await this.models.load(model, version) : await this.sync(model, version);
-    if (synced.manifest.family !== 'propensity') {
-      throw new ConfigurationError(`score() needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
+    if (!supportsVerb(synced.manifest, 'score')) {
+      throw new ConfigurationError(`score() needs a model that scores each record; '${model}' is a ${synced.manifest.family} model (protocol ${synced.manifest.protocol})`);
     }
     const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField });
     const trainer = await this._trainerFor(synced);
