@@ -188,7 +188,9 @@ class Family:
         with tf.variable_creator_scope(record):
             model = self.build_model()
         self._check_model(model)
-        return model, created
+        # Eager Keras creates helper variables of its own; keep the model's, in creation order.
+        own = {id(v) for v in model.variables}
+        return model, [v for v in created if id(v) in own]
 
     def _variables(self) -> list[tuple[str, tuple[int, ...], bool]]:
         """(name, shape, trainable) of the model's variables in creation order, from a fresh graph."""
