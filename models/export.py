@@ -76,44 +76,41 @@ def _prepare_dir(out_dir: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------- any supervised family
-def export_family(family: Family, out_dir: str | os.PathLike[str], *, name: str | None = None,
+def export_family(family: Any, out_dir: str | os.PathLike[str], *, name: str | None = None,
                   purpose: str = "marketing", version: int = 1, seed: int = 0,
                   params: Sequence[np.ndarray] | None = None, clip_norm: float = 1.0,
                   noise_multiplier: float = 1.0, data: Mapping[str, Any] | None = None) -> Manifest:
-    """Write the trainer artifact of a :class:`models.family.Family` (protocol ``supervised-tabular/1``).
+    """Write the trainer artifact of a family: a :class:`models.family.Family` (protocol
+    ``supervised-tabular/1``) or a :class:`models.recommender.ReconstructionFamily` (``mf-reconstruction/1``).
 
-    Graphs: ``train_step`` (one SGD step), ``train_epoch`` (the step fused into
-    an ONNX Loop over batches) and ``infer`` (the task's output).  ``params``
-    overrides the family's seeded initial parameters (e.g. a centrally
-    pre-trained model); ``data`` describes the training data in ``extra``.
+    The family supplies its graphs (``onnx_graphs()``), parameters and manifest
+    fields; this writes them, hashes every file and checks the manifest parses.
+    ``params`` overrides the family's seeded initial parameters (e.g. a
+    centrally pre-trained model); ``data`` describes the training data in ``extra``.
     """
     from models import onnx_export as oe
+    from models.recommender import ReconstructionFamily
 
-    if not isinstance(family, Family):
-        raise ExportError(f"export_family needs a models.family.Family, got {type(family).__name__}")
+    if not isinstance(family, (Family, ReconstructionFamily)):
+        raise ExportError(f"export_family needs a models.family.Family or a models.recommender.ReconstructionFamily, "
+                          f"got {type(family).__name__}")
     specs = family.param_specs()
     init = [np.asarray(p, np.float32) for p in params] if params is not None else family.initial_params(seed)
     if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
         raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
-    ins, outs = family.step_io_names()
-    step = family.make_train_step().to_onnx(ins, outs)
-    names = [s.name for s in specs]
-    epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
-                                             sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
-                          graph_name=f"{family.the_task.name}_epoch")
-    infer = family.make_predict().to_onnx(names + ["x"], [family.the_task.output_name], dynamic=True)
-
+    built = family.onnx_graphs()
+    fields = family.manifest_fields()
     out = _prepare_dir(out_dir)
-    graphs, io = _write_graphs(out, {"train_step": step, "train_epoch": epoch, "infer": infer})
+    graphs, io = _write_graphs(out, built)
     _write_params(out, init)
     extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
              "data": dict(data or {})}
-    hyper = {"learning_rate": family.learning_rate, "epochs": family.epochs, **dict(family.hyperparams)}
     return _finish(out, lambda files: Manifest(
         model=name or family.name, family=family.name, protocol=family.protocol, version=version, params=specs,
-        batch_size=family.batch_size, graphs=graphs, files=files, features=family.schema.to_json(),
-        hyperparams=hyper, clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
-        opset=oe.OPSET, purpose=purpose, extra=extra))
+        local_params=tuple(fields["local_params"]), batch_size=family.batch_size, graphs=graphs, files=files,
+        features=fields["features"], hyperparams=fields["hyperparams"], clip_norm=clip_norm,
+        privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier}, opset=oe.OPSET, purpose=purpose,
+        extra=extra))
 
 
 # --------------------------------------------------------------------------- propensity
@@ -150,50 +147,23 @@ def export_recommender(out_dir: str | os.PathLike[str], *, data_path: str | None
                        recon_lr: float = rec.DEFAULT_RECON_LR, clip_norm: float = 1.0,
                        noise_multiplier: float = 1.0, model: str = "recommender", version: int = 1,
                        items: Sequence[str] | None = None, params: Sequence[np.ndarray] | None = None) -> Manifest:
-    """Export the Online Retail recommender (item table global, user vector local).
+    """Export the Online Retail recommender (the :func:`models.recommender.family` recipe).
 
     The item vocabulary comes from ``data_path`` (default: the bundled
     online_retail.csv.gz) unless ``items`` (stock codes, index = position) is given.
     """
-    from models import onnx_export as oe
-
     if dim <= 0 or block <= 0 or negatives < 0 or recon_steps < 1:
         raise ExportError("dim and block must be positive, negatives >= 0 and recon_steps >= 1")
     if items is None:
         items = data_mod.load_retail(data_path).items
     items = [str(i) for i in items]
-    n_items = len(items)
-    if n_items < 2:
+    if len(items) < 2:
         raise ExportError("the recommender needs at least two items")
-    specs = rec.param_specs(n_items, dim)
-    init = list(params) if params is not None else rec.init_params(n_items, dim, seed)
-    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
-        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
-
-    recon_step = oe.convert(rec.make_recon_step(dim, block), rec.BLOCK_INPUTS, rec.RECON_OUTPUTS)
-    train_step = oe.convert(rec.make_train_step(dim, block), rec.BLOCK_INPUTS, rec.TRAIN_OUTPUTS)
-    sliced = ("rows", "row_bias", "labels", "mask")
-    recon_epoch = oe.fuse_epoch(recon_step, oe.FuseSpec(carried=(("user_emb", "user_emb_new"),), sliced=sliced,
-                                                        constant=("lr",), stacked=("loss",)), graph_name="recon_epoch")
-    train_epoch = oe.fuse_epoch(train_step, oe.FuseSpec(carried=(), sliced=sliced, constant=("user_emb", "lr"),
-                                                        stacked=("rows_new", "row_bias_new", "loss")),
-                                graph_name="train_epoch")
-    infer = oe.convert(rec.make_scores(n_items, dim), ["user_emb", "item_emb", "item_bias"], ["scores"])
-
-    out = _prepare_dir(out_dir)
-    graphs, io = _write_graphs(out, {"recon_step": recon_step, "recon_epoch": recon_epoch, "train_step": train_step,
-                                     "train_epoch": train_epoch, "infer": infer})
-    _write_params(out, init)
-    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
-             "data": {"source": "UCI Online Retail, CC BY 4.0, doi:10.24432/C5BW33", "items": n_items}}
-    features = {"kind": "interactions", "user_column": "CustomerID", "item_column": "StockCode", "items": items}
-    return _finish(out, lambda files: Manifest(
-        model=model, family="recommender", version=version, params=specs, local_params=rec.local_specs(dim),
-        batch_size=block, graphs=graphs, files=files, features=features,
-        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "negatives": negatives,
-                     "recon_steps": recon_steps, "recon_lr": recon_lr, "dim": dim, "init_scale": rec.INIT_SCALE},
-        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
-        opset=oe.OPSET, purpose="recommendations", extra=extra))
+    fam = rec.family(items, dim=dim, block=block, learning_rate=learning_rate, epochs=epochs, negatives=negatives,
+                     recon_steps=recon_steps, recon_lr=recon_lr)
+    return export_family(fam, out_dir, name=model, purpose="recommendations", version=version, seed=seed,
+                         params=params, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": "UCI Online Retail, CC BY 4.0, doi:10.24432/C5BW33", "items": len(items)})
 
 
 # --------------------------------------------------------------------------- any table

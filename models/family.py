@@ -329,6 +329,24 @@ class Family:
 
         return GraphFunction(predict, sig)
 
+    def onnx_graphs(self) -> dict[str, Any]:
+        """The artifact's graphs by role: ``train_step``, ``train_epoch`` (the step fused over batches), ``infer``."""
+        from models import onnx_export as oe
+
+        ins, outs = self.step_io_names()
+        step = self.make_train_step().to_onnx(ins, outs)
+        names = [s.name for s in self.param_specs()]
+        epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
+                                                 sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
+                              graph_name=f"{self.the_task.name}_epoch")
+        infer = self.make_predict().to_onnx(names + ["x"], [self.the_task.output_name], dynamic=True)
+        return {"train_step": step, "train_epoch": epoch, "infer": infer}
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """What this family puts in its manifest besides graphs, files and params."""
+        return {"features": self.schema.to_json(), "local_params": (),
+                "hyperparams": {"learning_rate": self.learning_rate, "epochs": self.epochs, **dict(self.hyperparams)}}
+
     def keras_model(self, params: Sequence[np.ndarray] | None = None) -> Any:
         """An eager Keras model of this family with ``params`` (for centralized baselines)."""
         values = list(params) if params is not None else self.initial_params()

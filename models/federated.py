@@ -89,16 +89,24 @@ def client_data(family: Family, x: np.ndarray, y: np.ndarray, batch_size: int | 
         batch_size or family.batch_size)
 
 
-def build_process(family: Family, *, client_lr: float | None = None, server_optimizer: str = "sgd",
-                  server_lr: float = 1.0, dp: DPConfig | None = None,
+def build_process(family: Family | rec.ReconstructionFamily, *, client_lr: float | None = None,
+                  server_optimizer: str = "sgd", server_lr: float = 1.0, dp: DPConfig | None = None,
                   initial_params: Sequence[np.ndarray] | None = None) -> Any:
-    """FedAvg (or DP-FedAvg) for a :class:`models.family.Family`; a ``tff.learning.templates.LearningProcess``.
+    """FedAvg (or DP-FedAvg) for a family; a ``tff.learning.templates.LearningProcess``.
 
-    The model is the family's ``functional_model`` (TFF's functional form of
+    A :class:`models.recommender.ReconstructionFamily` gets Federated
+    Reconstruction (``build_recommender_process``).  For a supervised
+    :class:`models.family.Family` the model is the family's ``functional_model`` (TFF's functional form of
     the same Keras model the export differentiates), client work is local
     plain SGD on the task's loss — what the exported trainer runs.  Without DP
     clients are weighted by example count; DP needs the unweighted mean.
     """
+    if isinstance(family, rec.ReconstructionFamily):
+        return build_recommender_process(family.n_items, family.dim, family.block,
+                                         client_lr=client_lr or family.learning_rate, recon_lr=family.recon_lr,
+                                         epochs=family.epochs,
+                                         server_optimizer=server_optimizer, server_lr=server_lr, dp=dp,
+                                         initial_params=initial_params)
     tff = import_tff()
 
     model = family.functional_model(initial_params)
