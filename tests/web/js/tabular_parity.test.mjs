@@ -7,7 +7,9 @@ import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { loadTrainer } from '../../../edge_sdk/web/src/node_artifact.js';
+import { Manifest } from '../../../edge_sdk/web/src/manifest.js';
+import { loadTrainer, readArtifactDir } from '../../../edge_sdk/web/src/node_artifact.js';
+import { Trainer } from '../../../edge_sdk/web/src/trainer.js';
 
 const require = createRequire(new URL('../../../edge_sdk/web/package.json', import.meta.url));
 const ort = require('onnxruntime-node');
@@ -32,6 +34,12 @@ for (const [task, s] of Object.entries(spec.cases)) {
     results[task] = { x: hex(x), y: hex(y), params: res.params.map(hex), loss: res.loss, pred: hex(pred) };
   });
 }
+
+test('an artifact of a protocol this SDK does not know is refused', async () => {
+  const { manifest, files } = await readArtifactDir(spec.cases.regression.artifact);
+  const unknown = Manifest.fromJSON({ ...manifest.toJSON(), protocol: 'graph-neural/3' });
+  assert.throws(() => new Trainer({ manifest: unknown, files, ort }), /which this SDK does not know \(it knows mf-reconstruction\/1, supervised-tabular\/1\)/);
+});
 
 test('write results', () => {
   writeFileSync(spec.out, JSON.stringify(results));
