@@ -8,10 +8,11 @@ file.  docs/ARTIFACT.md documents each field and graph.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import types
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,8 +20,8 @@ from fedmark.contract import MANIFEST_FILE, Manifest, sha256_file
 from models import data as data_mod
 from models import propensity as prop
 from models import recommender as rec
+from models.family import Family
 
-FAMILIES = ("propensity", "recommender")
 PARAMS_FILE = "params.bin"
 
 
@@ -74,6 +75,44 @@ def _prepare_dir(out_dir: str | os.PathLike[str]) -> str:
     return out
 
 
+# --------------------------------------------------------------------------- any supervised family
+def export_family(family: Any, out_dir: str | os.PathLike[str], *, name: str | None = None,
+                  purpose: str = "marketing", version: int = 1, seed: int = 0,
+                  params: Sequence[np.ndarray] | None = None, clip_norm: float = 1.0,
+                  noise_multiplier: float = 1.0, data: Mapping[str, Any] | None = None) -> Manifest:
+    """Write the trainer artifact of a family: a :class:`models.family.Family` (protocol
+    ``supervised-tabular/1``) or a :class:`models.recommender.ReconstructionFamily` (``mf-reconstruction/1``).
+
+    The family supplies its graphs (``onnx_graphs()``), parameters and manifest
+    fields; this writes them, hashes every file and checks the manifest parses.
+    ``params`` overrides the family's seeded initial parameters (e.g. a
+    centrally pre-trained model); ``data`` describes the training data in ``extra``.
+    """
+    from models import onnx_export as oe
+    from models.recommender import ReconstructionFamily
+
+    if not isinstance(family, (Family, ReconstructionFamily)):
+        raise ExportError(f"export_family needs a models.family.Family or a models.recommender.ReconstructionFamily, "
+                          f"got {type(family).__name__}")
+    specs = family.param_specs()
+    init = [np.asarray(p, np.float32) for p in params] if params is not None else family.initial_params(seed)
+    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
+        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
+    built = family.onnx_graphs()
+    fields = family.manifest_fields()
+    out = _prepare_dir(out_dir)
+    graphs, io = _write_graphs(out, built)
+    _write_params(out, init)
+    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
+             "data": dict(data or {})}
+    return _finish(out, lambda files: Manifest(
+        model=name or family.name, family=family.name, protocol=family.protocol, version=version, params=specs,
+        local_params=tuple(fields["local_params"]), batch_size=family.batch_size, graphs=graphs, files=files,
+        features=fields["features"], hyperparams=fields["hyperparams"], clip_norm=clip_norm,
+        privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier}, opset=oe.OPSET, purpose=purpose,
+        extra=extra))
+
+
 # --------------------------------------------------------------------------- propensity
 def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None = None, seed: int = 0,
                       hidden: int = prop.DEFAULT_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
@@ -81,46 +120,23 @@ def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None 
                       clip_norm: float = 1.0, noise_multiplier: float = 1.0, model: str = "propensity",
                       version: int = 1, train_records: Sequence[dict[str, Any]] | None = None,
                       params: Sequence[np.ndarray] | None = None) -> Manifest:
-    """Export the Bank Marketing propensity model.
+    """Export the Bank Marketing propensity model (the :func:`models.propensity.family` recipe).
 
     The feature schema is fitted on the stratified training split (seed
     ``seed``) of ``data_path`` (default: the bundled bank-full.csv.gz), unless
     ``train_records`` are given.  ``params`` overrides the seeded initial
     parameters (e.g. to publish a centrally pre-trained model).
     """
-    from models import onnx_export as oe
-
     if batch_size <= 0 or hidden < 0:
         raise ExportError("batch_size must be positive and hidden >= 0 (0 = logistic regression)")
     if train_records is None:
         train_records, _ = data_mod.stratified_split(data_mod.load_bank(data_path), seed=seed)
-    schema = prop.build_schema(train_records)
-    width = schema.width
-    specs = prop.param_specs(width, hidden)
-    init = list(params) if params is not None else prop.init_params(width, hidden, seed)
-    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
-        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
-
-    ins, outs = prop.step_io_names(width, hidden)
-    step = oe.convert(prop.make_train_step(width, hidden, batch_size), ins, outs)
-    names = [s.name for s in specs]
-    epoch = oe.fuse_epoch(step, oe.FuseSpec(carried=tuple((n, f"{n}_new") for n in names),
-                                             sliced=("x", "y", "mask"), constant=("lr",), stacked=("loss",)),
-                          graph_name="propensity_epoch")
-    infer = oe.convert_dynamic(prop.make_predict(width, hidden), names + ["x"], ["prob"])
-
-    out = _prepare_dir(out_dir)
-    graphs, io = _write_graphs(out, {"train_step": step, "train_epoch": epoch, "infer": infer})
-    _write_params(out, init)
-    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
-             "data": {"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
-                      "train_rows": len(train_records)}}
-    return _finish(out, lambda files: Manifest(
-        model=model, family="propensity", version=version, params=specs, batch_size=batch_size,
-        graphs=graphs, files=files, features=schema.to_json(),
-        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "hidden": hidden},
-        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
-        opset=oe.OPSET, purpose="propensity_scoring", extra=extra))
+    fam = prop.family(prop.build_schema(train_records), hidden, batch_size=batch_size, learning_rate=learning_rate,
+                      epochs=epochs)
+    return export_family(fam, out_dir, name=model, purpose="propensity_scoring", version=version, seed=seed,
+                         params=params, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
+                               "train_rows": len(train_records)})
 
 
 # --------------------------------------------------------------------------- recommender
@@ -131,59 +147,183 @@ def export_recommender(out_dir: str | os.PathLike[str], *, data_path: str | None
                        recon_lr: float = rec.DEFAULT_RECON_LR, clip_norm: float = 1.0,
                        noise_multiplier: float = 1.0, model: str = "recommender", version: int = 1,
                        items: Sequence[str] | None = None, params: Sequence[np.ndarray] | None = None) -> Manifest:
-    """Export the Online Retail recommender (item table global, user vector local).
+    """Export the Online Retail recommender (the :func:`models.recommender.family` recipe).
 
     The item vocabulary comes from ``data_path`` (default: the bundled
     online_retail.csv.gz) unless ``items`` (stock codes, index = position) is given.
     """
-    from models import onnx_export as oe
-
     if dim <= 0 or block <= 0 or negatives < 0 or recon_steps < 1:
         raise ExportError("dim and block must be positive, negatives >= 0 and recon_steps >= 1")
     if items is None:
         items = data_mod.load_retail(data_path).items
     items = [str(i) for i in items]
-    n_items = len(items)
-    if n_items < 2:
+    if len(items) < 2:
         raise ExportError("the recommender needs at least two items")
-    specs = rec.param_specs(n_items, dim)
-    init = list(params) if params is not None else rec.init_params(n_items, dim, seed)
-    if [tuple(p.shape) for p in init] != [s.shape for s in specs]:
-        raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
+    fam = rec.family(items, dim=dim, block=block, learning_rate=learning_rate, epochs=epochs, negatives=negatives,
+                     recon_steps=recon_steps, recon_lr=recon_lr)
+    return export_family(fam, out_dir, name=model, purpose="recommendations", version=version, seed=seed,
+                         params=params, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": "UCI Online Retail, CC BY 4.0, doi:10.24432/C5BW33", "items": len(items)})
 
-    recon_step = oe.convert(rec.make_recon_step(dim, block), rec.BLOCK_INPUTS, rec.RECON_OUTPUTS)
-    train_step = oe.convert(rec.make_train_step(dim, block), rec.BLOCK_INPUTS, rec.TRAIN_OUTPUTS)
-    sliced = ("rows", "row_bias", "labels", "mask")
-    recon_epoch = oe.fuse_epoch(recon_step, oe.FuseSpec(carried=(("user_emb", "user_emb_new"),), sliced=sliced,
-                                                        constant=("lr",), stacked=("loss",)), graph_name="recon_epoch")
-    train_epoch = oe.fuse_epoch(train_step, oe.FuseSpec(carried=(), sliced=sliced, constant=("user_emb", "lr"),
-                                                        stacked=("rows_new", "row_bias_new", "loss")),
-                                graph_name="train_epoch")
-    infer = oe.convert(rec.make_scores(n_items, dim), ["user_emb", "item_emb", "item_bias"], ["scores"])
 
+# --------------------------------------------------------------------------- any table
+DEFAULT_TABULAR_HIDDEN = 32
+INFERRED_SCHEMA_FILE = "schema.inferred.json"
+
+
+def tabular_family(schema: Any, *, hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
+                   learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, name: str = "tabular") -> Family:
+    """The generic tabular recipe: an MLP width -> hidden -> the task's units, on a fitted schema."""
+    from models.family import mlp_builder
+    from models.tasks import get_task
+
+    if hidden < 0:
+        raise ExportError("--hidden must be >= 0 (0 = a linear model)")
+    units = get_task(schema.task).units(len(schema.classes))
+    return Family(name=name, build_model=mlp_builder(schema.width, units, hidden), task=schema.task, schema=schema,
+                  batch_size=batch_size, learning_rate=learning_rate, epochs=epochs, hyperparams={"hidden": hidden})
+
+
+def _fitted_schema(data_path: str | None, rows: Sequence[dict[str, Any]] | None, *, label: str | None, task: str,
+                   positive: str | None, schema_path: str | None, declaration: Mapping[str, Any] | None,
+                   drop: Sequence[str], sep: str | None, out: str) -> tuple[Any, int, str]:
+    """(fitted schema, training rows, where the declaration came from) for export_tabular."""
+    from models import tabular
+
+    if rows is None:
+        if not data_path:
+            raise ExportError("export tabular needs --data FILE (the training table)")
+        rows = tabular.read_table(data_path, sep=sep)
+    if declaration is None and schema_path:
+        declaration = tabular.load_declaration(schema_path)
+    if declaration is None:
+        if not label:
+            raise ExportError("export tabular needs --label COL (or a --schema declaring the label)")
+        declaration = tabular.infer_declaration(rows, label=label, task=task, positive=positive, drop=drop)
+        with open(os.path.join(out, INFERRED_SCHEMA_FILE), "w", encoding="utf-8") as f:
+            json.dump(declaration, f, indent=2, sort_keys=True)
+            f.write("\n")
+        origin = "inferred"
+    else:
+        declaration = dict(declaration)
+        for key, value in (("label", label), ("positive", positive)):
+            if value is not None:
+                declaration[key] = value
+        if task != "binary":
+            declaration["task"] = task
+        declaration["drop"] = list(declaration.get("drop", [])) + [d for d in drop if d not in declaration.get("drop", [])]
+        origin = "declared"
+    return tabular.fit_schema(rows, declaration), len(rows), origin
+
+
+def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = None,
+                   rows: Sequence[dict[str, Any]] | None = None, label: str | None = None, task: str = "binary",
+                   positive: str | None = None, schema_path: str | None = None,
+                   declaration: Mapping[str, Any] | None = None, drop: Sequence[str] = (), sep: str | None = None,
+                   hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
+                   learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, seed: int = 0, clip_norm: float = 1.0,
+                   noise_multiplier: float = 1.0, model: str = "tabular", purpose: str = "marketing",
+                   version: int = 1, params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export an MLP for any table: read ``data_path`` (or ``rows``), declare or infer the schema, fit, export.
+
+    Without ``schema_path``/``declaration`` the schema is inferred from the
+    data and written to ``schema.inferred.json`` in ``out_dir`` for review
+    (pass it back as ``schema_path`` after editing).
+    """
+    from models.tasks import TASKS
+
+    if task not in TASKS:
+        raise ExportError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    if positive is not None and task != "binary":
+        raise ExportError("--positive applies to a binary label only; drop it or use --task binary")
     out = _prepare_dir(out_dir)
-    graphs, io = _write_graphs(out, {"recon_step": recon_step, "recon_epoch": recon_epoch, "train_step": train_step,
-                                     "train_epoch": train_epoch, "infer": infer})
-    _write_params(out, init)
-    extra = {"params_file": PARAMS_FILE, "graph_io": io, "seed": seed, "exported_by": _versions(),
-             "data": {"source": "UCI Online Retail, CC BY 4.0, doi:10.24432/C5BW33", "items": n_items}}
-    features = {"kind": "interactions", "user_column": "CustomerID", "item_column": "StockCode", "items": items}
-    return _finish(out, lambda files: Manifest(
-        model=model, family="recommender", version=version, params=specs, local_params=rec.local_specs(dim),
-        batch_size=block, graphs=graphs, files=files, features=features,
-        hyperparams={"learning_rate": learning_rate, "epochs": epochs, "negatives": negatives,
-                     "recon_steps": recon_steps, "recon_lr": recon_lr, "dim": dim, "init_scale": rec.INIT_SCALE},
-        clip_norm=clip_norm, privacy={"mechanism": "gaussian", "noise_multiplier": noise_multiplier},
-        opset=oe.OPSET, purpose="recommendations", extra=extra))
+    stale = os.path.join(out, INFERRED_SCHEMA_FILE)
+    if os.path.exists(stale):
+        os.remove(stale)
+    schema, n_rows, origin = _fitted_schema(data_path, rows, label=label, task=task, positive=positive,
+                                            schema_path=schema_path, declaration=declaration, drop=drop, sep=sep,
+                                            out=out)
+    fam = tabular_family(schema, hidden=hidden, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
+                         name=model)
+    source = os.path.basename(data_path) if data_path else "rows"
+    return export_family(fam, out, name=model, purpose=purpose, version=version, seed=seed, params=params,
+                         clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": source, "train_rows": n_rows, "schema": origin})
 
 
-def export(family: str, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
-    """Export a model family's trainer artifact into ``out_dir``; returns its manifest."""
-    if family == "propensity":
-        return export_propensity(out_dir, **opts)
-    if family == "recommender":
-        return export_recommender(out_dir, **opts)
-    raise ExportError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+def load_builder(spec: str) -> Callable[..., Any]:
+    """``PATH.py:FUNCTION`` -> the function (a user's Keras model builder)."""
+    import importlib.util
+
+    path, _, fn = spec.rpartition(":")
+    if not path or not fn or not path.endswith(".py"):
+        raise ExportError(f"--model must be PATH.py:FUNCTION, got {spec!r}")
+    if not os.path.exists(path):
+        raise ExportError(f"--model file {path} not found")
+    mod_spec = importlib.util.spec_from_file_location(f"fedmark_user_model_{abs(hash(path))}", path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ExportError(f"--model {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    builder = getattr(module, fn, None)
+    if not callable(builder):
+        raise ExportError(f"--model {path} has no function {fn!r}")
+    return builder
+
+
+def export_keras(out_dir: str | os.PathLike[str], *, model_fn: str | Callable[..., Any],
+                 schema_path: str | None = None, schema: Any = None, data_path: str | None = None,
+                 sep: str | None = None, batch_size: int = prop.DEFAULT_BATCH, learning_rate: float = prop.DEFAULT_LR,
+                 epochs: int = 1, seed: int = 0, clip_norm: float = 1.0, noise_multiplier: float = 1.0,
+                 model: str = "keras", purpose: str = "marketing", version: int = 1,
+                 params: Sequence[np.ndarray] | None = None) -> Manifest:
+    """Export a user's Keras builder ``FUNCTION(width, units) -> tf.keras.Model`` (logits out).
+
+    ``schema_path`` is either a fitted schema (the manifest's ``features``:
+    ``columns`` is a list) or a declaration (``columns`` is a mapping), which
+    is fitted on ``data_path``.
+    """
+    from fedmark.contract import FeatureSchema, ManifestError
+    from models import tabular
+    from models.tasks import get_task
+
+    builder = load_builder(model_fn) if isinstance(model_fn, str) else model_fn
+    if schema is None:
+        if not schema_path:
+            raise ExportError("export keras needs --schema FILE (a fitted schema, or a declaration with --data)")
+        decl = tabular.load_declaration(schema_path)
+        if isinstance(decl.get("columns"), list):
+            try:
+                schema = FeatureSchema.from_json(decl)
+            except ManifestError as exc:
+                raise ExportError(f"--schema {schema_path}: {exc}") from exc
+        else:
+            if not data_path:
+                raise ExportError(f"--schema {schema_path} is a declaration; fitting it needs --data FILE")
+            schema = tabular.fit_schema(tabular.read_table(data_path, sep=sep), decl)
+    units = get_task(schema.task).units(len(schema.classes))
+    fam = Family(name=model, build_model=lambda: builder(schema.width, units), task=schema.task, schema=schema,
+                 batch_size=batch_size, learning_rate=learning_rate, epochs=epochs)
+    return export_family(fam, out_dir, name=model, purpose=purpose, version=version, seed=seed, params=params,
+                         clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                         data={"source": os.path.basename(data_path) if data_path else "schema", "builder":
+                               model_fn if isinstance(model_fn, str) else getattr(model_fn, "__name__", "builder")})
+
+
+def export(family: str | Family, out_dir: str | os.PathLike[str], **opts: Any) -> Manifest:
+    """Export a registered family by name (``models.registry``), or a Family object; returns the manifest."""
+    from models import registry
+
+    if isinstance(family, Family):
+        return export_family(family, out_dir, **opts)
+    try:
+        fn = registry.exporter(family)
+    except KeyError:
+        names = ", ".join(e.name for e in registry.families())
+        raise ExportError(f"unknown model family {family!r}; choose one of {names}") from None
+    return fn(out_dir, **opts)
 
 
 class _CallableModule(types.ModuleType):

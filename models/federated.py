@@ -8,8 +8,10 @@ unweighted mean), and a server optimizer (SGD or Adam).  The server in
 processes are the reference it is checked against and the simulation the demo
 uses.
 
-* propensity: ``tff.learning.algorithms.build_weighted_fed_avg`` (or the
-  unweighted variant under DP) around the Keras twin of the exported MLP.
+* any supervised family (``models.family``; propensity is one):
+  ``tff.learning.algorithms.build_weighted_fed_avg`` (or the unweighted
+  variant under DP) around the family's functional model — the forward pass
+  the exported train step differentiates.
 * recommender: a custom ``ClientWorkProcess`` (reconstruct the user vector
   with the items frozen, then train the item rows) composed with
   ``compose_learning_process``; the client work calls the very ``tf.function``
@@ -28,6 +30,7 @@ import numpy as np
 
 from models import propensity as prop
 from models import recommender as rec
+from models.family import Family
 from models.tff_runtime import import_tff
 
 
@@ -72,41 +75,63 @@ def build_server_optimizer(name: str = "sgd", lr: float = 1.0) -> Any:
     raise ValueError(f"unknown server optimizer {name!r}; use 'sgd' or 'adam'")
 
 
+# --------------------------------------------------------------------------- any supervised family
+def client_data(family: Family, x: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> Any:
+    """One client's tf.data.Dataset for ``build_process``: (x, labels as the train graph takes them) batches.
+
+    Rows stay in order and the last batch is short; the exported trainer pads
+    it with mask 0 instead, which gives the same mean loss.
+    """
+    import tensorflow as tf
+
+    labels = family.graph_labels(y).reshape(len(y), -1)
+    return tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), labels)).batch(
+        batch_size or family.batch_size)
+
+
+def build_process(family: Family | rec.ReconstructionFamily, *, client_lr: float | None = None,
+                  server_optimizer: str = "sgd", server_lr: float = 1.0, dp: DPConfig | None = None,
+                  initial_params: Sequence[np.ndarray] | None = None) -> Any:
+    """FedAvg (or DP-FedAvg) for a family; a ``tff.learning.templates.LearningProcess``.
+
+    A :class:`models.recommender.ReconstructionFamily` gets Federated
+    Reconstruction (``build_recommender_process``).  For a supervised
+    :class:`models.family.Family` the model is the family's ``functional_model`` (TFF's functional form of
+    the same Keras model the export differentiates), client work is local
+    plain SGD on the task's loss — what the exported trainer runs.  Without DP
+    clients are weighted by example count; DP needs the unweighted mean.
+    """
+    if isinstance(family, rec.ReconstructionFamily):
+        return build_recommender_process(family.n_items, family.dim, family.block,
+                                         client_lr=client_lr or family.learning_rate, recon_lr=family.recon_lr,
+                                         epochs=family.epochs,
+                                         server_optimizer=server_optimizer, server_lr=server_lr, dp=dp,
+                                         initial_params=initial_params)
+    tff = import_tff()
+
+    model = family.functional_model(initial_params)
+    client_opt = tff.learning.optimizers.build_sgdm(learning_rate=client_lr or family.learning_rate)
+    server_opt = build_server_optimizer(server_optimizer, server_lr)
+    if dp is None:
+        return tff.learning.algorithms.build_weighted_fed_avg(
+            model, client_opt, server_opt, model_aggregator=build_aggregator(None))
+    return tff.learning.algorithms.build_unweighted_fed_avg(
+        model, client_opt, server_opt, model_aggregator=build_aggregator(dp))
+
+
 # --------------------------------------------------------------------------- propensity
 def propensity_client_data(x: np.ndarray, y: np.ndarray, batch_size: int = prop.DEFAULT_BATCH) -> Any:
     """One client's tf.data.Dataset: (x, y[:, None]) batches in row order (last batch short)."""
-    import tensorflow as tf
-
-    return tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32),
-                                               np.asarray(y, np.float32).reshape(-1, 1))).batch(batch_size)
+    return client_data(prop.family(x.shape[1]), x, y, batch_size)
 
 
 def build_propensity_process(width: int, hidden: int = prop.DEFAULT_HIDDEN, *, client_lr: float = prop.DEFAULT_LR,
                              server_optimizer: str = "sgd", server_lr: float = 1.0, dp: DPConfig | None = None,
                              initial_params: Sequence[np.ndarray] | None = None) -> Any:
-    """FedAvg (or DP-FedAvg) for the propensity MLP; a ``tff.learning.templates.LearningProcess``.
-
-    Client work = local plain SGD with the mean BCE, i.e. what the exported
-    trainer runs.  Without DP clients are weighted by example count.
-    """
-    tff = import_tff()
-    import tensorflow as tf
-
+    """``build_process`` of the propensity recipe (kept for the benchmarks and the demo)."""
     init = list(initial_params) if initial_params is not None else prop.init_params(width, hidden)
-    spec = (tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None, 1], tf.float32))
-
-    def model_fn() -> Any:
-        return tff.learning.models.from_keras_model(
-            prop.build_keras_model(width, hidden, init), input_spec=spec,
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
-
-    client_opt = tff.learning.optimizers.build_sgdm(learning_rate=client_lr)
-    server_opt = build_server_optimizer(server_optimizer, server_lr)
-    if dp is None:
-        return tff.learning.algorithms.build_weighted_fed_avg(
-            model_fn, client_opt, server_opt, model_aggregator=build_aggregator(None))
-    return tff.learning.algorithms.build_unweighted_fed_avg(
-        model_fn, client_opt, server_opt, model_aggregator=build_aggregator(dp))
+    return build_process(prop.family(width, hidden), client_lr=client_lr, server_optimizer=server_optimizer,
+                         server_lr=server_lr, dp=dp, initial_params=init)
 
 
 # --------------------------------------------------------------------------- recommender

@@ -52,9 +52,51 @@ def _log1p_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
     ctx.make_node("Log", [plus], outputs=node.output, name=name, shapes=[ctx.get_shape(x)], dtypes=[dtype])
 
 
+def _bias_add_grad_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """BiasAddGrad(g) -> ReduceSum(g) over every axis but the last (Keras ``Dense`` adds its bias with BiasAdd)."""
+    from tf2onnx import utils
+
+    grad = node.input[0]
+    shape = ctx.get_shape(grad)
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"BiasAddGrad {name}: needs a static rank >= 2 (train steps have static shapes)")
+    axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.arange(len(shape) - 1, dtype=np.int64)).output[0]
+    dtype = ctx.get_dtype(grad)
+    ctx.remove_node(node.name)
+    ctx.make_node("ReduceSum", [grad, axes], outputs=node.output, name=name, attr={"keepdims": 0},
+                  shapes=[[shape[-1]]], dtypes=[dtype])
+
+
+def _sigmoid_grad_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """SigmoidGrad(y, g) -> g * y * (1 - y), y being the sigmoid's output."""
+    _activation_grad(ctx, node, name, lambda y, one: ctx.make_node(
+        "Mul", [y, ctx.make_node("Sub", [one, y], op_name_scope=name).output[0]], op_name_scope=name).output[0])
+
+
+def _tanh_grad_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """TanhGrad(y, g) -> g * (1 - y²), y being the tanh's output."""
+    _activation_grad(ctx, node, name, lambda y, one: ctx.make_node(
+        "Sub", [one, ctx.make_node("Mul", [y, y], op_name_scope=name).output[0]], op_name_scope=name).output[0])
+
+
+def _activation_grad(ctx: Any, node: Any, name: str, derivative: Callable[[str, str], str]) -> None:
+    from tf2onnx import utils
+
+    y, grad = node.input[0], node.input[1]
+    dtype = ctx.get_dtype(y)
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype))).output[0]
+    local = derivative(y, one)
+    shape = ctx.get_shape(grad)
+    ctx.remove_node(node.name)
+    ctx.make_node("Mul", [grad, local], outputs=node.output, name=name, shapes=[shape], dtypes=[dtype])
+
+
 CUSTOM_HANDLERS: dict[str, tuple[Callable[..., None], list[Any]]] = {
     "ReluGrad": (_relu_grad_handler, []),
     "Log1p": (_log1p_handler, []),
+    "BiasAddGrad": (_bias_add_grad_handler, []),
+    "SigmoidGrad": (_sigmoid_grad_handler, []),
+    "TanhGrad": (_tanh_grad_handler, []),
 }
 
 

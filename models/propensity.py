@@ -1,16 +1,17 @@
-"""Propensity (conversion) scoring on Bank Marketing: schema, model, TF train step.
+"""Propensity (conversion) scoring on Bank Marketing: a recipe on the family API.
 
-The model is a small MLP, width -> hidden -> 1 with ReLU (``hidden=0`` gives
-logistic regression).  The train step is written as a pure function of its
-parameters — not of Keras variables — because it is what gets exported: the
-ONNX graph takes the parameters as inputs and returns the new ones, so the
-device holds no hidden state and the server can diff parameters.
+The model is a small Keras MLP, width -> hidden -> 1 logit with ReLU
+(``hidden=0`` gives logistic regression), trained with the binary
+cross-entropy (``models.tasks``).  It is defined once, by :func:`family`; the
+exported train step, the inference graph, the TFF process and the centralized
+baseline are all derived from that definition by ``models.family``.  What is
+specific to this recipe: the Bank Marketing columns (``duration`` dropped: it
+is known only after the call), the parameter names ``w1, b1, w2, b2`` (``w, b``
+for logistic regression) and a numpy Glorot initialisation seeded like the
+first artifacts were, so earlier artifacts keep their bytes.
 
-The loss is the binary cross-entropy on logits, averaged over the *real* rows
-of a padded batch: ``sum(mask * bce) / max(sum(mask), 1)``.  Padding the last
-batch (mask 0) keeps every graph shape static, which tf2onnx needs.
-
-TensorFlow is imported inside functions so ``import models.propensity`` is cheap.
+The functions below the recipe keep the signatures the tests, benchmarks and
+demo call (``make_train_step(width, hidden, batch)`` and so on).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from fedmark.contract import Column, FeatureSchema, ParamSpec
 from models import data as data_mod
+from models.family import Family, GraphFunction, mlp_builder
 
 DEFAULT_HIDDEN = 32
 DEFAULT_BATCH = 64
@@ -60,6 +62,34 @@ def encode(schema: FeatureSchema, records: Sequence[Mapping[str, Any]]) -> tuple
     return x, y
 
 
+# --------------------------------------------------------------------------- the recipe
+def _layer_names(hidden: int) -> list[str]:
+    return ["hidden", "logit"] if hidden > 0 else ["logit"]
+
+
+def param_names(hidden: int = DEFAULT_HIDDEN) -> list[str]:
+    return ["w1", "b1", "w2", "b2"] if hidden > 0 else ["w", "b"]
+
+
+def _schema_of_width(width: int) -> FeatureSchema:
+    # Graph-only uses (parity tests, benchmarks) know the width, not the fitted schema.
+    return FeatureSchema((Column("x", "hash", buckets=width),), label=data_mod.BANK_LABEL, positive=data_mod.BANK_POSITIVE)
+
+
+def family(schema: FeatureSchema | int, hidden: int = DEFAULT_HIDDEN, *, batch_size: int = DEFAULT_BATCH,
+           learning_rate: float = DEFAULT_LR, epochs: int = DEFAULT_EPOCHS, name: str = "propensity") -> Family:
+    """The propensity family for a fitted schema (or just an input width)."""
+    if hidden < 0:
+        raise ValueError("hidden must be >= 0 (0 = logistic regression)")
+    if isinstance(schema, int):
+        schema = _schema_of_width(schema)
+    width = schema.width
+    return Family(name=name, build_model=mlp_builder(width, 1, hidden, names=_layer_names(hidden)), task="binary",
+                  schema=schema, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
+                  param_names=param_names(hidden), init=lambda seed: init_params(width, hidden, seed),
+                  hyperparams={"hidden": hidden})
+
+
 # --------------------------------------------------------------------------- parameters
 def param_specs(width: int, hidden: int = DEFAULT_HIDDEN) -> tuple[ParamSpec, ...]:
     """Manifest order of the global parameters (also the Keras weight order)."""
@@ -82,101 +112,26 @@ def init_params(width: int, hidden: int = DEFAULT_HIDDEN, seed: int = 0) -> list
     return out
 
 
-# --------------------------------------------------------------------------- TF maths
-def forward(params: Sequence[Any], x: Any) -> Any:
-    """Logits [N] for inputs x [N, width]."""
-    import tensorflow as tf
-
-    if len(params) == 2:
-        w, b = params
-        return tf.reshape(tf.matmul(x, w) + b, [-1])
-    w1, b1, w2, b2 = params
-    h = tf.nn.relu(tf.matmul(x, w1) + b1)
-    return tf.reshape(tf.matmul(h, w2) + b2, [-1])
+# --------------------------------------------------------------------------- derived graphs
+def make_train_step(width: int, hidden: int = DEFAULT_HIDDEN, batch_size: int = DEFAULT_BATCH) -> GraphFunction:
+    """(params..., x, y, mask, lr) -> (new params..., loss): the family's exported SGD step."""
+    return family(width, hidden, batch_size=batch_size).make_train_step()
 
 
-def masked_bce(logits: Any, y: Any, mask: Any) -> Any:
-    """Mean BCE over the real rows: sum(mask*bce)/max(sum(mask),1).
-
-    Written as relu(z) - z*y + log1p(exp(-|z|)), the overflow-free form (the
-    same one tf.nn.sigmoid_cross_entropy_with_logits uses).
-    """
-    import tensorflow as tf
-
-    per_row = tf.nn.relu(logits) - logits * y + tf.math.log1p(tf.exp(-tf.abs(logits)))
-    return tf.reduce_sum(per_row * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
-
-def make_train_step(width: int, hidden: int = DEFAULT_HIDDEN, batch_size: int = DEFAULT_BATCH) -> Any:
-    """A ``tf.function`` (params..., x, y, mask, lr) -> (new params..., loss), static shapes.
-
-    One plain-SGD step: params - lr * grad.  This exact function is what the
-    ONNX train graph is converted from, and what the parity tests compare with.
-    """
-    import tensorflow as tf
-
-    specs = param_specs(width, hidden)
-    sig = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs] + [
-        tf.TensorSpec([batch_size, width], tf.float32, name="x"),
-        tf.TensorSpec([batch_size], tf.float32, name="y"),
-        tf.TensorSpec([batch_size], tf.float32, name="mask"),
-        tf.TensorSpec([], tf.float32, name="lr"),
-    ]
-    n = len(specs)
-
-    @tf.function(input_signature=sig)
-    def train_step(*args: Any) -> Any:
-        params = list(args[:n])
-        x, y, mask, lr = args[n:]
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            loss = masked_bce(forward(params, x), y, mask)
-        grads = tape.gradient(loss, params)
-        return tuple(p - lr * g for p, g in zip(params, grads)) + (loss,)
-
-    return train_step
-
-
-def make_predict(width: int, hidden: int = DEFAULT_HIDDEN) -> Any:
-    """A ``tf.function`` (params..., x [N, width]) -> probabilities [N]; N is dynamic."""
-    import tensorflow as tf
-
-    specs = param_specs(width, hidden)
-    sig = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs] + [
-        tf.TensorSpec([None, width], tf.float32, name="x")]
-    n = len(specs)
-
-    @tf.function(input_signature=sig)
-    def predict(*args: Any) -> Any:
-        return tf.sigmoid(forward(list(args[:n]), args[n]))
-
-    return predict
+def make_predict(width: int, hidden: int = DEFAULT_HIDDEN) -> GraphFunction:
+    """(params..., x [N, width]) -> probabilities [N]."""
+    return family(width, hidden).make_predict()
 
 
 def step_io_names(width: int, hidden: int = DEFAULT_HIDDEN) -> tuple[list[str], list[str]]:
     """ONNX train-step input and output names (see docs/ARTIFACT.md)."""
-    names = [s.name for s in param_specs(width, hidden)]
+    names = param_names(hidden)
     return names + ["x", "y", "mask", "lr"], [f"{n}_new" for n in names] + ["loss"]
 
 
-# --------------------------------------------------------------------------- Keras twin
 def build_keras_model(width: int, hidden: int = DEFAULT_HIDDEN, params: Sequence[np.ndarray] | None = None) -> Any:
-    """The same network as Keras layers (logits out), weights in manifest order.
-
-    Used for the centralized baseline, for ``tff.learning`` (which wraps Keras
-    models) and by the benchmark's ``model.fit`` comparison.
-    """
-    import tensorflow as tf
-
-    inputs = tf.keras.Input(shape=(width,), name="x")
-    if hidden > 0:
-        h = tf.keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
-        out = tf.keras.layers.Dense(1, name="logit")(h)
-    else:
-        out = tf.keras.layers.Dense(1, name="logit")(inputs)
-    model = tf.keras.Model(inputs, out)
-    model.set_weights(list(params) if params is not None else init_params(width, hidden))
-    return model
+    """The family's Keras model (logits out) with ``params`` in manifest order (benchmarks' ``model.fit``)."""
+    return family(width, hidden).keras_model(params if params is not None else init_params(width, hidden))
 
 
 def train_centralized(x: np.ndarray, y: np.ndarray, *, hidden: int = DEFAULT_HIDDEN, epochs: int = 5,
@@ -187,21 +142,6 @@ def train_centralized(x: np.ndarray, y: np.ndarray, *, hidden: int = DEFAULT_HID
     The reference point the federated runs are judged against (what the same
     model reaches when the data *is* pooled).
     """
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(seed)
-    model = build_keras_model(x.shape[1], hidden, params if params is not None else init_params(x.shape[1], hidden, seed))
-    model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=lr),
-                  loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
-    return [np.asarray(w, np.float32) for w in model.get_weights()]
-
-
-def predict_numpy(params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Probabilities with numpy only (evaluation without a session)."""
-    if len(params) == 2:
-        z = x @ params[0][:, 0] + params[1][0]
-    else:
-        h = np.maximum(x @ params[0] + params[1], 0.0)
-        z = h @ params[2][:, 0] + params[3][0]
-    return 1.0 / (1.0 + np.exp(-z))
+    fam = family(x.shape[1], hidden, batch_size=batch_size, learning_rate=lr)
+    return fam.train_centralized(x, y, epochs=epochs, lr=lr, seed=seed,
+                                 params=params if params is not None else init_params(x.shape[1], hidden, seed))

@@ -22,11 +22,12 @@ graphs report the masked mean as ``loss``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from fedmark.contract import ParamSpec
+from fedmark.contract import PROTOCOL_MF, ParamSpec
 
 DEFAULT_DIM = 32
 DEFAULT_BLOCK = 256
@@ -167,6 +168,74 @@ def make_scores(n_items: int, dim: int = DEFAULT_DIM) -> Any:
         return tf.linalg.matvec(item_emb, user_emb) + item_bias
 
     return scores
+
+
+# --------------------------------------------------------------------------- the recipe
+@dataclass(frozen=True)
+class ReconstructionFamily:
+    """The recommender as a family (protocol ``mf-reconstruction/1``): what ``models.export_family`` exports
+    and ``models.federated.build_process`` federates, from the one set of ``tf.function`` steps above.
+
+    Not a Keras model: Federated Reconstruction splits the parameters into a
+    global item table and a device-only user vector, and a round is two
+    different steps, which the supervised ``models.family.Family`` (one
+    model, one loss, one step) does not express.
+    """
+
+    items: tuple[str, ...]
+    dim: int = DEFAULT_DIM
+    block: int = DEFAULT_BLOCK
+    learning_rate: float = DEFAULT_LR
+    epochs: int = DEFAULT_EPOCHS
+    negatives: int = DEFAULT_NEGATIVES
+    recon_steps: int = DEFAULT_RECON_STEPS
+    recon_lr: float = DEFAULT_RECON_LR
+    name: str = "recommender"
+    protocol: str = PROTOCOL_MF
+
+    @property
+    def batch_size(self) -> int:
+        return self.block
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def param_specs(self) -> tuple[ParamSpec, ...]:
+        return param_specs(self.n_items, self.dim)
+
+    def initial_params(self, seed: int = 0) -> list[np.ndarray]:
+        return init_params(self.n_items, self.dim, seed)
+
+    def onnx_graphs(self) -> dict[str, Any]:
+        """recon_step/recon_epoch (user vector, items frozen), train_step/train_epoch (item rows), infer (scores)."""
+        from models import onnx_export as oe
+
+        recon_step = oe.convert(make_recon_step(self.dim, self.block), BLOCK_INPUTS, RECON_OUTPUTS)
+        train_step = oe.convert(make_train_step(self.dim, self.block), BLOCK_INPUTS, TRAIN_OUTPUTS)
+        sliced = ("rows", "row_bias", "labels", "mask")
+        recon_epoch = oe.fuse_epoch(recon_step, oe.FuseSpec(carried=(("user_emb", "user_emb_new"),), sliced=sliced,
+                                                            constant=("lr",), stacked=("loss",)),
+                                    graph_name="recon_epoch")
+        train_epoch = oe.fuse_epoch(train_step, oe.FuseSpec(carried=(), sliced=sliced, constant=("user_emb", "lr"),
+                                                            stacked=("rows_new", "row_bias_new", "loss")),
+                                    graph_name="train_epoch")
+        infer = oe.convert(make_scores(self.n_items, self.dim), ["user_emb", "item_emb", "item_bias"], ["scores"])
+        return {"recon_step": recon_step, "recon_epoch": recon_epoch, "train_step": train_step,
+                "train_epoch": train_epoch, "infer": infer}
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"features": {"kind": "interactions", "user_column": "CustomerID", "item_column": "StockCode",
+                             "items": list(self.items)},
+                "local_params": local_specs(self.dim),
+                "hyperparams": {"learning_rate": self.learning_rate, "epochs": self.epochs,
+                                "negatives": self.negatives, "recon_steps": self.recon_steps,
+                                "recon_lr": self.recon_lr, "dim": self.dim, "init_scale": INIT_SCALE}}
+
+
+def family(items: Sequence[str], **opts: Any) -> ReconstructionFamily:
+    """The Online Retail recommender recipe over ``items`` (stock codes, index = position)."""
+    return ReconstructionFamily(tuple(str(i) for i in items), **opts)
 
 
 # --------------------------------------------------------------------------- evaluation

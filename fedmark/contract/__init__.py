@@ -18,9 +18,10 @@ from fedmark.contract import codes
 from fedmark.contract.clipping import NORM_CHUNK, clip_scale, l2_clip, l2_norm
 from fedmark.contract.codes import *  # noqa: F403  (every name in codes.__all__: ERR_*, REASON_*, OUTCOME_*)
 from fedmark.contract.errors import ContractError, ManifestError, ProtocolError, SchemaError, WireError
-from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket
+from fedmark.contract.features import Column, FeatureSchema, RowError, hash_bucket, parse_bool
 from fedmark.contract.hashing import sha256_bytes, sha256_file
-from fedmark.contract.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, PARAMS_FILE, Manifest, ParamSpec,
+from fedmark.contract.manifest import (LEGACY_PROTOCOLS, MANIFEST_FILE, MANIFEST_FORMAT, PARAMS_FILE, PROTOCOL_MF,
+                                      PROTOCOL_SUPERVISED, Manifest, ParamSpec,
                                       manifest_digest, params_file)
 from fedmark.contract.params import flatten, unflatten
 from fedmark.contract.protocol import (MAX_HEADER_INT, TaskDocument, UploadHeaders, build_task, consent_covers,
@@ -31,9 +32,9 @@ from fedmark.contract.wire import (ENCODINGS, HDR_IDEMPOTENCY, HDR_MODEL_VERSION
 
 __all__ = [
     "ContractError", "ManifestError", "SchemaError", "WireError", "ProtocolError",
-    "Column", "FeatureSchema", "RowError", "hash_bucket",
+    "Column", "FeatureSchema", "RowError", "hash_bucket", "parse_bool",
     "MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "ParamSpec", "manifest_digest", "load_artifact_manifest",
-    "PARAMS_FILE", "params_file",
+    "PARAMS_FILE", "params_file", "PROTOCOL_SUPERVISED", "PROTOCOL_MF", "LEGACY_PROTOCOLS",
     "sha256_bytes", "sha256_file",
     "flatten", "unflatten", "clip_scale", "l2_clip", "l2_norm", "NORM_CHUNK",
     "ENCODINGS", "HDR_IDEMPOTENCY", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_ROUND", "HDR_WITHIN_CLIP",

@@ -17,9 +17,13 @@ from fedmark.contract.hashing import sha256_bytes
 MANIFEST_FORMAT = "fedmark-trainer/1"
 MANIFEST_FILE = "manifest.json"
 PARAMS_FILE = "params.bin"
+PROTOCOL_SUPERVISED = "supervised-tabular/1"
+PROTOCOL_MF = "mf-reconstruction/1"
+#: Manifests written before the ``protocol`` field existed name only their family; this is what those ran.
+LEGACY_PROTOCOLS = {"propensity": PROTOCOL_SUPERVISED, "recommender": PROTOCOL_MF}
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_FILE", "PARAMS_FILE", "ParamSpec", "Manifest", "manifest_digest",
-           "params_file"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_FILE", "PARAMS_FILE", "PROTOCOL_SUPERVISED", "PROTOCOL_MF",
+           "LEGACY_PROTOCOLS", "ParamSpec", "Manifest", "manifest_digest", "params_file"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Manifest:
     ``params`` are the global parameters that travel (initial values in
     ``files['params']``, updates on the wire).  ``local_params`` live only on
     the device (the recommender's user vector) and are never uploaded.
+    ``protocol`` names how a device trains the artifact (which graphs, what
+    data): devices dispatch on it, never on ``family`` (a free name).
     """
 
     model: str
@@ -74,6 +80,15 @@ class Manifest:
     opset: int = 17
     purpose: str = "marketing"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.protocol:
+            legacy = LEGACY_PROTOCOLS.get(self.family)
+            if legacy is None:
+                raise ManifestError(f"manifest of family {self.family!r} names no training protocol; "
+                                    f"set 'protocol' (e.g. {PROTOCOL_SUPERVISED!r})")
+            object.__setattr__(self, "protocol", legacy)
 
     @property
     def num_params(self) -> int:
@@ -85,7 +100,8 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": MANIFEST_FORMAT, "model": self.model, "family": self.family, "version": self.version,
+            "format": MANIFEST_FORMAT, "model": self.model, "family": self.family, "protocol": self.protocol,
+            "version": self.version,
             "opset": self.opset, "purpose": self.purpose, "batch_size": self.batch_size,
             "params": [p.to_json() for p in self.params],
             "local_params": [p.to_json() for p in self.local_params],
@@ -115,7 +131,7 @@ class Manifest:
                 features=dict(d.get("features", {})), hyperparams=dict(d.get("hyperparams", {})),
                 clip_norm=float(d.get("clip_norm", 1.0)), privacy=dict(d.get("privacy", {})),
                 opset=int(d.get("opset", 17)), purpose=str(d.get("purpose", "marketing")),
-                extra=dict(d.get("extra", {})),
+                extra=dict(d.get("extra", {})), protocol=str(d.get("protocol") or ""),
             )
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
             if isinstance(exc, ManifestError):

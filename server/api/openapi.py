@@ -95,6 +95,8 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
     ("/train/{name}", "get", "A trainer page file (allow-listed script / style)", None, None, {"200": "file"}),
     ("/train/sdk/{name}", "get", "A browser ES module of the JavaScript SDK", None, None,
      {"200": "JavaScript", "503": "web_sdk_unavailable"}),
+    ("/train/sdk/families/{name}", "get", "A training-protocol plug-in module of the JavaScript SDK", None, None,
+     {"200": "JavaScript"}),
     ("/train/ort/{name}", "get", "onnxruntime-web module / WebAssembly (allow-listed)", None, None,
      {"200": "JavaScript or application/wasm", "503": "web_sdk_unavailable"}),
 ]

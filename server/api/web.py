@@ -98,6 +98,14 @@ def sdk_module(name: str):  # type: ignore[no-untyped-def]
     return _send(src, name, JS, "SDK module")
 
 
+@bp.get("/train/sdk/families/<name>")
+def sdk_family_module(name: str):  # type: ignore[no-untyped-def]
+    """One training-protocol plug-in of the JavaScript SDK (edge_sdk/web/src/families)."""
+    if not _SDK_NAME.fullmatch(name):
+        raise ApiError(404, "not_found", f"/train/sdk/families/{name} is not a protocol module of the JavaScript SDK")
+    return _send(sdk_dir() / "src" / "families", name, JS, "SDK module")
+
+
 @bp.get("/train/ort/<name>")
 def ort_file(name: str):  # type: ignore[no-untyped-def]
     """onnxruntime-web's module and WebAssembly binary, served locally (no CDN)."""

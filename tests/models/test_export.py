@@ -115,11 +115,24 @@ def test_cli_exports_logistic_variant(tmp_path, bank_split, monkeypatch):
 def test_cli_rejects_options_of_the_other_family(tmp_path, capsys):
     from fedmark_cli import main
 
-    with pytest.raises(SystemExit, match="--dim"):
+    with pytest.raises(SystemExit):
         main(["export", "propensity", "--out", str(tmp_path / "x"), "--dim", "8"])
+    assert "unrecognized arguments: --dim" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "ranking", "--out", str(tmp_path / "x")])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_family_list_comes_from_the_registry(capsys):
+    from fedmark_cli import main
+    from models import registry
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    out = capsys.readouterr().out
+    for e in registry.families():
+        assert e.name in out and e.protocol in out
+    assert [e.name for e in registry.families()][:4] == ["propensity", "recommender", "tabular", "keras"]
 
 
 def test_export_rejects_bad_options(tmp_path):
@@ -144,3 +157,22 @@ def test_export_is_reproducible(tmp_path, bank_split):
     assert a.files == b.files
     c = export("propensity", tmp_path / "c", train_records=bank_split[0][:3000], seed=5)
     assert c.files["params.bin"] != a.files["params.bin"] and c.files["train_step.onnx"] == a.files["train_step.onnx"]
+
+
+def test_shipped_families_are_recipes_on_the_family_api(tmp_path, bank_split, retail, propensity_artifact,
+                                                         recommender_artifact):
+    """export('propensity'|'recommender') is export_family of the recipe: the same bytes, graph for graph."""
+    from models import propensity, recommender
+    from models.export import export_family
+    from models.family import Family
+
+    fam = propensity.family(propensity.build_schema(bank_split[0]))
+    assert isinstance(fam, Family) and fam.protocol == "supervised-tabular/1"
+    m = export_family(fam, tmp_path / "p", purpose="propensity_scoring", seed=0)
+    shipped = load_artifact_manifest(propensity_artifact)
+    assert {k: v for k, v in m.files.items()} == dict(shipped.files)
+    rfam = recommender.family(retail.items)
+    m = export_family(rfam, tmp_path / "r", purpose="recommendations", seed=0)
+    shipped = load_artifact_manifest(recommender_artifact)
+    assert dict(m.files) == dict(shipped.files) and m.protocol == "mf-reconstruction/1"
+    assert [p.name for p in m.local_params] == ["user_emb"]

@@ -72,9 +72,12 @@ def test_recommender_round_equals_weighted_trainer_updates(recommender_artifact,
     results = [tr.train(p0, retail.train[u], local=zeros, epochs=epochs, seed=u) for u in users]
     expected = weighted_average(p0, results)
 
-    proc = federated.build_recommender_process(
-        retail.n_items, int(hp["dim"]), tr.manifest.batch_size, client_lr=float(hp["learning_rate"]),
-        recon_lr=float(hp["recon_lr"]), epochs=epochs, server_optimizer="sgd", server_lr=1.0, initial_params=p0)
+    from models import recommender
+
+    # the recipe the artifact was exported from gives the process (models.federated.build_process)
+    fam = recommender.family(tr.manifest.features["items"], dim=int(hp["dim"]), block=tr.manifest.batch_size,
+                             learning_rate=float(hp["learning_rate"]), recon_lr=float(hp["recon_lr"]), epochs=epochs)
+    proc = federated.build_process(fam, server_optimizer="sgd", server_lr=1.0, initial_params=p0)
     out = proc.next(proc.initialize(), [federated.recommender_client_data(p) for p in plans])
     got = federated.model_weights(proc, out.state)
     assert max_diff(expected, got) <= TOL

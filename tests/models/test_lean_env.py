@@ -1,9 +1,10 @@
 """The device side trains with numpy + onnxruntime only: no TensorFlow anywhere.
 
 A separate venv (cached in .venv-lean/, gitignored) gets just numpy and
-onnxruntime.  Only the shared package and one SDK file of this repository are
-copied beside the test script — fedmark/ (contract + metrics) and edge_sdk/trainer.py — so
-any hidden import of TensorFlow, tf2onnx, onnx or the rest of the SDK fails.
+onnxruntime.  Only the shared package and the SDK are copied beside the test
+script — fedmark/ (contract + metrics) and edge_sdk/ (the trainer and its
+protocol plug-ins) — so any hidden import of TensorFlow, tf2onnx, onnx,
+``models`` or ``server`` fails.
 """
 from __future__ import annotations
 
@@ -32,10 +33,7 @@ for heavy in ("tensorflow", "tensorflow_federated", "tf2onnx", "onnx", "keras"):
     else:
         raise SystemExit(f"{heavy} is importable in the lean environment")
 
-spec = importlib.util.spec_from_file_location("trainer", sys.argv[1])
-trainer = importlib.util.module_from_spec(spec)
-sys.modules["trainer"] = trainer
-spec.loader.exec_module(trainer)
+from edge_sdk import trainer
 
 out = {}
 t = trainer.Trainer(sys.argv[2])
@@ -49,6 +47,12 @@ q0 = t.initial_params()
 r = t.train(q0, np.load(sys.argv[6]), local=t.initial_local(1))
 out["recommender"] = {"changed": float(max(np.abs(a - b).max() for a, b in zip(q0, r.params))), "loss": r.loss,
                       "n": r.num_examples, "scores": int(t.predict(r.params, local=r.local).shape[0])}
+t = trainer.Trainer(sys.argv[7])
+xr, yr = np.load(sys.argv[8]), np.load(sys.argv[9])
+r0 = t.initial_params()
+r = t.train(r0, (xr, yr), epochs=2)
+out["regression"] = {"protocol": t.manifest.protocol, "changed": float(max(np.abs(a - b).max() for a, b in zip(r0, r.params))),
+                     "loss": r.loss, "n": r.num_examples, "pred": t.predict(r.params, xr[:4]).tolist()}
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "onnx", "tf2onnx", "models", "server"))
 out["heavy_modules"] = heavy
 print(json.dumps(out))
@@ -74,20 +78,28 @@ def _lean_python() -> str:
     return py
 
 
-def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommender_artifact, bank_xy, retail):
+def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommender_artifact, bank_xy, retail,
+                                         regression_artifact, value_split):
     py = _lean_python()
     code = tmp_path / "code"
     code.mkdir(parents=True)
     shutil.copytree(os.path.join(ROOT, "fedmark"), code / "fedmark", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(os.path.join(ROOT, "edge_sdk", "trainer.py"), code / "trainer.py")
+    shutil.copytree(os.path.join(ROOT, "edge_sdk"), code / "edge_sdk",
+                    ignore=shutil.ignore_patterns("__pycache__", "web"))
     (code / "run.py").write_text(SCRIPT)
     np.save(tmp_path / "x.npy", bank_xy[0][:500])
     np.save(tmp_path / "y.npy", bank_xy[1][:500])
     np.save(tmp_path / "pos.npy", retail.train[8])
+    from fedmark.contract import load_artifact_manifest
+
+    xr, yr, _ = load_artifact_manifest(regression_artifact).schema().encode(value_split[0][:400])
+    np.save(tmp_path / "xr.npy", xr)
+    np.save(tmp_path / "yr.npy", yr)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code), "HOME": str(tmp_path)}
-    proc = subprocess.run([py, str(code / "run.py"), str(code / "trainer.py"), str(propensity_artifact),
+    proc = subprocess.run([py, str(code / "run.py"), "-", str(propensity_artifact),
                            str(recommender_artifact), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
-                           str(tmp_path / "pos.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           str(tmp_path / "pos.npy"), str(regression_artifact), str(tmp_path / "xr.npy"),
+                           str(tmp_path / "yr.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -96,6 +108,9 @@ def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommen
     assert 0.0 < out["propensity"]["loss"] < 1.0 and 0.0 < out["propensity"]["prob"] < 1.0
     assert out["recommender"]["changed"] > 1e-5 and out["recommender"]["n"] == len(np.unique(retail.train[8]))
     assert out["recommender"]["scores"] == retail.n_items
+    reg = out["regression"]  # a family exported by `fedmark export tabular` (issue 14)
+    assert reg["protocol"] == "supervised-tabular/1" and reg["n"] == 400 and reg["changed"] > 1e-4
+    assert np.isfinite(reg["loss"]) and len(reg["pred"]) == 4 and all(np.isfinite(reg["pred"]))
     # and the lean interpreter really lacks TensorFlow (not just this script's view of it)
     probe = subprocess.run([py, "-c", "import tensorflow"], capture_output=True, text=True, env=env, timeout=60)
     assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr

@@ -27,7 +27,7 @@ def test_propensity_step_matches_tf(propensity_artifact, bank_xy):
     mask[-9:] = 0.0  # a padded tail must not count
     params = [p + np.float32(0.01) for p in tr.initial_params()]  # nonzero biases exercise every gradient path
     lr = np.array(0.3, np.float32)
-    tf_out = [o.numpy() for o in propensity.make_train_step(width, 32, b)(*params, x, y, mask, lr)]
+    tf_out = propensity.make_train_step(width, 32, b)(*params, x, y, mask, lr)
     names = [p.name for p in tr.manifest.params]
     onnx_out = session(propensity_artifact / "train_step.onnx").run(
         None, dict(zip(names, params), x=x, y=y, mask=mask, lr=lr))
@@ -74,7 +74,7 @@ def test_propensity_epoch_matches_tf_steps(propensity_artifact, bank_xy):
     tf_step = propensity.make_train_step(x.shape[1], 32, tr.manifest.batch_size)
     p = tr.initial_params()
     for i in range(xs.shape[0]):
-        p = [o.numpy() for o in tf_step(*p, xs[i], ys[i], ms[i], np.array(0.2, np.float32))[:4]]
+        p = tf_step(*p, xs[i], ys[i], ms[i], np.array(0.2, np.float32))[:4]
     res = tr.train(tr.initial_params(), (x[order], y[order]), epochs=1, lr=0.2, shuffle=False)
     assert max_diff(p, res.params) <= TOL
 

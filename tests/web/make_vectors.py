@@ -192,6 +192,76 @@ def feature_vectors() -> dict[str, Any]:
     return out
 
 
+# Issue 14's rules: boolean, missing indicators, capped vocabulary with hashed tail buckets, log1p; and the
+# regression and multiclass label rules (labels as encoded, and as the train graph takes them).
+SCHEMA_TABULAR_JSON = {
+    "columns": [
+        {"name": "spend", "kind": "numeric", "mean": 5.1, "std": 1.7, "transform": "log1p", "indicator": True},
+        {"name": "visits", "kind": "numeric", "mean": 3.0, "std": 2.0},
+        {"name": "member", "kind": "boolean", "indicator": True},
+        {"name": "optin", "kind": "boolean", "fill": 1.0},
+        {"name": "country", "kind": "onehot", "vocabulary": ["FR", "PT", "UK"], "tail_buckets": 5},
+        {"name": "device", "kind": "onehot", "vocabulary": ["ios", "web"]},
+    ],
+    "label": "value", "task": "regression", "label_mean": 4.2, "label_std": 1.9, "label_transform": "log1p",
+}
+SCHEMA_MULTICLASS_JSON = {**SCHEMA_TABULAR_JSON, "label": "offer", "task": "multiclass",
+                          "classes": ["bags", "kitchen", "paper", "2", "True"]}
+for _k in ("label_mean", "label_std", "label_transform"):
+    SCHEMA_MULTICLASS_JSON.pop(_k)
+
+TABULAR_TRICKY: list[Any] = [
+    {"spend": "120.5", "visits": 4, "member": "yes", "optin": "N", "country": "UK", "device": "ios", "value": "99.5",
+     "offer": "bags"},
+    {"spend": None, "visits": "", "member": None, "optin": None, "country": None, "device": None, "value": 0,
+     "offer": "paper"},
+    {"spend": -30, "visits": 1, "member": True, "optin": 0, "country": "Brasil", "device": "android", "value": -4,
+     "offer": 2},
+    {"spend": 0.0, "member": " TRUE ", "optin": 1.0, "country": "São Tomé", "value": "1e3", "offer": True},
+    {"spend": "abc", "member": "maybe", "optin": 2, "country": 7, "value": "lots", "offer": "garden"},
+    {"spend": "1e6", "visits": "2.5", "member": "f", "optin": "t", "country": "", "value": float("nan"),
+     "offer": None},
+    {"spend": -0.0, "visits": -1, "member": 1, "optin": False, "country": "PT", "device": "web", "value": "1e39",
+     "offer": "kitchen"},
+    {"spend": "  7  ", "member": [1], "country": "東京", "value": True, "offer": "True"},
+]
+
+
+def tabular_records(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(9)
+    countries = ["FR", "PT", "UK", "DE", "ES", "IT", None, ""]
+    out = []
+    for _ in range(n):
+        out.append({
+            "spend": round(float(rng.lognormal(4, 2)), 2) if rng.random() > 0.15 else None,
+            "visits": int(rng.integers(0, 40)), "member": ["yes", "no", None, "1", "0"][int(rng.integers(0, 5))],
+            "optin": bool(rng.random() < 0.5), "country": countries[int(rng.integers(0, len(countries)))],
+            "device": ["ios", "web", "android", None][int(rng.integers(0, 4))],
+            "value": round(float(rng.lognormal(3, 1.5)), 2), "offer": ["bags", "kitchen", "paper"][int(rng.integers(0, 3))],
+        })
+    return out
+
+
+def tabular_feature_vectors() -> list[dict[str, Any]]:
+    out = []
+    for schema_json in (SCHEMA_TABULAR_JSON, SCHEMA_MULTICLASS_JSON):
+        schema = c.FeatureSchema.from_json(schema_json)
+        entry: dict[str, Any] = {"schema": schema_json, "width": schema.width, "cases": []}
+        for name, recs in [("tricky", TABULAR_TRICKY), ("random", tabular_records(200))]:
+            x, y, errors = schema.encode(recs, strict=False)
+            try:
+                schema.encode(recs)
+                strict = None
+            except c.SchemaError as exc:
+                strict = str(exc)
+            entry["cases"].append({
+                "name": f"{schema.task}/{name}", "records": _json_safe(recs), "x": _hex(x, "<f4"),
+                "y": _hex(y, "<f4"), "graph_y": _hex(schema.graph_labels(y), "<f4"), "rows": int(x.shape[0]),
+                "errors": [[e.row, e.column, e.reason] for e in errors], "strict_message": strict})
+        out.append(entry)
+    return out
+
+
 BASE_MANIFEST = {
     "format": c.MANIFEST_FORMAT, "model": "m", "family": "propensity", "version": 1,
     "params": [{"name": "w", "shape": [3, 2]}, {"name": "b", "shape": [2]}],
@@ -234,6 +304,9 @@ def manifest_vectors() -> list[dict[str, Any]]:
         ("params_int", {"params": 5}, [], True),
         ("graphs_none", {"graphs": None}, [], True),
         ("not_object", None, [], True),
+        ("protocol_named", {"family": "churn", "protocol": "supervised-tabular/1"}, [], True),
+        ("protocol_unknown_family", {"family": "churn"}, [], True),
+        ("protocol_legacy_recommender", {"family": "recommender"}, [], True),
     ]
     out = []
     for name, change, delete, exact in mutations:
@@ -247,7 +320,7 @@ def manifest_vectors() -> list[dict[str, Any]]:
         try:
             m = c.Manifest.from_json(d)
             out.append({"name": name, "manifest": d, "num_params": m.num_params, "batch_size": m.batch_size,
-                        "version": m.version, "shapes": [list(p.shape) for p in m.params]})
+                        "version": m.version, "shapes": [list(p.shape) for p in m.params], "protocol": m.protocol})
         except c.ManifestError as exc:
             out.append({"name": name, "manifest": d, "message": str(exc), "exact": exact})
     return out
@@ -261,6 +334,22 @@ def schema_error_vectors() -> list[dict[str, Any]]:
         ("empty_vocab", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": []}]}),
         ("one_bucket", {"columns": [{"name": "a", "kind": "hash", "buckets": 1}]}),
         ("width", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "width": 4}),
+        ("indicator_on_onehot", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": ["x"], "indicator": True}]}),
+        ("indicator_not_bool", {"columns": [{"name": "a", "kind": "numeric", "indicator": 1}]}),
+        ("transform", {"columns": [{"name": "a", "kind": "numeric", "transform": "sqrt"}]}),
+        ("bool_fill", {"columns": [{"name": "a", "kind": "boolean", "fill": 0.5}]}),
+        ("tail_one", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": ["x"], "tail_buckets": 1}]}),
+        ("tail_text", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": ["x"], "tail_buckets": "many"}]}),
+        ("task", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "ranking"}),
+        ("classes_one", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "multiclass",
+                         "classes": ["x"]}),
+        ("classes_repeat", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "multiclass",
+                            "classes": ["x", "y", "x"]}),
+        ("label_std", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "regression",
+                       "label_std": 0}),
+        ("label_transform", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "label_transform": "exp"}),
+        ("duplicate_column", {"columns": [{"name": "a", "kind": "hash", "buckets": 3},
+                                          {"name": "a", "kind": "boolean"}]}),
     ]
     out = []
     for name, d in cases:
@@ -467,6 +556,7 @@ def main(argv: list[str]) -> int:
         return 2
     vectors = {
         "updates": update_vectors(), "clip": clip_vectors(), "features": feature_vectors(),
+        "tabular_features": tabular_feature_vectors(),
         "manifests": manifest_vectors(), "schema_errors": schema_error_vectors(),
         "tasks": task_vectors(), "upload_headers": header_vectors(), "codes": code_vectors(),
         "params_file": params_file_vectors(), "consent": consent_vectors(),

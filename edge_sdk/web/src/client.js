@@ -37,6 +37,7 @@ import { getJSON, putJSON } from './storage.js';
 import { ModelCache } from './sync.js';
 import { parseTask } from './task.js';
 import { Trainer } from './trainer.js';
+import { supportsVerb } from './families/index.js';
 import { RetryPolicy, Transport } from './transport.js';
 
 /** Server answers that mean a queued update can never be accepted: drop it (the contract's codes.js). */
@@ -305,8 +306,8 @@ export class Client {
     await progress({ stage: 'sync', model, version: task.version, roundId: task.roundId });
     const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
     const { manifest } = synced;
-    if (!['propensity', 'recommender'].includes(manifest.family)) {
-      throw new ConfigurationError(`'${model}' is a ${manifest.family} model; this JavaScript SDK trains propensity and recommender models`);
+    if (!supportsVerb(manifest, 'train')) {
+      throw new ConfigurationError(`'${model}' is a ${manifest.family} model (protocol ${manifest.protocol}); this JavaScript SDK trains supervised-tabular and mf-reconstruction models`);
     }
     const recommender = manifest.family === 'recommender';
     const trainer = await this._trainerFor(synced);
@@ -448,8 +449,8 @@ export class Client {
   async score(model, records, { version = null, signals = null } = {}) {
     const rows = loadRecords(records);
     const synced = await this._inferenceModel(model, version);
-    if (synced.manifest.family !== 'propensity') {
-      throw new ConfigurationError(`score() needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
+    if (!supportsVerb(synced.manifest, 'score')) {
+      throw new ConfigurationError(`score() needs a model that scores each record; '${model}' is a ${synced.manifest.family} model (protocol ${synced.manifest.protocol})`);
     }
     // consent: the mapping the last task for this model carried (as the Python SDK), else the manifest's purpose
     const requirement = await this._recallConsent(model);

@@ -14,6 +14,10 @@ import { FeatureSchema } from './features.js';
 export const MANIFEST_FORMAT = 'fedmark-trainer/1';
 export const MANIFEST_FILE = 'manifest.json';
 export const PARAMS_FILE = 'params.bin';
+export const PROTOCOL_SUPERVISED = 'supervised-tabular/1';
+export const PROTOCOL_MF = 'mf-reconstruction/1';
+/** Manifests written before the `protocol` field existed name only their family; this is what those ran. */
+export const LEGACY_PROTOCOLS = Object.freeze({ propensity: PROTOCOL_SUPERVISED, recommender: PROTOCOL_MF });
 
 /**
  * The artifact file holding the global parameters (raw little-endian float32, manifest order).
@@ -101,14 +105,15 @@ export class Manifest {
     return this.params.reduce((n, p) => n + p.size, 0);
   }
 
-  /** The tabular feature schema (propensity family). */
+  /** The tabular feature schema (protocol supervised-tabular/1). */
   schema() {
     return FeatureSchema.fromJSON(this.features);
   }
 
   toJSON() {
     return {
-      format: MANIFEST_FORMAT, model: this.model, family: this.family, version: this.version,
+      format: MANIFEST_FORMAT, model: this.model, family: this.family, protocol: this.protocol,
+      version: this.version,
       opset: this.opset, purpose: this.purpose, batch_size: this.batch_size,
       params: this.params.map((p) => p.toJSON()), local_params: this.local_params.map((p) => p.toJSON()),
       features: { ...this.features }, hyperparams: { ...this.hyperparams }, clip_norm: this.clip_norm,
@@ -125,9 +130,9 @@ export class Manifest {
     const required = ['model', 'family', 'version', 'params', 'batch_size', 'graphs', 'files'];
     const missing = required.filter((k) => !Object.hasOwn(d, k));
     if (missing.length) throw new ManifestError(`manifest lacks required field(s): ${missing.join(', ')}`);
-    let m;
+    let fields;
     try {
-      m = new Manifest({
+      fields = {
         model: pyStr(d.model), family: pyStr(d.family), version: pyInt(d.version),
         params: Object.freeze(pyIter(d.params).map((p) => ParamSpec.fromJSON(p))),
         local_params: Object.freeze(pyIter(get(d, 'local_params', [])).map((p) => ParamSpec.fromJSON(p))),
@@ -135,12 +140,21 @@ export class Manifest {
         features: pyDict(get(d, 'features', {})), hyperparams: pyDict(get(d, 'hyperparams', {})),
         clip_norm: pyFloat(get(d, 'clip_norm', 1.0)), privacy: pyDict(get(d, 'privacy', {})),
         opset: pyInt(get(d, 'opset', 17)), purpose: pyStr(get(d, 'purpose', 'marketing')),
-        extra: pyDict(get(d, 'extra', {})),
-      });
+        extra: pyDict(get(d, 'extra', {})), protocol: d.protocol ? pyStr(d.protocol) : '',
+      };
     } catch (exc) {
       if (exc instanceof ConversionError) throw new ManifestError(`manifest field has the wrong type: ${exc.message}`);
       throw exc;
     }
+    if (!fields.protocol) {
+      const legacy = Object.hasOwn(LEGACY_PROTOCOLS, fields.family) ? LEGACY_PROTOCOLS[fields.family] : undefined;
+      if (legacy === undefined) {
+        throw new ManifestError(`manifest of family ${pyRepr(fields.family)} names no training protocol; `
+          + `set 'protocol' (e.g. ${pyRepr(PROTOCOL_SUPERVISED)})`);
+      }
+      fields.protocol = legacy;
+    }
+    const m = new Manifest(fields);
     if (!m.params.length) throw new ManifestError('manifest has no parameters');
     if (m.batch_size <= 0 || !(m.clip_norm > 0)) throw new ManifestError('batch_size and clip_norm must be positive');
     for (const [role, fname] of Object.entries(m.graphs)) {

@@ -95,12 +95,37 @@ test('feature rows are byte-identical, with the same row errors', () => {
   for (const [value, n, bucket] of V.features.hash_buckets) assert.equal(c.hashBucket(value, n), bucket, value);
 });
 
+test('issue 14 rules (boolean, indicators, tail buckets, log1p, regression and multiclass labels) are byte-identical', () => {
+  assert.equal(V.tabular_features.length, 2);
+  for (const entry of V.tabular_features) {
+    const schema = c.FeatureSchema.fromJSON(entry.schema);
+    assert.equal(schema.width, entry.width);
+    for (const cs of entry.cases) {
+      const records = unNaN(cs.records);
+      const out = schema.encode(records, { strict: false });
+      assert.deepEqual(out.errors.map((e) => [e.row, e.column, e.reason]), cs.errors, `${cs.name}: row errors`);
+      assert.equal(out.rows, cs.rows, cs.name);
+      assert.equal(hex(new Uint8Array(out.x.buffer)), cs.x, `${cs.name}: encoded rows differ`);
+      assert.equal(hex(new Uint8Array(out.y.buffer)), cs.y, `${cs.name}: labels differ`);
+      const gy = schema.graphLabels(out.y);
+      assert.equal(hex(new Uint8Array(gy.buffer)), cs.graph_y, `${cs.name}: graph labels differ`);
+      if (cs.strict_message === null) {
+        assert.doesNotThrow(() => schema.encode(records));
+      } else {
+        assert.throws(() => schema.encode(records),
+          (err) => err instanceof c.SchemaError && err.message === cs.strict_message, cs.name);
+      }
+    }
+  }
+});
+
 test('manifests: accepted and refused exactly as fedmark.contract does', () => {
   for (const e of V.manifests) {
     if (e.message === undefined) {
       const m = c.Manifest.fromJSON(e.manifest);
       assert.equal(m.numParams, e.num_params, e.name);
       assert.equal(m.version, e.version, e.name);
+      assert.equal(m.protocol, e.protocol, e.name);
       assert.deepEqual(m.params.map((p) => [...p.shape]), e.shapes, e.name);
       assert.equal(c.Manifest.parse(JSON.stringify(m.toJSON())).numParams, e.num_params);
       assert.equal(m.schema().width, V.features.width);

@@ -1,0 +1,216 @@
+"""Any table -> artifact: reading (delimiters, gzip), schema inference and declarations, label checks,
+errors that name the row, column and rule, and the `fedmark export tabular|keras` commands."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from models import tables
+from models.tabular import TableError, fit_schema, infer_declaration, read_table
+
+
+def test_reader_sniffs_delimiter_and_gzip(tmp_path, customer_tables):
+    rows = customer_tables["next_offer"][:50]
+    for name, sep in (("a.csv", ","), ("b.tsv.gz", "\t"), ("c.txt", ";"), ("d.psv", "|")):
+        path = tables.write_table(rows, tmp_path / name, sep=sep)
+        got = read_table(path)
+        assert len(got) == 50 and list(got[0]) == list(rows[0])
+        assert got[3]["spend"] == rows[3]["spend"]
+        assert all(r["days_between"] is None for r, src in zip(got, rows) if src["days_between"] == "")
+    assert read_table(tables.write_table(rows, tmp_path / "e.csv", sep=";"), sep=";")[0]["country"] == rows[0]["country"]
+
+
+def test_reader_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(TableError, match="line 3: 2 fields, the header has 3"):
+        read_table(bad)
+    with pytest.raises(TableError, match="not found"):
+        read_table(tmp_path / "missing.csv")
+    parquet = tmp_path / "t.parquet"
+    parquet.write_bytes(b"PAR1" + b"\0" * 20)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(TableError, match="pyarrow"):
+            read_table(parquet)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("a;a;b\n1;2;3\n")
+    with pytest.raises(TableError, match=r"\['a'\] appear twice"):
+        read_table(dup)
+
+
+def test_inference_on_the_customer_table(customer_tables):
+    rows = customer_tables["customer_value"]
+    decl = infer_declaration(rows, label="next_3m_spend", task="regression")
+    cols = decl["columns"]
+    assert "customer_id" in decl["drop"] and "identifier" in decl["notes"]["customer_id"]
+    assert cols["returned"]["kind"] == "boolean"
+    assert cols["days_between"] == {"kind": "numeric", "missing": "indicator"}  # one-invoice customers
+    assert cols["spend"]["transform"] == "log1p"
+    assert cols["country"] == {"kind": "categorical", "max_vocab": 20, "tail_buckets": 8}  # 36 countries
+    assert decl["label_transform"] == "log1p"
+    schema = fit_schema(rows, decl)
+    country = next(c for c in schema.columns if c.name == "country")
+    assert len(country.vocabulary) == 20 and "United Kingdom" in country.vocabulary and country.width == 28
+    x, y, _ = schema.encode(rows)
+    assert x.shape == (len(rows), schema.width) and np.isfinite(x).all()
+    # the days_between indicator is set exactly where the value was missing
+    off = sum(c.width for c in schema.columns[:[c.name for c in schema.columns].index("days_between")])
+    assert np.array_equal(x[:, off + 1] == 1.0, np.array([r["days_between"] == "" for r in rows]))
+    assert float(y.max()) == np.float32(max(float(r["next_3m_spend"]) for r in rows))  # labels stay in label units
+
+
+def test_declarations_and_labels_are_checked(customer_tables):
+    rows = [dict(r) for r in customer_tables["next_offer"][:200]]
+    decl = {"label": "next_offer", "task": "multiclass", "drop": ["customer_id"],
+            "columns": {"country": {"kind": "categorical", "max_vocab": 3, "tail_buckets": 2}, "spend": "numeric"}}
+    with pytest.raises(TableError, match="not in the schema: declare them under 'columns' or list them under 'drop'"):
+        fit_schema(rows, decl)
+    decl["drop"] += [c for c in rows[0] if c not in ("customer_id", "country", "spend", "next_offer")]
+    schema = fit_schema(rows, decl)
+    assert schema.task == "multiclass" and len(schema.classes) >= 4 and schema.width == 3 + 2 + 1
+    with pytest.raises(TableError, match="kind must be one of"):
+        fit_schema(rows, {**decl, "columns": {**decl["columns"], "spend": "float"}})
+    with pytest.raises(TableError, match=r"\['nope'\] named by the schema are not in the data file"):
+        fit_schema(rows, {**decl, "drop": decl["drop"] + ["nope"]})
+    rows[7]["spend"] = "lots"
+    with pytest.raises(TableError, match="row 7, column 'spend': declared numeric, got 'lots'"):
+        fit_schema(rows, decl)
+    rows[7]["spend"] = "1.0"
+    # binary label checks name the values found
+    binary = {**decl, "task": "binary", "positive": "toys"}
+    with pytest.raises(TableError, match="--positive 'toys' is not a value of label 'next_offer'; values found: 'kitchen'"):
+        fit_schema(rows, binary)
+    with pytest.raises(TableError, match="say which label value is the positive outcome with --positive"):
+        fit_schema(rows, {**decl, "task": "binary"})
+    one = [{**r, "next_offer": "bags"} for r in rows]
+    with pytest.raises(TableError, match=r"has one value only \('bags' \(200\)\)"):
+        fit_schema(one, decl)
+    with pytest.raises(TableError, match="row 0, column 'next_offer': a regression label must be a number"):
+        fit_schema(rows, {**decl, "task": "regression"})
+
+
+def test_encoding_errors_name_row_column_rule(multiclass_artifact, offer_split):
+    from fedmark.contract import SchemaError, load_artifact_manifest
+
+    schema = load_artifact_manifest(multiclass_artifact).schema()
+    rows = [dict(r) for r in offer_split[1][:5]]
+    rows[1]["invoices"] = "many"
+    rows[2]["returned"] = "perhaps"
+    rows[3]["next_offer"] = "garden"
+    with pytest.raises(SchemaError) as err:
+        schema.encode(rows)
+    text = str(err.value)
+    assert "row 1, column 'invoices': not a number: 'many'" in text
+    assert "row 2, column 'returned': not a boolean" in text
+    assert "row 3, column 'next_offer': label 'garden' is not one of the classes" in text
+    x, y, errors = schema.encode(rows, strict=False)
+    assert x.shape[0] == 2 and len(errors) == 3 and y.tolist() == [float(schema.classes.index(r["next_offer"]))
+                                                                   for r in (rows[0], rows[4])]
+
+
+def test_cli_tabular_regression_from_a_semicolon_gzip_file(tmp_path, customer_tables, capsys):
+    from edge_sdk.trainer import Trainer
+    from fedmark_cli import main
+
+    data = tables.write_table(customer_tables["customer_value"], tmp_path / "value.csv.gz", sep=";")
+    out = tmp_path / "value"
+    rc = main(["export", "tabular", "--data", str(data), "--label", "next_3m_spend", "--task", "regression",
+               "--drop", "customer_id", "--hidden", "8", "--name", "customer-value", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "supervised-tabular/1" in printed and "schema.inferred.json" in printed
+    decl = json.loads((out / "schema.inferred.json").read_text())
+    assert decl["task"] == "regression" and "customer_id" in decl["drop"]
+    tr = Trainer(out)
+    assert tr.manifest.model == "customer-value" and tr.manifest.protocol == "supervised-tabular/1"
+    assert tr.manifest.params[0].shape == (tr.manifest.schema().width, 8)
+    # the reviewed declaration goes back in with --schema: same features, no new inferred file
+    decl["columns"]["country"]["max_vocab"] = 5
+    (tmp_path / "schema.json").write_text(json.dumps(decl))
+    rc = main(["export", "tabular", "--data", str(data), "--schema", str(tmp_path / "schema.json"), "--hidden", "8",
+               "--out", str(out)])
+    assert rc == 0 and not (out / "schema.inferred.json").exists()
+    assert Trainer(out).manifest.schema().width == tr.manifest.schema().width - 15
+    # bad input: a clear message naming the flag, exit status 2
+    rc = main(["export", "tabular", "--data", str(data), "--label", "country", "--positive", "Atlantis",
+               "--drop", "customer_id", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--positive 'Atlantis' is not a value of label 'country'" in err and "United Kingdom" in err
+
+
+KERAS_MODEL = '''
+import tensorflow as tf
+
+
+def build(width, units):
+    x = tf.keras.Input(shape=(width,), name="x")
+    wide = tf.keras.layers.Dense(units, name="wide")(x)
+    deep = tf.keras.layers.Dense(12, activation="tanh", name="deep1")(x)
+    deep = tf.keras.layers.Dense(units, name="deep2")(deep)
+    both = tf.keras.layers.Concatenate(name="join")([wide, deep])
+    return tf.keras.Model(x, tf.keras.layers.Dense(units, name="head")(both))
+
+
+def with_dropout(width, units):
+    x = tf.keras.Input(shape=(width,))
+    return tf.keras.Model(x, tf.keras.layers.Dense(units)(tf.keras.layers.Dropout(0.5)(x)))
+'''
+
+
+def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, offer_split, capsys):
+    import onnxruntime as ort
+
+    from edge_sdk.trainer import Trainer
+    from fedmark_cli import main
+    from models.export import ExportError, export
+    from models.family import FamilyError
+
+    (tmp_path / "my_model.py").write_text(KERAS_MODEL)
+    features = json.loads((multiclass_artifact / "manifest.json").read_text())["features"]
+    (tmp_path / "fitted.json").write_text(json.dumps(features))
+    out = tmp_path / "mine"
+    rc = main(["export", "keras", "--model", f"{tmp_path / 'my_model.py'}:build", "--schema",
+               str(tmp_path / "fitted.json"), "--name", "wide-deep", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    tr = Trainer(out)
+    assert [p.name for p in tr.manifest.params] == ["wide_kernel", "wide_bias", "deep1_kernel", "deep1_bias",
+                                                    "deep2_kernel", "deep2_bias", "head_kernel", "head_bias"]
+    x, y, _ = tr.manifest.schema().encode(offer_split[0][:400])
+    res = tr.train(tr.initial_params(), (x, y), epochs=2)
+    assert res.num_examples == 400 and np.isfinite(res.loss)
+    assert tr.predict(res.params, x[:3]).shape == (3, 5)
+    ops = {n.op_type for n in __import__("onnx").load(str(out / "train_step.onnx")).graph.node}
+    assert not {"TanhGrad", "BiasAddGrad"} & ops
+    ort.InferenceSession(str(out / "train_epoch.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(FamilyError, match="is a Dropout; supported layers"):
+        export("keras", tmp_path / "drop", model_fn=f"{tmp_path / 'my_model.py'}:with_dropout",
+               schema_path=str(tmp_path / "fitted.json"))
+    with pytest.raises(ExportError, match="has no function 'nope'"):
+        export("keras", tmp_path / "nope", model_fn=f"{tmp_path / 'my_model.py'}:nope",
+               schema_path=str(tmp_path / "fitted.json"))
+
+
+def test_unknown_protocol_is_refused(tmp_path, regression_artifact):
+    import shutil
+
+    from edge_sdk.trainer import Trainer
+    from fedmark.contract import ManifestError, sha256_file
+
+    art = tmp_path / "art"
+    shutil.copytree(regression_artifact, art)
+    m = json.loads((art / "manifest.json").read_text())
+    m["protocol"] = "graph-neural/3"
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="protocol 'graph-neural/3', which this SDK does not know"):
+        Trainer(art)
+    m.pop("protocol")
+    m["family"] = "custom"
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="names no training protocol"):
+        Trainer(art)
+    assert sha256_file(art / "params.bin") == m["files"]["params.bin"]

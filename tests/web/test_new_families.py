@@ -1,0 +1,126 @@
+"""New families in JavaScript: Node trains the regression and multiclass artifacts like the Python SDK,
+and a headless Chromium completes a round of the regression model against the real server.
+
+The artifacts are exported by ``models.export`` from the Online Retail customer tables
+(models.tables) in a child process (TensorFlow stays out of the test process).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from edge_sdk.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+TOL = 1e-5
+PURPOSE = "customer_insights"
+EXPORT = """
+import sys
+from models import tables
+from models.export import export
+rows = tables.build_customer_tables()[sys.argv[2]]
+export("tabular", sys.argv[1], rows=rows[:1200], label=sys.argv[3], task=sys.argv[4], drop=["customer_id"],
+       hidden=8, purpose="customer_insights", model=sys.argv[2], seed=0)
+"""
+
+
+def _f32(h: str) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex(h), dtype="<f4")
+
+
+@pytest.fixture(scope="module")
+def tabular_artifacts(tmp_path_factory) -> dict[str, Path]:
+    out = {}
+    for task, table, label in (("regression", "customer_value", "next_3m_spend"),
+                               ("multiclass", "next_offer", "next_offer")):
+        d = tmp_path_factory.mktemp(task) / "artifact"
+        proc = subprocess.run([sys.executable, "-c", EXPORT, str(d), table, label, task], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[task] = d
+    return out
+
+
+@pytest.fixture(scope="module")
+def table_rows():
+    from models import tables
+
+    return tables.build_customer_tables()
+
+
+def test_node_trains_new_families_like_python(tmp_path, tabular_artifacts, table_rows, run_node, js_tests,
+                                              node_modules):
+    rng = np.random.default_rng(4)
+    spec = {"out": str(tmp_path / "out.json"), "cases": {}}
+    refs = {}
+    for task, table in (("regression", "customer_value"), ("multiclass", "next_offer")):
+        records = table_rows[table][1200:1700]
+        tr = Trainer(tabular_artifacts[task])
+        x, y, _ = tr.manifest.schema().encode(records)
+        orders = [rng.permutation(len(x)).tolist() for _ in range(2)]
+        params = tr.initial_params()
+        for o in orders:
+            params = tr.train(params, (x[o], y[o]), epochs=1, lr=0.1, shuffle=False).params
+        refs[task] = (x, y, params, tr.predict(params, x[:10]))
+        spec["cases"][task] = {"artifact": str(tabular_artifacts[task]), "records": records, "orders": orders,
+                               "lr": 0.1}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_node([js_tests / "tabular_parity.test.mjs"], {"FEDMARK_TABULAR": str(tmp_path / "spec.json")})
+    node = json.loads((tmp_path / "out.json").read_text())
+    for task, (x, y, params, pred) in refs.items():
+        n = node[task]
+        assert np.array_equal(_f32(n["x"]), x.ravel()) and np.array_equal(_f32(n["y"]), y), task
+        diff = max(float(np.max(np.abs(_f32(h) - p.ravel()))) for h, p in zip(n["params"], params))
+        print(f"{task}: max |JS - Python| parameter difference after 2 epochs {diff:.3g}")
+        assert diff <= TOL, task
+        assert np.allclose(_f32(n["pred"]), pred.ravel(), rtol=1e-5, atol=TOL), task
+
+
+@pytest.fixture(scope="module")
+def live_model(tmp_path_factory, tabular_artifacts):
+    """The real server with the regression model published and a round open (overrides the propensity one)."""
+    from server.testing import running_server
+    from tests.web.conftest import LiveModel, _artifact_tgz
+
+    art = tabular_artifacts["regression"]
+    with running_server(tmp_path_factory.mktemp("server")) as srv:
+        h = {"Authorization": f"Bearer {srv.admin_token}"}
+        r = requests.post(f"{srv.base_url}/v1/models/customer-value/versions", data=_artifact_tgz(art),
+                          headers={**h, "Content-Type": "application/gzip"}, timeout=60)
+        assert r.status_code in (200, 201), r.text
+        cfg = {"goal": 10, "min_clients": 1, "clip": {"norm": 5.0, "adaptive": False},
+               "hyperparams": {"epochs": 2, "learning_rate": 0.1}}
+        assert requests.put(f"{srv.base_url}/v1/models/customer-value/training", json=cfg, headers=h,
+                            timeout=30).status_code == 200
+        r = requests.post(f"{srv.base_url}/v1/admin/app-keys", json={"partner": "default", "region": "eu"}, headers=h,
+                          timeout=30)
+        yield LiveModel(srv.base_url, srv.admin_token, "customer-value", 1, r.json()["app_key"], art)
+
+
+@pytest.mark.browser
+def test_browser_round_of_a_regression_model(tmp_path, live_model, page_server, table_rows, reference, run_node,
+                                             js_tests):
+    records = [{**r, "consent": PURPOSE} for r in table_rows["customer_value"][1200:1500]]
+    rng = np.random.default_rng(12)
+    orders = [rng.permutation(len(records)).tolist() for _ in range(2)]
+    spec = {"origin": page_server.origin, "out": str(tmp_path / "out.json"),
+            "screenshot": str(ROOT / "test-artifacts" / "browser_round_regression.png"),
+            "page": {"appKey": live_model.app_key, "deviceId": "browser-cv", "model": live_model.model,
+                     "records": records, "orders": orders,
+                     "conditions": {"charging": True, "unmetered": True, "idle": True, "battery": 1.0}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_node([js_tests / "browser_round.test.mjs"], {"FEDMARK_BROWSER": str(tmp_path / "spec.json")}, timeout=110.0)
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert live_model.round(out["round_id"])["accepted"] == 1
+    assert out["num_examples"] == len(records)
+    ref = reference(live_model.artifact, records, orders, out["lr"], out["clip_norm"])
+    js = np.frombuffer(bytes.fromhex(out["delta"]), "<f4")
+    diff = float(np.max(np.abs(js - ref.vector)))
+    print(f"browser regression round: max |delta| difference vs Python SDK {diff:.3g}")
+    assert js.size == ref.vector.size and diff <= TOL
