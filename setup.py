@@ -28,6 +28,6 @@ setup(
     package_data={"server": ["static/*", "templates/*", "migrations/*", "migrations/**/*"],
                   "edge_sdk": ["web/*.js", "web/*.json"]},
     install_requires=["numpy>=1.24"],
-    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV},
+    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV, "sim": ["ray>=2.9"]},
     entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},
 )
