@@ -99,6 +99,7 @@ class FederatedRun:
     example_passes: float = 0.0   # sum over accepted updates of examples x local epochs
     epsilon: float | None = None
     stopped: str | None = None
+    locals_: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def upload_bytes(self) -> int:
@@ -112,29 +113,39 @@ class FederatedRun:
 def run_federated(engine: Engine, manifest: Manifest, init: Sequence[np.ndarray], cfg: TrainingConfig,
                   settings: FederationSettings, sizes: Sequence[int],
                   evaluate: Callable[[list[np.ndarray]], dict[str, Any]] | None = None,
-                  progress: Callable[..., Any] | None = None) -> FederatedRun:
-    """Run ``settings.rounds`` sync rounds over devices ``0..len(sizes)-1`` (``sizes``: their example counts)."""
+                  progress: Callable[..., Any] | None = None, *, state: PipelineState | None = None,
+                  first_round: int = 0, locals_: dict[int, dict[str, np.ndarray]] | None = None) -> FederatedRun:
+    """Run ``settings.rounds`` sync rounds over devices ``0..len(sizes)-1`` (``sizes``: their example counts).
+
+    A schedule (e.g. a server learning rate dropped after round 25) is what an admin does with a new
+    ``PUT /v1/models/{name}/training``: continue from the previous run's ``params``, its ``state`` with the
+    optimizer forgotten (``PipelineState.without_optimizer``, as the server resets it on a new config), its
+    devices' personal state ``locals_``, and ``first_round`` = the rounds already run.
+    """
     settings.check()
     pipe = cfg.pipeline()
     parted = PartitionedAggregator(pipe.aggregator)
     params = flatten(list(init)).astype(np.float32)
-    state = pipe.initialize(params)
+    if state is None:
+        state = pipe.initialize(params)
+    elif state.optimizer.step == 0 and not state.optimizer.slots:
+        state = PipelineState(state.aggregator, pipe.optimizer.initialize(params))
     n_dev = len(sizes)
     if n_dev < cfg.min_clients:
         raise ConfigError(f"the partition has {n_dev} devices, fewer than min_clients={cfg.min_clients}: "
                           "lower --devices-per-round or choose a finer partition")
-    locals_: dict[int, dict[str, np.ndarray]] = {}
+    locals_ = {} if locals_ is None else locals_
     epochs = cfg.hyperparams.get("epochs")
     lr = cfg.hyperparams.get("learning_rate")
     local_epochs = int(epochs if epochs is not None else manifest.hyperparams.get("epochs", 1))
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(settings.seed if first_round == 0 else [settings.seed, first_round])
     noise_seed = settings.noise_seed or (lambda r: round_seed(f"sim-{settings.seed}", f"round-{r}", 0))
-    run = FederatedRun(list(init), state)
+    run = FederatedRun(list(init), state, locals_=locals_)
     t0 = time.perf_counter()
     if evaluate is not None:
         run.curve.append((0, evaluate(list(init))))
     bar = progress(total=settings.rounds, desc="federated", unit="round") if progress else None
-    for r in range(settings.rounds):
+    for r in range(first_round, first_round + settings.rounds):
         try:
             pipe.check_budget(state)
         except PrivacyBudgetExceeded as exc:
@@ -174,7 +185,7 @@ def run_federated(engine: Engine, manifest: Manifest, init: Sequence[np.ndarray]
             log.state, log.contributors, log.epsilon = "closed", len(survivors), run.epsilon
             log.mean_loss = float(np.nanmean(losses)) if losses else None
         run.rounds.append(log)
-        if evaluate is not None and ((r + 1) % settings.eval_every == 0 or r + 1 == settings.rounds):
+        if evaluate is not None and ((r + 1) % settings.eval_every == 0 or r + 1 == first_round + settings.rounds):
             m = evaluate(unflatten(params, manifest.params))
             run.curve.append((r + 1, m))
             if bar is not None:
