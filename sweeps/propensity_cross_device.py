@@ -42,13 +42,11 @@ def config(p: dict[str, Any], devices: int) -> dict[str, Any]:
 
 POINTS: list[dict[str, Any]] = [
     {"name": "no DP, no clip", "z": 0.0, "clip": None},
-    {"name": "no DP, adaptive q0.5", "z": 0.0, "clip": "adaptive", "quantile": 0.5},
     {"name": "DP, adaptive q0.5", "z": 1.0, "clip": "adaptive", "quantile": 0.5},
     {"name": "DP, adaptive q0.9", "z": 1.0, "clip": "adaptive", "quantile": 0.9},
     {"name": "DP, adaptive q0.99", "z": 1.0, "clip": "adaptive", "quantile": 0.99},
     {"name": "DP, fixed 1.0", "z": 1.0, "clip": 1.0},
     {"name": "DP, adaptive q0.9, server lr 0.03", "z": 1.0, "clip": "adaptive", "quantile": 0.9, "server_lr": 0.03},
-    {"name": "DP, adaptive q0.9, local lr 0.5", "z": 1.0, "clip": "adaptive", "quantile": 0.9, "lr": 0.5},
 ]
 
 
