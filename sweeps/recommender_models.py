@@ -84,6 +84,26 @@ def ease(x: sparse.csr_matrix, lam: float) -> Callable[[np.ndarray], np.ndarray]
     return lambda users: x[users] @ b
 
 
+_SVD: dict[tuple[int, float], Any] = {}
+
+
+def ease_low_rank(x: sparse.csr_matrix, lam: float, rank: int) -> Callable[[np.ndarray], np.ndarray]:
+    """EASE truncated to rank r: B ~ U_r S_r V_r'.  The user vector x_u U_r S_r is a sum over the user's own
+    items, computed on the device; only the item factors (U_r S_r, V_r) are global - the MF shape."""
+    key = (id(x), lam)
+    if key not in _SVD:
+        g = (x.T @ x).toarray().astype(np.float64)
+        g[np.diag_indices_from(g)] += lam
+        p = np.linalg.inv(g)
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        _SVD[key] = np.linalg.svd(b)
+    u, sv, vt = _SVD[key]
+    left = u[:, :rank] * sv[:rank]
+    right = vt[:rank]
+    return lambda users: np.asarray(x[users] @ left) @ right
+
+
 def als(x: sparse.csr_matrix, dim: int, alpha: float, lam: float, iters: int, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """Implicit ALS, conjugate-free exact solves (binary r, c = 1 + alpha r)."""
     rng = np.random.default_rng(seed)
@@ -157,6 +177,8 @@ def with_descriptions(base: Callable[[np.ndarray], np.ndarray], x: sparse.csr_ma
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer grid points")
+    ap.add_argument("--only-low-rank", action="store_true",
+                    help="add only the low-rank EASE points to an existing results file")
     args = ap.parse_args()
     data, x, held = load()
     log(f"{x.shape[0]} customers, {x.shape[1]} items, {x.nnz} interactions, {len(held)} held-out users")
@@ -176,7 +198,23 @@ def main() -> None:
             f"x{m['vs_popularity']:.2f} popularity ({fit:.0f}s)")
         save("recommender_models", doc)
 
-    add("popularity", {}, lambda: popularity(x))
+    if args.only_low_rank:
+        import json
+        from common import RESULTS  # type: ignore[import-not-found]
+        doc = json.loads((RESULTS / "recommender_models.json").read_text())
+        doc["models"] = [m for m in doc["models"] if m["model"] != "EASE, low rank"]
+    else:
+        add("popularity", {}, lambda: popularity(x))
+    if not args.only_low_rank:
+        main_grid(add, x, data, doc, args.quick)
+    best_lam = max((m for m in doc["models"] if m["model"] == "EASE"), key=lambda m: m["hr@10"])["params"]["lambda"]
+    for rank in (32, 64, 256):
+        add("EASE, low rank", {"lambda": best_lam, "rank": rank}, lambda: ease_low_rank(x, best_lam, rank))
+
+
+def main_grid(add: Callable[..., None], x: sparse.csr_matrix, data: Any, doc: dict[str, Any], quick: bool) -> None:
+    """Every candidate but the low-rank EASE (which needs EASE's best lambda)."""
+    args = argparse.Namespace(quick=quick)
     for damp in (0.1, 0.3, 0.5):
         add("co-occurrence", {"damp": damp}, lambda: cooccurrence(x, damp))
     for lam in ((100.0, 200.0, 400.0, 800.0) if not args.quick else (200.0,)):
@@ -192,6 +230,7 @@ def main() -> None:
             lambda: with_descriptions(cooccurrence(x, best["co-occurrence"]["damp"]), x, data, beta))
         add("EASE + description words", {**best["EASE"], "beta": beta},
             lambda: with_descriptions(ease(x, best["EASE"]["lambda"]), x, data, beta))
+
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,8 @@ reader skimming the top of a file, would miss):
 
 * **Packages.** ``fedmark`` (the shared contract and metrics: stdlib + numpy
   only) <- ``edge_sdk``, ``server``, ``models`` (never each other) <- the
-  umbrella command ``fedmark_cli`` and the demo in ``examples/demo``.
+  simulator ``simulate`` (drives all three) <- the umbrella command
+  ``fedmark_cli`` and the demo in ``examples/demo``.
 * **Inside ``server/``.** Every sub-package or top module is a *unit* on a
   floor; a unit may import only units on strictly lower floors (and itself).
   With strict floors a cycle between units is impossible, and a second test
