@@ -167,11 +167,16 @@ def assess(prep: Prepared, opts: Options, *, progress: Callable[..., Any] | None
     if prep.info["family"] == "propensity":
         passes = fed.example_passes / max(1, sum(work.sizes))
         equal = max(1, int(round(passes)))
-        curve, conv = work.centralized(init, max(opts.central_epochs or 30, equal), lr, opts.seed, progress)
+        conv_epochs = opts.central_epochs or 30
+        curve, last = work.centralized(init, max(conv_epochs, equal), lr, opts.seed, progress)
         at_equal = dict(curve[equal - 1][1])
+        if equal >= conv_epochs:  # the converged point is on the way to equal passes: retrain to it for the report
+            _, conv = work.centralized(init, conv_epochs, lr, opts.seed)
+        else:
+            conv = last
         central = work.report(conv, seed=opts.seed)
-        central.update(epochs=len(curve), at_equal_passes={"epochs": equal, "data_passes": round(passes, 3),
-                                                           **at_equal})
+        central.update(epochs=conv_epochs, at_equal_passes={"epochs": equal, "data_passes": round(passes, 3),
+                                                            **at_equal})
         doc["centralized_curve"] = [{"epoch": e, **m} for e, m in curve]
         epochs = int(cfg.hyperparams.get("epochs", trainer.manifest.hyperparams.get("epochs", 1)))
         doc["runs"]["local_only"] = work.local_only(init, opts.local_only_devices, opts.local_only_epochs, lr, opts.seed)

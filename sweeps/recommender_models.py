@@ -104,6 +104,33 @@ def ease_low_rank(x: sparse.csr_matrix, lam: float, rank: int) -> Callable[[np.n
     return lambda users: np.asarray(x[users] @ left) @ right
 
 
+def ease_dp_gram(x: sparse.csr_matrix, lam: float, cap: int, z: float, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """EASE from a differentially private Gram sum, the shape a federated EASE would take.
+
+    Each device caps its history at ``cap`` items (so its contribution x_u x_u' has Frobenius norm <= cap),
+    the server adds N(0, (z cap)^2) to every entry of the summed Gram (symmetrically) in one release, and
+    inverts.  Devices score with their own full history against the published B.
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for u in range(x.shape[0]):
+        items = x.indices[x.indptr[u]:x.indptr[u + 1]]
+        if items.size > cap:
+            items = rng.choice(items, cap, replace=False)
+        rows.append(np.full(items.size, u))
+        cols.append(items)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    xc = sparse.csr_matrix((np.ones(r.size), (r, c)), shape=x.shape)
+    g = (xc.T @ xc).toarray()
+    noise = np.triu(rng.normal(0.0, z * cap, g.shape))
+    g += noise + np.triu(noise, 1).T
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return lambda users: x[users] @ b
+
+
 def als(x: sparse.csr_matrix, dim: int, alpha: float, lam: float, iters: int, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """Implicit ALS, conjugate-free exact solves (binary r, c = 1 + alpha r)."""
     rng = np.random.default_rng(seed)
@@ -179,6 +206,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer grid points")
     ap.add_argument("--only-low-rank", action="store_true",
                     help="add only the low-rank EASE points to an existing results file")
+    ap.add_argument("--only-dp", action="store_true", help="add only the DP-Gram EASE points to an existing results file")
     args = ap.parse_args()
     data, x, held = load()
     log(f"{x.shape[0]} customers, {x.shape[1]} items, {x.nnz} interactions, {len(held)} held-out users")
@@ -198,6 +226,17 @@ def main() -> None:
             f"x{m['vs_popularity']:.2f} popularity ({fit:.0f}s)")
         save("recommender_models", doc)
 
+    if args.only_dp:
+        import json
+        from common import RESULTS  # type: ignore[import-not-found]
+        from server.aggregation import PrivacyLedger
+        doc = json.loads((RESULTS / "recommender_models.json").read_text())
+        doc["models"] = [m for m in doc["models"] if m["model"] != "EASE, DP Gram (one release)"]
+        for cap, z, lam in ((30, 1.0, 2000.0), (30, 2.0, 5000.0), (10, 1.0, 500.0), (10, 2.0, 1000.0)):
+            eps = PrivacyLedger().record(z, 1.0).epsilon(1e-5)
+            add("EASE, DP Gram (one release)", {"cap": cap, "z": z, "lambda": lam, "epsilon": round(eps, 3)},
+                lambda: ease_dp_gram(x, lam, cap, z))
+        return
     if args.only_low_rank:
         import json
         from common import RESULTS  # type: ignore[import-not-found]

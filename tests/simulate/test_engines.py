@@ -63,3 +63,25 @@ def test_ray_engine_matches_inline(bank, fleet):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert [m["auc"] for _, m in got.curve] == pytest.approx([m["auc"] for _, m in ref.curve], abs=1e-6)
     assert got.curve[-1][1]["auc"] > got.curve[0][1]["auc"]  # it learned
+
+
+def test_a_run_continued_from_its_state_equals_one_run(bank, fleet):
+    """A schedule is a second run from the first one's state: with FedAvg (no optimizer moments to reset)
+    and every device in every round, 2 + 2 rounds publish what 4 rounds publish."""
+    trainer, work = fleet
+    n = len(work.data)
+    cfg = load_config({"mode": "sync", "goal": n, "min_clients": n, "over_select": 1.0,
+                       "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "count_stddev": 5.0},
+                       "noise_multiplier": 0.5, "server_optimizer": {"name": "fedavg", "lr": 1.0},
+                       "hyperparams": {"epochs": 1}})
+    engine = InlineEngine(bank.artifact, work.data)
+    init = trainer.initial_params()
+    whole = run_federated(engine, trainer.manifest, init, cfg, FederationSettings(4, 0.0, seed=5), work.sizes)
+    first = run_federated(engine, trainer.manifest, init, cfg, FederationSettings(2, 0.0, seed=5), work.sizes)
+    rest = run_federated(engine, trainer.manifest, first.params, cfg, FederationSettings(2, 0.0, seed=5), work.sizes,
+                         state=first.state.without_optimizer(), first_round=2)
+    for a, b in zip(rest.params, whole.params):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert rest.epsilon == pytest.approx(whole.epsilon, rel=1e-12)  # the ledger carried over: 4 releases
+    assert rest.rounds[-1].clip_norm == pytest.approx(whole.rounds[-1].clip_norm, rel=1e-9)
+    assert first.epsilon < whole.epsilon
