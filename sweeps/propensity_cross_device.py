@@ -14,9 +14,10 @@ aggregation state's privacy ledger (the server's accountant).
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from common import BANK, artifact, data_file, log, save  # type: ignore[import-not-found]
+from common import BANK, RESULTS, artifact, data_file, log, save  # type: ignore[import-not-found]
 
 from simulate.engines import ProcessEngine
 from simulate.federation import FederationSettings, load_config, run_federated
@@ -31,12 +32,13 @@ def config(p: dict[str, Any], devices: int) -> dict[str, Any]:
         clip = {"norm": 0.3, "adaptive": True, "target_quantile": p["quantile"], "lr": 0.2}
     elif p["clip"] is not None:
         clip = {"norm": float(p["clip"]), "adaptive": False}
-    c = {"mode": "sync", "goal": PER_ROUND, "min_clients": PER_ROUND // 2, "over_select": 1.0,
+    n = p.get("per_round", PER_ROUND)
+    c = {"mode": "sync", "goal": n, "min_clients": n // 2, "over_select": 1.0,
          "clip": clip, "noise_multiplier": p["z"], "delta": 1e-5,
          "server_optimizer": {"name": "fedadam", "lr": p.get("server_lr", 0.01)},
          "hyperparams": {"epochs": p.get("epochs", 1), "learning_rate": p.get("lr", 0.1)}}
     if p["z"]:
-        c["sampling_rate"] = PER_ROUND / devices
+        c["sampling_rate"] = n / devices
     return c
 
 
@@ -47,6 +49,11 @@ POINTS: list[dict[str, Any]] = [
     {"name": "DP, adaptive q0.99", "z": 1.0, "clip": "adaptive", "quantile": 0.99},
     {"name": "DP, fixed 1.0", "z": 1.0, "clip": 1.0},
     {"name": "DP, adaptive q0.9, server lr 0.03", "z": 1.0, "clip": "adaptive", "quantile": 0.9, "server_lr": 0.03},
+    {"name": "DP, adaptive q0.99, server lr 0.03", "z": 1.0, "clip": "adaptive", "quantile": 0.99, "server_lr": 0.03},
+    {"name": "DP z1.5, adaptive q0.99, 2000 a round", "z": 1.5, "clip": "adaptive", "quantile": 0.99,
+     "per_round": 2000},
+    {"name": "DP z1.5, adaptive q0.99, 2000 a round, server lr 0.03", "z": 1.5, "clip": "adaptive",
+     "quantile": 0.99, "per_round": 2000, "server_lr": 0.03},
 ]
 
 
@@ -63,8 +70,12 @@ def main() -> None:
     devices = len(work.data)
     log("fleet", prep.info)
     doc: dict[str, Any] = {"fleet": prep.info, "per_round": PER_ROUND, "rounds": args.rounds, "points": []}
-    curve, _ = work.centralized(trainer.initial_params(), 30, 0.1, 0)
-    doc["centralized"] = {"auc_30": curve[-1][1]["auc"], "best": max(m["auc"] for _, m in curve)}
+    if args.only and (RESULTS / "propensity_cross_device.json").exists():  # add to / replace in the last results
+        doc = json.loads((RESULTS / "propensity_cross_device.json").read_text())
+        doc["points"] = [q for q in doc["points"] if q["name"] not in args.only]
+    else:
+        curve, _ = work.centralized(trainer.initial_params(), 30, 0.1, 0)
+        doc["centralized"] = {"auc_30": curve[-1][1]["auc"], "best": max(m["auc"] for _, m in curve)}
     log("centralized", doc["centralized"])
     engine = ProcessEngine(art, work.data, args.workers)
     try:

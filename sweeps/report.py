@@ -60,7 +60,8 @@ def propensity(doc: Any) -> list[str]:
 
 def cross_device(doc: Any) -> list[str]:
     out = ["### Propensity, cross-device with DP (`sweeps/propensity_cross_device.py`)", "",
-           f"{doc['fleet']['devices']} one-record devices, {doc['per_round']} a round, {doc['rounds']} rounds; "
+           f"{doc['fleet']['devices']} one-record devices, {doc['per_round']} a round unless the point says "
+           f"otherwise, {doc['rounds']} rounds; "
            f"centralized AUC {doc['centralized']['auc_30']:.4f}.", "",
            "| point | AUC [95% CI] | epsilon (delta 1e-5) | final clip norm | gap to centralized | target |",
            "|---|---|---|---|---|---|"]
@@ -77,11 +78,14 @@ def recommender(doc: Any) -> list[str]:
     out = ["### Recommender, federated (`sweeps/recommender.py`)", "",
            f"All {pop['users']} held-out users; popularity HR@10 {_ci(pop['hr@10'], pop['hr@10_ci'])} "
            f"(1.6x = {1.6 * pop['hr@10']:.4f}).", "",
-           "| run | recon steps | HR@10 at the last round [95% CI] | x popularity | minus centralized at equal user steps |",
-           "|---|---|---|---|---|"]
+           f"| run | recon steps | HR@10 at round {doc['rounds']}, all users [95% CI] | x popularity | minus centralized "
+           "at equal user steps | curve at rounds 50 / 100 / 200 (1,000 users) |",
+           "|---|---|---|---|---|---|"]
     for p in doc["points"]:
+        at = dict((int(r), v) for r, v in p["curve"])
+        marks = " / ".join(f"{at[r]:.3f}" if r in at else "-" for r in (50, 100, 200))
         out.append(f"| {p['name']} | {p['recon_steps']} | {_ci(p['hr@10'], p['hr@10_ci'])} | {p['vs_popularity']:.2f} | "
-                   f"{p['vs_centralized_equal_steps']:+.4f} |")
+                   f"{p['vs_centralized_equal_steps']:+.4f} | {marks} |")
     out += ["", "| centralized MF | HR@10 [95% CI] | user steps |", "|---|---|---|"]
     for k, v in doc["centralized"].items():
         out.append(f"| {k} | {_ci(v['hr@10'], v['hr@10_ci'])} | {v['user_steps']} |")
