@@ -39,6 +39,6 @@ setup(
                              "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
                   "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/types/*.d.ts"]},
     install_requires=["numpy>=1.24"],
-    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV},
+    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV, "sim": ["ray>=2.9"]},
     entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},
 )

@@ -18,7 +18,7 @@ from typing import Sequence
 
 # Modules that contribute sub-commands, in --help order.  ``examples`` exists only in a
 # source checkout (setup.py does not install it), so the demo is offered only there.
-COMMAND_MODULES = ("models.cli", "server.cli", "edge_sdk.cli", "examples.demo.cli")
+COMMAND_MODULES = ("models.cli", "server.cli", "edge_sdk.cli", "simulate.cli", "examples.demo.cli")
 
 
 def version() -> str:

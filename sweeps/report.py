@@ -1,0 +1,135 @@
+"""Write the figures section of docs/SIMULATE.md from sweeps/results/*.json (no number typed by hand).
+
+    .venv/bin/python sweeps/report.py        # rewrites the block between the results markers
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "sweeps" / "results"
+DOC = ROOT / "docs" / "SIMULATE.md"
+BEGIN, END = "<!-- results:begin (sweeps/report.py) -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> Any:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _ci(v: float, ci: list[float] | None) -> str:
+    return f"{v:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def bench(doc: Any) -> list[str]:
+    out = ["### Throughput: `fedmark simulate` vs Flower's Simulation Engine", "",
+           f"`bench/simulate_vs_flower.py` ({doc['workload']['devices']} devices, {doc['workload']['rounds']} rounds, "
+           f"{doc['workload']['workers']} workers / Ray CPUs; `sweeps/results/bench_simulate_vs_flower.json`). "
+           "Client updates per second, medians of interleaved repetitions:", "",
+           "| devices / round | fedmark total | fedmark warm | Flower 1.42 total | Flower warm | ratio total | ratio warm |",
+           "|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        f, w = r["fedmark"], r["flower"]
+        out.append(f"| {r['per_round']} | {f['updates_per_s']:.0f} | {f['updates_per_s_warm']:.0f} | "
+                   f"{w['updates_per_s']:.1f} | {w['updates_per_s_warm']:.1f} | {r['ratio_total']:.0f}x | "
+                   f"{r['ratio_warm']:.1f}x |")
+    return out + [""]
+
+
+def propensity(doc: Any) -> list[str]:
+    c = doc["centralized"]
+    out = ["### Propensity, silo fleet (`sweeps/propensity.py`)", "",
+           f"{doc['fleet']['devices']} job x month devices; centralized (same MLP, pooled consented rows): "
+           f"AUC {c['auc_30']:.4f} after 30 epochs, {c['auc_40']:.4f} after 40 (best epoch {c['best']:.4f}, "
+           "chosen on the test split, so optimistic).", "",
+           "| local epochs | server optimizer | devices / round | clip quantile | schedule | AUC at the last round [95% CI] | best AUC (round) |",
+           "|---|---|---|---|---|---|---|"]
+    for r in doc.get("stage_a", []) + doc.get("stage_b", []):
+        sched = f"lr x{r['drop_factor']} after {r['drop_at']}" if r.get("drop_at") else "-"
+        out.append(f"| {r['epochs']} | {r['optimizer']} | {r['per_round']} | {r['quantile']} | {sched} | "
+                   f"{_ci(r['auc'], r['auc_ci'])} | {r['best_auc']:.4f} ({r['best_round']}) |")
+    s = doc.get("stage_c")
+    if s:
+        out += ["", f"Winner over seeds 0-2: AUC {s['mean']:.4f} (sd {s['std']:.4f}), gap to centralized "
+                f"(30 epochs) {s['gap_to_centralized_30']:.4f}; target (>= 0.79, within 0.005): "
+                f"**{'met' if s['meets_target'] else 'missed'}**."]
+    return out + [""]
+
+
+def cross_device(doc: Any) -> list[str]:
+    out = ["### Propensity, cross-device with DP (`sweeps/propensity_cross_device.py`)", "",
+           f"{doc['fleet']['devices']} one-record devices, {doc['per_round']} a round unless the point says "
+           f"otherwise, {doc['rounds']} rounds; "
+           f"centralized AUC {doc['centralized']['auc_30']:.4f}.", "",
+           "| point | AUC [95% CI] | epsilon (delta 1e-5) | final clip norm | gap to centralized | target |",
+           "|---|---|---|---|---|---|"]
+    for p in doc["points"]:
+        eps = "-" if p["epsilon"] is None else f"{p['epsilon']:.2f}"
+        clip = "-" if p["final_clip_norm"] is None else f"{p['final_clip_norm']:.3f}"
+        out.append(f"| {p['name']} | {_ci(p['auc'], p['auc_ci'])} | {eps} | {clip} | {p['gap_to_centralized']:.4f} | "
+                   f"{'met' if p['meets_target'] else '-'} |")
+    return out + [""]
+
+
+def recommender(doc: Any) -> list[str]:
+    pop = doc["popularity"]
+    out = ["### Recommender, federated (`sweeps/recommender.py`)", "",
+           f"All {pop['users']} held-out users; popularity HR@10 {_ci(pop['hr@10'], pop['hr@10_ci'])} "
+           f"(1.6x = {1.6 * pop['hr@10']:.4f}).", "",
+           f"| run | recon steps | HR@10 at round {doc['rounds']}, all users [95% CI] | x popularity | minus centralized "
+           "at equal user steps | curve at rounds 50 / 100 / 200 (1,000 users) |",
+           "|---|---|---|---|---|---|"]
+    for p in doc["points"]:
+        at = dict((int(r), v) for r, v in p["curve"])
+        marks = " / ".join(f"{at[r]:.3f}" if r in at else "-" for r in (50, 100, 200))
+        out.append(f"| {p['name']} | {p['recon_steps']} | {_ci(p['hr@10'], p['hr@10_ci'])} | {p['vs_popularity']:.2f} | "
+                   f"{p['vs_centralized_equal_steps']:+.4f} | {marks} |")
+    out += ["", "| centralized MF | HR@10 [95% CI] | user steps |", "|---|---|---|"]
+    for k, v in doc["centralized"].items():
+        out.append(f"| {k} | {_ci(v['hr@10'], v['hr@10_ci'])} | {v['user_steps']} |")
+    return out + [""]
+
+
+def models(doc: Any) -> list[str]:
+    out = ["### Recommender model candidates, central (`sweeps/recommender_models.py`)", "",
+           f"{doc['customers']} customers, {doc['items']} items, all {doc['held_out_users']} held-out users.", "",
+           "| model | parameters | HR@10 [95% CI] | x popularity | CI above 1.6x popularity |", "|---|---|---|---|---|"]
+    for m in doc["models"]:
+        params = ", ".join(f"{k} {v}" for k, v in m["params"].items()) or "-"
+        out.append(f"| {m['model']} | {params} | {_ci(m['hr@10'], m['hr@10_ci'])} | {m['vs_popularity']:.2f} | "
+                   f"{'yes' if m['beats_1.6x_popularity'] else 'no'} |")
+    return out + [""]
+
+
+def assessment(doc: Any) -> list[str]:
+    r = doc["runs"]
+    f, c, lo = r["federated"], r["centralized"], r["local_only"]
+    return ["### One `fedmark simulate` assessment (`sweeps/results/simulate_propensity.json`, plot beside it)", "",
+            "| run | AUC [95% CI] |", "|---|---|",
+            f"| federated ({f['rounds']} rounds, {f['updates']} updates) | {_ci(f['auc'], f['auc_ci'])} |",
+            f"| centralized, {c['epochs']} epochs | {_ci(c['auc'], c['auc_ci'])} |",
+            f"| centralized at equal data passes ({c['at_equal_passes']['epochs']} epochs) | "
+            f"{c['at_equal_passes']['auc']:.4f} |",
+            f"| local-only (mean of {lo['devices']} devices) | {lo['auc']:.4f} |", "",
+            f"Bytes moved: {f['upload_bytes'] / 1e6:.1f} MB up, {f['download_bytes'] / 1e6:.1f} MB down; "
+            f"time {doc['seconds']:.0f} s for all three runs.", ""]
+
+
+def main() -> None:
+    parts: list[str] = []
+    for name, fn in (("bench_simulate_vs_flower", bench), ("simulate_propensity", assessment),
+                     ("propensity", propensity), ("propensity_cross_device", cross_device),
+                     ("recommender_models", models), ("recommender", recommender)):
+        doc = _load(name)
+        if doc is not None:
+            parts += fn(doc)
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(head + BEGIN + "\n\n" + "\n".join(parts) + "\n" + END + tail)
+
+
+if __name__ == "__main__":
+    main()
