@@ -27,7 +27,7 @@ setup(
     # Not examples/ (the demo), tests/ or bench/: an install holds the SDK, the server, the
     # model builders, the shared contract and the command, and no demo code.
     packages=find_packages(include=["fedmark", "fedmark.*", "fedmark_cli", "edge_sdk", "edge_sdk.*",
-                                    "server", "server.*", "models", "models.*"]),
+                                    "server", "server.*", "models", "models.*", "simulate", "simulate.*"]),
     include_package_data=True,
     # Non-Python files the installed packages serve or read: the dashboard and the /train page
     # (server/static), Alembic's migrations, and the JavaScript SDK's sources, which /train serves
@@ -37,7 +37,8 @@ setup(
     # 503 with the fix (FEDMARK_WEB_SDK_DIR or npm ci).  MANIFEST.in adds the same files to the sdist.
     package_data={"server": ["static/*.html", "static/*.js", "static/*.css", "static/trainer/*", "static/vendor/*",
                              "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
-                  "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/types/*.d.ts"]},
+                  "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/src/families/*.js",
+                                 "web/types/*.d.ts"]},
     install_requires=["numpy>=1.24"],
     extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV, "sim": ["ray>=2.9"]},
     entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},
