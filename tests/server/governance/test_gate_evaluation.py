@@ -44,7 +44,9 @@ def test_candidate_is_evaluated_by_devices_and_published_through_the_gate(two_pa
     # partner contribution (loss without the partner minus loss with it): clean acme helps, flipped globex hurts
     pc = s["partner_contribution"]
     assert pc["acme"]["value"] > 0 > pc["globex"]["value"], pc
-    audit = fl.audit(model="toy")
+    # download entries are written in the group commit after the download (docs/GOVERNANCE.md §9), so an
+    # evaluator's downloads may follow the gate's entry in the chain; every other entry is in order
+    audit = [e for e in fl.audit(model="toy") if e["kind"] != "file.downloaded"]
     assert ("version.candidate", "round") in [(e["kind"], e["code"]) for e in audit]
     assert audit[-1]["kind"] == "version.published" and audit[-1]["code"] == "gate_passed"
 
