@@ -50,9 +50,11 @@ def render(results: Mapping[str, Any]) -> str:
                      f"{_f(r.get('brier'))} | {_f(r.get('epsilon'), 2)} |")
     lines += ["", f"**Recommendations, Online Retail** ({rec['customers']:,} customers as devices, "
               f"{rec['items']:,} items; last basket held out):", "",
-              "| model | HR@10 | NDCG@10 |", "|---|---|---|"]
+              "| model | HR@10 | 95 % interval (bootstrap over users) | NDCG@10 | users |", "|---|---|---|---|---|"]
     for name, r in rec["runs"].items():
-        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {_f(r.get('ndcg@10'))} |")
+        ci = r.get("hr@10_ci")
+        interval = f"{_f(ci[0])} – {_f(ci[1])}" if ci else "—"
+        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {interval} | {_f(r.get('ndcg@10'))} | {_f(r.get('users'))} |")
     lines += ["", "**Targets:**", "", "| target | result | met |", "|---|---|---|"]
     for name, t in results["targets"].items():
         lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else '**no**'} |")

@@ -76,6 +76,10 @@ class Config:
     NOISE_SECRET: str | None = None
     #: JSON-lines file where every regional fold records the update rows it read (residency audits/tests).
     RESIDENCY_TRACE: str | None = None
+    #: Milliseconds the group committer waits for more write jobs after the first of a batch.  0: none —
+    #: batches still form from the jobs that arrive while the previous batch commits, without delaying a
+    #: lone request.
+    GROUP_COMMIT_WAIT_MS: float = 0.0
     #: Seconds a verified token is remembered in-process (skips the token lookup of a device's next request);
     #: a revocation made through another process takes effect after at most this long. 0 turns it off.
     AUTH_CACHE_S: float = 30.0
@@ -118,6 +122,7 @@ class Config:
         "FEDMARK_NOISE_SECRET": ("NOISE_SECRET", str),
         "FEDMARK_RESIDENCY_TRACE": ("RESIDENCY_TRACE", str),
         "FEDMARK_AUTH_CACHE_S": ("AUTH_CACHE_S", float),
+        "FEDMARK_GROUP_COMMIT_WAIT_MS": ("GROUP_COMMIT_WAIT_MS", float),
         "FEDMARK_DEVICE_TOKEN_TTL_S": ("DEVICE_TOKEN_TTL_S", float),
         "FEDMARK_MARKETER_TOKEN_TTL_S": ("MARKETER_TOKEN_TTL_S", float),
         "FEDMARK_ATTESTATION_VERIFIER": ("ATTESTATION_VERIFIER", str),

@@ -28,22 +28,27 @@ PARTNER = "retailer"
 @dataclass
 class RecommenderConfig:
     customers: int | None = None   # use a random subset of customers (fast variant)
-    rounds: int = 25   # 25 rounds x 60 devices keeps `make demo` within 10 minutes on 2 cores
+    rounds: int = 50
     goal: int = 60
     local_epochs: int = 1
     dropout: float = 0.1
     no_consent: float = 0.05
     central_epochs: int = 3
-    eval_users: int = 1000
-    eval_every: int = 5
+    eval_users: int = 1000         # the learning curve's sample; the final figures use every held-out user
+    eval_every: int = 10
     k: int = 10
     seed: int = 0
     # From a sweep (centralized HR@10 after 6 epochs): 16 negatives at lr 0.1 beat 4 negatives at lr 0.1/0.5/0.2.
     negatives: int = 16
     learning_rate: float = 0.1
-    # Plain FedAvg divides a sparse item row's update by every device in the round; a larger
-    # server step compensates (server lr 10 beat 1, 50 and FedAdam 0.01-0.1 in-process).
-    server_lr: float = 10.0
+    # From sweeps/recommender.py (fedmark simulate, all held-out users): plain FedAvg divides a sparse item
+    # row's update by every device in the round, so a large server step compensates; 60 reconstruction
+    # steps and server lr 120, dropped to 30 after round 25, beat lr 10 / 60 / 120 and 20 steps.
+    recon_steps: int = 60
+    server_lr: float = 120.0
+    server_lr_later: float = 30.0
+    lr_drop_round: int = 25
+    bootstrap: int = 1000          # resamples of the held-out users for the intervals
 
 
 def _records(data: Any, c: int, purpose: str, consent: bool) -> list[dict[str, Any]]:
@@ -56,8 +61,8 @@ def region_of(country: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", country.lower()).strip("-") or "unspecified"
 
 
-def evaluate(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Sequence[int], k: int, seed: int) -> dict[str, float]:
-    """HR@k / NDCG@k with the user vector reconstructed on 'the device' from training items."""
+def _hits(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Sequence[int], k: int,
+          seed: int) -> tuple[list[list[int]], list[list[int]]]:
     recs, truth = [], []
     for u in users:
         local = trainer.initial_local(seed=seed + int(u))
@@ -65,15 +70,36 @@ def evaluate(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Seque
         scores = np.asarray(trainer.predict(list(params), local=res.local)).ravel()
         recs.append(top_k(scores, k, data.train[u].tolist()))
         truth.append(data.test[u].tolist())
-    return ranking_at_k(recs, truth, k)
+    return recs, truth
 
 
-def popularity(data: Any, users: Sequence[int], train_users: Sequence[int], k: int) -> dict[str, float]:
+def _with_interval(recs: list[list[int]], truth: list[list[int]], k: int, resamples: int, seed: int) -> dict[str, Any]:
+    """HR@k / NDCG@k plus a bootstrap interval of HR@k over the evaluated users."""
+    from simulate.stats import bootstrap_mean
+
+    out: dict[str, Any] = dict(ranking_at_k(recs, truth, k))
+    hits = np.array([1.0 if set(r[:k]) & set(t) else 0.0 for r, t in zip(recs, truth)])
+    _mean, lo, hi = bootstrap_mean(hits, resamples=resamples, seed=seed)
+    out[f"hr@{k}_ci"] = [lo, hi]
+    return out
+
+
+def evaluate(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Sequence[int], k: int, seed: int,
+             resamples: int = 0) -> dict[str, Any]:
+    """HR@k / NDCG@k with the user vector reconstructed on 'the device' from training items
+    (``resamples`` > 0: with a bootstrap interval of HR@k over ``users``)."""
+    recs, truth = _hits(trainer, params, data, users, k, seed)
+    return _with_interval(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
+
+
+def popularity(data: Any, users: Sequence[int], train_users: Sequence[int], k: int, resamples: int = 0,
+               seed: int = 0) -> dict[str, Any]:
     counts = np.zeros(data.n_items)
     for u in train_users:
         counts[data.train[u]] += 1
     recs = [top_k(counts, k, data.train[u].tolist()) for u in users]
-    return ranking_at_k(recs, [data.test[u].tolist() for u in users], k)
+    truth = [data.test[u].tolist() for u in users]
+    return _with_interval(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
 
 
 def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
@@ -89,7 +115,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
         users = np.sort(rng.choice(users, min(cfg.customers, users.size), replace=False))
     users = [int(u) for u in users if len(data.train[u]) > 0]
     export("recommender", artifact, items=data.items, seed=cfg.seed, epochs=cfg.local_epochs,
-           negatives=cfg.negatives, learning_rate=cfg.learning_rate)
+           negatives=cfg.negatives, learning_rate=cfg.learning_rate, recon_steps=cfg.recon_steps)
     manifest = load_artifact_manifest(artifact)
     trainer = Trainer(artifact)
     init = trainer.initial_params()
@@ -108,11 +134,13 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
         admin = Fleet(srv.base_url, srv.admin_token)
         keys = AppKeys(admin)  # one key per region (each country is a region), issued as devices need them
         admin.publish_dir(artifact, manifest.model)
-        admin.train(manifest.model, **{
-            "mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
-            "deadline_s": 60.0, "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
-            "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": cfg.server_lr},
-            "hyperparams": {"epochs": cfg.local_epochs}, "encoding": "q8"})
+        def training(server_lr: float) -> dict[str, Any]:
+            return {"mode": "sync", "goal": cfg.goal, "min_clients": max(1, cfg.goal // 2), "over_select": 1.3,
+                    "deadline_s": 60.0, "clip": {"norm": 1.0, "adaptive": True, "target_quantile": 0.5, "lr": 0.2},
+                    "noise_multiplier": 0.0, "server_optimizer": {"name": "fedavg", "lr": server_lr},
+                    "hyperparams": {"epochs": cfg.local_epochs}, "encoding": "q8"}
+
+        admin.train(manifest.model, **training(cfg.server_lr))
         results["curve"].append((0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
         stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0}
         bar = progress(total=cfg.rounds, desc="recommender federated", unit="round")
@@ -122,6 +150,8 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
             o = run_sync_round(admin, manifest.model, consented, keys, round_rng, dropout=cfg.dropout, goal=cfg.goal)
             for key in stats:
                 stats[key] += getattr(o, key)
+            if r == cfg.lr_drop_round and r < cfg.rounds:  # the schedule's second phase: a smaller server step
+                admin.train(manifest.model, **training(cfg.server_lr_later))
             if r % cfg.eval_every == 0 or r == cfg.rounds:
                 info = admin.model(manifest.model)
                 params = published_params(admin, manifest.model, info["current_version"], manifest)
@@ -131,22 +161,30 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
         bar.close()
         info = admin.model(manifest.model)
         fed_params = published_params(admin, manifest.model, info["current_version"], manifest)
-    fed = evaluate(trainer, fed_params, data, eval_users, cfg.k, cfg.seed)
+    fed = evaluate(trainer, fed_params, data, held, cfg.k, cfg.seed, cfg.bootstrap)
     fed.update(stats, version=info["current_version"], devices=len(devices),
                participating=sum(d.contributed > 0 for d in devices),
                raw_bytes_on_devices=sum(d.raw_bytes for d in devices if d.contributed))
     results["runs"]["federated"] = fed
 
-    # Centralized MF: one shared table, every consented user's step applied in turn.
+    # Centralized MF: one shared table, every consented user's step applied in turn.  Scored twice: after as
+    # many user steps as the federated run took (equal data passes), and after ``central_epochs`` epochs.
     params = list(init)
     local = {u: trainer.initial_local(seed=cfg.seed + u) for u in users if consent[u]}
     order_rng = np.random.default_rng(cfg.seed + 11)
+    equal_steps, steps = int(stats["accepted"]), 0
     for epoch in range(cfg.central_epochs):
         for u in progress(order_rng.permutation(list(local)), desc=f"recommender centralized epoch {epoch + 1}", unit="user"):
             res = trainer.train(params, data.train[int(u)], local=local[int(u)], seed=cfg.seed + epoch * 100003 + int(u))
             params, local[int(u)] = res.params, res.local
-    results["runs"]["centralized"] = evaluate(trainer, params, data, eval_users, cfg.k, cfg.seed)
-    results["runs"]["popularity"] = popularity(data, eval_users, [u for u in users if consent[u]], cfg.k)
+            steps += 1
+            if steps == equal_steps:
+                equal = evaluate(trainer, params, data, held, cfg.k, cfg.seed, cfg.bootstrap)
+                results["runs"]["centralized, equal user steps"] = {**equal, "user_steps": steps}
+    results["runs"]["centralized"] = {**evaluate(trainer, params, data, held, cfg.k, cfg.seed, cfg.bootstrap),
+                                      "user_steps": steps}
+    results["runs"]["popularity"] = popularity(data, held, [u for u in users if consent[u]], cfg.k, cfg.bootstrap,
+                                               cfg.seed)
     results["items"] = data.n_items
     results["customers"] = len(users)
     return results

@@ -115,10 +115,12 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     central_auc = prop["runs"]["centralized"]["auc"]
     fed_auc = prop["runs"]["federated"]["auc"]
     fed_hr, central_hr, pop_hr = (rec["runs"][k]["hr@10"] for k in ("federated", "centralized", "popularity"))
+    equal_hr = rec["runs"].get("centralized, equal user steps", {}).get("hr@10", central_hr)
+    # The targets of issue 13 (docs/SIMULATE.md has the sweeps behind the settings).
     targets = {
-        "propensity: federated within 0.01 AUC of centralized": {"value": fed_auc - central_auc, "met": fed_auc >= central_auc - 0.01},
-        "recommender: federated >= 90% of centralized HR@10": {"value": fed_hr / max(central_hr, 1e-12), "met": fed_hr >= 0.9 * central_hr},
-        "recommender: federated >= 1.5x popularity HR@10": {"value": fed_hr / max(pop_hr, 1e-12), "met": fed_hr >= 1.5 * pop_hr},
+        "propensity: federated within 0.005 AUC of centralized": {"value": fed_auc - central_auc, "met": fed_auc >= central_auc - 0.005},
+        "recommender: federated >= centralized at equal user steps (HR@10)": {"value": fed_hr - equal_hr, "met": fed_hr >= equal_hr},
+        "recommender: federated >= 1.6x popularity HR@10": {"value": fed_hr / max(pop_hr, 1e-12), "met": fed_hr >= 1.6 * pop_hr},
     }
     kpis = _kpis(prop, rec)
     results: dict[str, Any] = {

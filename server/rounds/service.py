@@ -89,7 +89,7 @@ class RoundService:
     def init_app(self, app: Flask, store: Store, blobs: BlobStore) -> None:
         self.store, self.blobs, self.clock = store, blobs, app.config["CLOCK"]
         self.committer = GroupCommitter(store, max_batch=int(app.config.get("GROUP_COMMIT_MAX_BATCH", 64)),
-                                        max_wait_s=float(app.config.get("GROUP_COMMIT_WAIT_MS", 2.0)) / 1000.0)
+                                        max_wait_s=float(app.config.get("GROUP_COMMIT_WAIT_MS", 0.0)) / 1000.0)
         self.committer.add_batch_hooks(lambda conn: self.sums.before_commit(conn, self.now), self.sums.after_commit)
         self.committer.add_batch_hooks(self.batch_audit.flush, self.batch_audit.clear)
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
