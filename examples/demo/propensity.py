@@ -192,6 +192,8 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
         lifts.append(rep["lift_top_decile"])
     results["runs"]["local-only (mean of devices)"] = {"auc": float(np.mean(aucs)), "lift_top_decile": float(np.mean(lifts)),
                                                        "devices": len(aucs)}
+    for sim_storage in (device_root, out / "eval-devices"):  # the simulated devices' storage: nothing reads it now
+        shutil.rmtree(sim_storage, ignore_errors=True)
     results["test_rows"] = len(test)
     results["train_rows"] = len(train)
     results["consented_train_rows"] = len(consented)

@@ -161,6 +161,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
         bar.close()
         info = admin.model(manifest.model)
         fed_params = published_params(admin, manifest.model, info["current_version"], manifest)
+    shutil.rmtree(out / "rec-devices", ignore_errors=True)  # the simulated phones' storage: nothing reads it now
     fed = evaluate(trainer, fed_params, data, held, cfg.k, cfg.seed, cfg.bootstrap)
     fed.update(stats, version=info["current_version"], devices=len(devices),
                participating=sum(d.contributed > 0 for d in devices),

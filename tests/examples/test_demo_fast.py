@@ -27,11 +27,9 @@ def test_fast_demo_completes_and_beats_trivial_baselines(tmp_path):
     res = json.loads((out / "report" / "results.json").read_text())
     assert (out / "report" / "index.html").exists()
     assert (out / "report" / "learning_curves.png").stat().st_size > 5000
-    # Training devices drop their model cache after each turn: none keeps a model version (the dozen
-    # evaluation devices of the governed run keep theirs: they evaluate every candidate).
-    kept = [p for fleet in ("devices", "rec-devices") for p in (out / fleet).glob("*/models/*/v*") if p.is_dir()]
-    assert (out / "rec-devices").is_dir() and (out / "devices").is_dir()
-    assert kept == [], kept[:5]
+    # Training devices drop their model cache after each turn, and the simulated devices' storage is removed
+    # once each experiment is over: what stays is the servers' records and the report.
+    assert not any((out / fleet).exists() for fleet in ("devices", "rec-devices", "eval-devices"))
     assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 100e6
 
     prop = res["propensity"]["runs"]
