@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes of the production server (default: one per core with PostgreSQL; "
                         "1 with SQLite, which has a single writer)")
-    p.add_argument("--threads", type=int, default=8, help="request threads per worker process (default: 8)")
+    p.add_argument("--threads", type=int, default=32, help="request threads per worker process (default: 32)")
     p.add_argument("--access-log", default=os.environ.get("FEDMARK_ACCESS_LOG"),
                    help="write gunicorn's access log to this file ('-' for stderr; FEDMARK_ACCESS_LOG); off by "
                         "default, and secrets in query strings are redacted")
@@ -307,6 +307,8 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or (1 if sqlite else default_workers())
     if workers < 1 or args.threads < 1:
         raise SystemExit("--workers and --threads must be at least 1")
+    # A waiting task request holds a thread: at most half of them wait, the rest serve uploads and downloads.
+    cfg.LONG_POLL_SLOTS = max(1, min(int(cfg.LONG_POLL_SLOTS), args.threads // 2))
     print(f"fedmark server listening on http://{args.host}:{args.port} with {workers} worker process(es) x "
           f"{args.threads} threads (database {cfg.database_url().split('@')[-1]})", file=sys.stderr, flush=True)
     ProductionServer(cfg, f"{args.host}:{args.port}", workers, args.threads, access_log=args.access_log).run()

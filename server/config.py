@@ -67,7 +67,7 @@ class Config:
     #: Seconds a device waits before asking again when no task is available.
     NO_TASK_RETRY_S: int = 30
     #: Task requests (``"wait"``) one worker process holds open at once; each holds a request thread.
-    LONG_POLL_SLOTS: int = 4
+    LONG_POLL_SLOTS: int = 16
     #: Apply Alembic migrations when the app starts.
     MIGRATE_ON_START: bool = True
     #: Seconds SQLite waits for a lock before a request fails with 503.

@@ -83,7 +83,7 @@ class RoundService:
         self._open_rounds: "OrderedDict[str, tuple[Any, Manifest]]" = OrderedDict()
         self._lines: set[str] = set()
         self._cache_lock = threading.Lock()
-        self._long_polls = threading.BoundedSemaphore(4)
+        self._long_polls = threading.BoundedSemaphore(16)
         self._round_ended = threading.Condition()
 
     def init_app(self, app: Flask, store: Store, blobs: BlobStore) -> None:
@@ -93,7 +93,7 @@ class RoundService:
         self.committer.add_batch_hooks(lambda conn: self.sums.before_commit(conn, self.now), self.sums.after_commit)
         self.committer.add_batch_hooks(self.batch_audit.flush, self.batch_audit.clear)
         self.no_task_retry = int(app.config["NO_TASK_RETRY_S"])
-        self._long_polls = threading.BoundedSemaphore(max(1, int(app.config.get("LONG_POLL_SLOTS", 4))))
+        self._long_polls = threading.BoundedSemaphore(max(1, int(app.config.get("LONG_POLL_SLOTS", 16))))
         self.trace_path = app.config.get("RESIDENCY_TRACE") or None
         self.secret = app.config.get("NOISE_SECRET") or store.setting("noise_secret", lambda: secrets.token_hex(32))
         app.extensions["fedmark_rounds"] = self
