@@ -24,7 +24,7 @@ import pytest
 from bench import venvs
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"edge_sdk", "fedmark", "fedmark_cli", "models", "server"}
+PACKAGES = {"edge_sdk", "fedmark", "fedmark_cli", "models", "server", "simulate"}
 HEAVY = ("tensorflow", "tensorflow_federated", "tf2onnx", "onnx", "keras", "jax", "flask", "sqlalchemy",
          "requests", "pandas", "server", "models", "examples")
 pytestmark = pytest.mark.timeout(600)
