@@ -15,8 +15,8 @@ import numpy as np
 
 from edge_sdk.data import prepare_tabular
 from edge_sdk.trainer import Trainer
-from fedmark.metrics import binary_report
-from simulate.stats import bootstrap_auc, fast_auc
+from fedmark.metrics import binary_report, roc_auc
+from simulate.stats import bootstrap_auc
 
 __all__ = ["PropensityWorkload"]
 
@@ -57,7 +57,7 @@ class PropensityWorkload:
         return np.asarray(self.trainer.predict(list(params), self.x_test), np.float64).ravel()
 
     def evaluate(self, params: Sequence[np.ndarray]) -> dict[str, Any]:
-        return {"auc": fast_auc(self.y_test, self.scores(params))}
+        return {"auc": roc_auc(self.y_test, self.scores(params))}
 
     def report(self, params: Sequence[np.ndarray], seed: int = 0) -> dict[str, Any]:
         s = self.scores(params)
