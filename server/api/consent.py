@@ -11,14 +11,17 @@ withdrew*, never who; the Governed Training Coverage KPI sums them.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, jsonify
 
 from fedmark.contract.consent import DECISION_REASONS
 from server.api.common import json_body, now
+from server.api.models import require_access
 from server.auth import principal, requires
 from server.errors import ApiError
 from server.governance import audit
+from server.rounds.service import get_rounds
 from server.storage import get_store, schema
 
 bp = Blueprint("consent", __name__)
@@ -52,8 +55,15 @@ def consent_report():  # type: ignore[no-untyped-def]
     if not clean and not withdrawn:
         raise ApiError(400, "bad_report", "the report carries no counts and no withdrawals")
     who = principal()
-    with get_store().write() as conn:
-        seq = audit.append_one(conn, now(), audit.CONSENT_REPORT, model=model, actor="device", subject=round_id,
-                               detail={"region": who.region, "partner": who.partner, "counts": clean,
-                                       "withdrawn": withdrawn})
-    return jsonify({"recorded": seq}), 202
+    if model is not None:  # the one access decision: a device reports only on a model it may see
+        with get_store().read() as conn:
+            require_access(conn, model, "training")
+    at = now()
+
+    def record(conn: Any) -> int:
+        return audit.append_one(conn, at, audit.CONSENT_REPORT, model=model, actor="device", subject=round_id,
+                                detail={"region": who.region, "partner": who.partner, "counts": clean,
+                                        "withdrawn": withdrawn})
+
+    # durable before the 202, in the group commit the uploads and tasks of the same moment share
+    return jsonify({"recorded": get_rounds().committer.run(record)}), 202

@@ -76,3 +76,13 @@ def test_rate_limit_per_device_answers_429_with_retry_after(make_live):
         assert lv.call("GET", "/v1/models", b).status_code == 200  # per device
         time.sleep(float(r.json()["error"]["message"].split("retry after ")[1].split(" s")[0]) + 0.05)
         assert [lv.call("GET", "/v1/models", a).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_a_consent_report_names_only_a_model_the_device_may_see(live):
+    """The report route asks the one access decision: an attacker with the app key cannot write into the
+    audit trail (and the coverage KPI) of a model that does not exist or that it may not see."""
+    tok = live.enroll("d-consent")
+    r = live.call("POST", "/v1/consent/reports", tok, json={"model": "someone-elses-model", "counts": {"allowed": 3}})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_model"
+    ok = live.call("POST", "/v1/consent/reports", tok, json={"counts": {"allowed": 3}})
+    assert ok.status_code == 202 and ok.json()["recorded"] > 0
