@@ -20,15 +20,25 @@ from server.testing import running_server
 
 
 def _children(pid: int) -> list[int]:
+    """The server's worker processes: its children running the same executable.
+
+    Other children are short-lived helpers of libraries (numpy runs ``lscpu``
+    while the deadline timer warms up the privacy accountant), not workers.
+    """
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return []
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
+                same_program = os.readlink(f"/proc/{entry}/exe") == exe
             except OSError:
                 continue
-            if int(fields[1]) == pid:
+            if int(fields[1]) == pid and same_program:
                 out.append(int(entry))
     return out
 
