@@ -41,7 +41,9 @@ ORT_FILES: dict[str, str] = {"ort.wasm.min.mjs": JS, "ort-wasm-simd-threaded.mjs
 _SDK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\.js")
 SDK_NODE_ONLY = frozenset({"node.js", "node_artifact.js", "node_storage.js", "node_tcf.js"})
 
-INSTALL_HINT = "run scripts/install_browser_deps.sh (it runs npm ci in edge_sdk/web)"
+# Both installs are named: an installed wheel has no scripts/ directory, a source checkout has the script.
+INSTALL_HINT = ("run `npm install onnxruntime-web` in {sdk}, or set FEDMARK_WEB_SDK_DIR to a directory "
+                "holding node_modules/onnxruntime-web; in a source checkout scripts/install_browser_deps.sh does this")
 # 'wasm-unsafe-eval' lets onnxruntime-web compile its WebAssembly; nothing else may run but this origin's scripts.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -116,5 +118,5 @@ def ort_file(name: str):  # type: ignore[no-untyped-def]
     dist = sdk_dir() / "node_modules" / "onnxruntime-web" / "dist"
     if not dist.is_dir():
         raise ApiError(503, "web_sdk_unavailable", f"onnxruntime-web is not installed ({dist} is missing); "
-                       f"{INSTALL_HINT}")
+                       + INSTALL_HINT.format(sdk=sdk_dir()))
     return _send(dist, name, mimetype, "onnxruntime-web file")
