@@ -43,7 +43,8 @@ from fedmark.contract.errors import ProtocolError
 
 __all__ = [
     "normalize_purpose", "consent_covers", "TcfConsent", "TcfRequirement", "SignalRequirement", "Decision", "decode_tc_string", "parse_requirement",
-    "parse_consent_mode", "parse_gpc", "parse_simple_purposes", "decide", "signals_from_iabtcf", "gpc_from_headers",
+    "parse_consent_mode", "parse_gpc", "parse_simple_purposes", "decide", "edge_signals", "shortfall",
+    "signals_from_iabtcf", "gpc_from_headers",
     "CONSENT_MODE_STATES", "LI_FORBIDDEN_PURPOSES", "TCF_PURPOSES", "TCF_SPECIAL_FEATURES",
     "RESTRICT_NOT_ALLOWED", "RESTRICT_REQUIRE_CONSENT", "RESTRICT_REQUIRE_LI", "SIGNAL_KEYS",
     "ALLOWED", "ALLOWED_LEGITIMATE_INTEREST", "GPC_OPT_OUT", "GPC_UNREADABLE", "TCF_MISSING", "TCF_UNREADABLE",
@@ -485,6 +486,54 @@ def decide(signals: Mapping[str, Any], req: SignalRequirement) -> Decision:
     if req.purposes and not consent_covers(parse_simple_purposes(signals.get("consent")), req.purposes):
         return Decision(False, PURPOSE_NOT_CONSENTED)
     return Decision(True, allow)
+
+
+# --------------------------------------------------------------------------- one requirement against another
+def edge_signals(req: SignalRequirement) -> list[dict[str, Any]]:
+    """The least any record must carry to pass ``req``: the records at the edge of what it admits.
+
+    Why: activation asks whether *every* record a model trained on may be used
+    for another purpose.  Instead of a second rule comparing requirements key by
+    key, the signals of the weakest admitted records are built here and the one
+    rule (:func:`decide`) is asked about them.  Each edge record has exactly what
+    ``req`` asks for and nothing more: purpose consent and vendor consent for the
+    ``consent`` purposes, legitimate interest only (the weaker basis) for the
+    ``legitimate_interest`` purposes, the listed special features, the listed
+    Consent Mode states granted (no other state set), a GPC opt-out unless ``req``
+    respects GPC, the simple purposes named; and, where ``outside_gdpr`` is
+    ``"allow"``, a record with no TC string outside the GDPR.  Adding any signal
+    to a record only lets it pass more requirements (publisher restrictions
+    apply alike to both sides), so what an edge record passes, every admitted
+    record passes (``tests/contract/test_consent.py`` checks this on random
+    requirements and signals).
+    """
+    base: dict[str, Any] = {"consent": list(req.purposes), "gpc": None if req.gpc else True,
+                            "consent_mode": {s: "granted" for s in req.consent_mode} or None,
+                            "tc_string": None, "gdpr_applies": None}
+    t = req.tcf
+    if t is None:
+        return [base]
+    tcf = TcfConsent(version=2, created=0, last_updated=0, cmp_id=0, cmp_version=0, consent_screen=0,
+                     consent_language="EN", vendor_list_version=0, policy_version=4, is_service_specific=True,
+                     use_non_standard_texts=False, special_feature_optins=frozenset(t.special_features),
+                     purpose_consents=frozenset(t.consent), purpose_legitimate_interests=frozenset(t.legitimate_interest),
+                     purpose_one_treatment=False, publisher_country_code="AA",
+                     vendor_consents=frozenset({t.vendor_id} if t.consent else ()),
+                     vendor_legitimate_interests=frozenset({t.vendor_id} if t.legitimate_interest else ()))
+    edges = [{**base, "tc_string": tcf, "gdpr_applies": True}]
+    if t.outside_gdpr == "allow":
+        edges.append({**base, "gdpr_applies": False})
+    return edges
+
+
+def shortfall(trained: SignalRequirement, needed: SignalRequirement) -> str | None:
+    """None when every record ``trained`` admits also meets ``needed``; else the reason (one of
+    ``DECISION_REASONS``) :func:`decide` excludes the weakest such record for — which signal falls short."""
+    for signals in edge_signals(trained):
+        d = decide(signals, needed)
+        if not d.allowed:
+            return d.reason
+    return None
 
 
 # --------------------------------------------------------------------------- where apps keep the signals
