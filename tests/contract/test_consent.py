@@ -185,3 +185,41 @@ def test_shortfall_names_the_signal_that_falls_short():
         {"tcf": {"vendor_id": 1234, "consent": [1, 10]}}, ["p"])) == c.TCF_PURPOSE_DENIED  # 10 trained by LI
     assert c.shortfall(_req("simple_purposes"), ads) == c.GPC_OPT_OUT
     assert c.shortfall(c.parse_requirement(None, ["marketing"]), c.parse_requirement({"tcf": {"vendor_id": 1234, "consent": [1]}}, ["p"])) == c.TCF_MISSING
+
+
+# --------------------------------------------------------------------------- in-app IABTCF_* keys
+_IN_APP = VECTORS["in_app"]
+_GRANTED_CM = {"consent_mode": {"ad_user_data": "granted", "ad_personalization": "granted"}}
+
+
+@pytest.mark.parametrize("name", sorted(_IN_APP["stored"]))
+def test_stored_keys_agree_with_their_string_and_decide_the_same(name):
+    """A CMP's full set of keys (written from the IAB library's TCModel) passes the cross-check, and every
+    requirement decides the keys exactly as it decides the string alone."""
+    prefs = _IN_APP["stored"][name]
+    tcf = c.decode_tc_string(prefs["IABTCF_TCString"])
+    assert c.iabtcf_mismatches(prefs, tcf) == []
+    signals = c.signals_from_iabtcf(prefs)
+    for req in VECTORS["requirements"]:
+        assert c.decide({**signals, **_GRANTED_CM}, _req(req)) == \
+            c.decide({"tc_string": prefs["IABTCF_TCString"], "gdpr_applies": 1, **_GRANTED_CM}, _req(req)), req
+
+
+@pytest.mark.parametrize("case", _IN_APP["mismatches"], ids=lambda k: k["title"])
+def test_keys_that_contradict_the_string_are_refused_naming_the_key(case):
+    with pytest.raises(ProtocolError) as err:
+        c.signals_from_iabtcf(case["prefs"])
+    assert err.value.code == ERR_BAD_CONSENT_SIGNAL and case["names"] in str(err.value)
+
+
+@pytest.mark.parametrize("case", _IN_APP["cases"], ids=lambda k: k["title"])
+def test_in_app_decisions(case):
+    signals = c.signals_from_iabtcf(case["prefs"])
+    for req, reason in case["decisions"].items():
+        assert c.decide(signals, _req(req)) == c.Decision(reason in c.ALLOW_REASONS, reason), req
+
+
+def test_in_app_vectors_cover_every_key_the_reader_checks():
+    named = {m["names"] for m in _IN_APP["mismatches"]}
+    assert set(c.IABTCF_BIT_KEYS) | set(c.IABTCF_SCALAR_KEYS) - {"IABTCF_PurposeOneTreatment"} <= named
+    assert any(n.startswith(c.IABTCF_RESTRICTIONS_PREFIX) for n in named)
