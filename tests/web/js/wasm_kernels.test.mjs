@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 
-import { launch } from './chromium.mjs';
+import { withBrowser } from './chromium.mjs';
 
 const require = createRequire(new URL('../../../edge_sdk/web/package.json', import.meta.url));
 const ortNode = require('onnxruntime-node');
@@ -24,44 +24,35 @@ async function runNative(g, level) {
   return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, hexOf(t.data)]));
 }
 
-test('single operators and the train step, in Chromium and natively', { timeout: 90_000 }, async () => {
-  const browser = await launch();
-  const { page, logs } = browser;
+test('single operators and the train step, in Chromium and natively', { timeout: 90_000 }, () => withBrowser(async ({ page }) => {
   const result = { native: {}, browser: {} };
-  try {
-    await page.goto(`${spec.origin}/page/index.html`);
-    await page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
-    for (const [name, g] of Object.entries(spec.graphs)) {
-      result.native[name] = {};
-      for (const level of g.levels) result.native[name][level] = await runNative(g, level);
-      const graph = { model: readFileSync(g.model).toString('base64'), inputs: g.inputs, levels: g.levels };
-      result.browser[name] = await page.evaluate(async (gr) => {
-        const ort = await import('/ort/ort.wasm.min.mjs');
-        ort.env.wasm.wasmPaths = '/ort/';
-        ort.env.wasm.numThreads = 1;
-        const bin = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-        const fromHex = (h) => new Float32Array(Uint8Array.from(h.match(/../g), (x) => parseInt(x, 16)).buffer);
-        const toHex = (a) => Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), (b) => b.toString(16).padStart(2, '0')).join('');
-        const out = {};
-        for (const level of gr.levels) {
-          const s = await ort.InferenceSession.create(bin(gr.model), { executionProviders: ['wasm'], graphOptimizationLevel: level,
-            executionMode: 'sequential' });
-          const feeds = Object.fromEntries(Object.entries(gr.inputs).map(([k, v]) => [k, new ort.Tensor('float32', fromHex(v.hex), v.shape)]));
-          const r = await s.run(feeds);
-          out[level] = Object.fromEntries(Object.entries(r).map(([k, t]) => [k, toHex(t.data)]));
-        }
-        out.threads = ort.env.wasm.numThreads;
-        out.version = ort.env.versions?.web ?? null;
-        out.crossOriginIsolated = self.crossOriginIsolated;
-        return out;
-      }, graph);
-    }
-    assert.equal(Object.keys(result.browser).length, Object.keys(spec.graphs).length);
-    writeFileSync(spec.out, JSON.stringify(result));
-  } catch (exc) {
-    console.log(logs.join('\n'));
-    throw exc;
-  } finally {
-    await browser.close();
+  await page.goto(`${spec.origin}/page/index.html`);
+  await page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
+  for (const [name, g] of Object.entries(spec.graphs)) {
+    result.native[name] = {};
+    for (const level of g.levels) result.native[name][level] = await runNative(g, level);
+    const graph = { model: readFileSync(g.model).toString('base64'), inputs: g.inputs, levels: g.levels };
+    result.browser[name] = await page.evaluate(async (gr) => {
+      const ort = await import('/ort/ort.wasm.min.mjs');
+      ort.env.wasm.wasmPaths = '/ort/';
+      ort.env.wasm.numThreads = 1;
+      const bin = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const fromHex = (h) => new Float32Array(Uint8Array.from(h.match(/../g), (x) => parseInt(x, 16)).buffer);
+      const toHex = (a) => Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), (b) => b.toString(16).padStart(2, '0')).join('');
+      const out = {};
+      for (const level of gr.levels) {
+        const s = await ort.InferenceSession.create(bin(gr.model), { executionProviders: ['wasm'], graphOptimizationLevel: level,
+          executionMode: 'sequential' });
+        const feeds = Object.fromEntries(Object.entries(gr.inputs).map(([k, v]) => [k, new ort.Tensor('float32', fromHex(v.hex), v.shape)]));
+        const r = await s.run(feeds);
+        out[level] = Object.fromEntries(Object.entries(r).map(([k, t]) => [k, toHex(t.data)]));
+      }
+      out.threads = ort.env.wasm.numThreads;
+      out.version = ort.env.versions?.web ?? null;
+      out.crossOriginIsolated = self.crossOriginIsolated;
+      return out;
+    }, graph);
   }
-});
+  assert.equal(Object.keys(result.browser).length, Object.keys(spec.graphs).length);
+  writeFileSync(spec.out, JSON.stringify(result));
+}));
