@@ -43,7 +43,9 @@ from fedmark.contract.errors import ProtocolError
 
 __all__ = [
     "normalize_purpose", "consent_covers", "TcfConsent", "TcfRequirement", "SignalRequirement", "Decision", "decode_tc_string", "parse_requirement",
-    "parse_consent_mode", "parse_gpc", "parse_simple_purposes", "decide", "signals_from_iabtcf", "gpc_from_headers",
+    "parse_consent_mode", "parse_gpc", "parse_simple_purposes", "decide", "edge_signals", "shortfall",
+    "signals_from_iabtcf", "iabtcf_mismatches", "gpc_from_headers", "IABTCF_BIT_KEYS", "IABTCF_SCALAR_KEYS",
+    "IABTCF_RESTRICTIONS_PREFIX",
     "CONSENT_MODE_STATES", "LI_FORBIDDEN_PURPOSES", "TCF_PURPOSES", "TCF_SPECIAL_FEATURES",
     "RESTRICT_NOT_ALLOWED", "RESTRICT_REQUIRE_CONSENT", "RESTRICT_REQUIRE_LI", "SIGNAL_KEYS",
     "ALLOWED", "ALLOWED_LEGITIMATE_INTEREST", "GPC_OPT_OUT", "GPC_UNREADABLE", "TCF_MISSING", "TCF_UNREADABLE",
@@ -487,11 +489,150 @@ def decide(signals: Mapping[str, Any], req: SignalRequirement) -> Decision:
     return Decision(True, allow)
 
 
+# --------------------------------------------------------------------------- one requirement against another
+def edge_signals(req: SignalRequirement) -> list[dict[str, Any]]:
+    """The least any record must carry to pass ``req``: the records at the edge of what it admits.
+
+    Why: activation asks whether *every* record a model trained on may be used
+    for another purpose.  Instead of a second rule comparing requirements key by
+    key, the signals of the weakest admitted records are built here and the one
+    rule (:func:`decide`) is asked about them.  Each edge record has exactly what
+    ``req`` asks for and nothing more: purpose consent and vendor consent for the
+    ``consent`` purposes, legitimate interest only (the weaker basis) for the
+    ``legitimate_interest`` purposes, the listed special features, the listed
+    Consent Mode states granted (no other state set), a GPC opt-out unless ``req``
+    respects GPC, the simple purposes named; and, where ``outside_gdpr`` is
+    ``"allow"``, a record with no TC string outside the GDPR.  Adding any signal
+    to a record only lets it pass more requirements (publisher restrictions
+    apply alike to both sides), so what an edge record passes, every admitted
+    record passes (``tests/contract/test_consent.py`` checks this on random
+    requirements and signals).
+    """
+    base: dict[str, Any] = {"consent": list(req.purposes), "gpc": None if req.gpc else True,
+                            "consent_mode": {s: "granted" for s in req.consent_mode} or None,
+                            "tc_string": None, "gdpr_applies": None}
+    t = req.tcf
+    if t is None:
+        return [base]
+    tcf = TcfConsent(version=2, created=0, last_updated=0, cmp_id=0, cmp_version=0, consent_screen=0,
+                     consent_language="EN", vendor_list_version=0, policy_version=4, is_service_specific=True,
+                     use_non_standard_texts=False, special_feature_optins=frozenset(t.special_features),
+                     purpose_consents=frozenset(t.consent), purpose_legitimate_interests=frozenset(t.legitimate_interest),
+                     purpose_one_treatment=False, publisher_country_code="AA",
+                     vendor_consents=frozenset({t.vendor_id} if t.consent else ()),
+                     vendor_legitimate_interests=frozenset({t.vendor_id} if t.legitimate_interest else ()))
+    edges = [{**base, "tc_string": tcf, "gdpr_applies": True}]
+    if t.outside_gdpr == "allow":
+        edges.append({**base, "gdpr_applies": False})
+    return edges
+
+
+def shortfall(trained: SignalRequirement, needed: SignalRequirement) -> str | None:
+    """None when every record ``trained`` admits also meets ``needed``; else the reason (one of
+    ``DECISION_REASONS``) :func:`decide` excludes the weakest such record for — which signal falls short."""
+    for signals in edge_signals(trained):
+        d = decide(signals, needed)
+        if not d.allowed:
+            return d.reason
+    return None
+
+
 # --------------------------------------------------------------------------- where apps keep the signals
+#: The pre-parsed ``IABTCF_*`` binary-string keys (position n is id n+1) and the decoded field each must match.
+IABTCF_BIT_KEYS = {"IABTCF_PurposeConsents": "purpose_consents",
+                   "IABTCF_PurposeLegitimateInterests": "purpose_legitimate_interests",
+                   "IABTCF_VendorConsents": "vendor_consents",
+                   "IABTCF_VendorLegitimateInterests": "vendor_legitimate_interests",
+                   "IABTCF_SpecialFeaturesOptIns": "special_feature_optins"}
+#: Scalar keys cross-checked against the TC string's core segment.
+IABTCF_SCALAR_KEYS = {"IABTCF_PolicyVersion": "policy_version", "IABTCF_PublisherCC": "publisher_country_code",
+                      "IABTCF_PurposeOneTreatment": "purpose_one_treatment"}
+IABTCF_RESTRICTIONS_PREFIX = "IABTCF_PublisherRestrictions"
+
+
+def _iabtcf_bits(key: str, value: Any) -> frozenset[int]:
+    if not isinstance(value, str) or any(ch not in "01" for ch in value):
+        raise _bad(f"{key} must be a binary string of '0'/'1' (position n is id n+1), got {value!r}")
+    return frozenset(i + 1 for i, ch in enumerate(value) if ch == "1")
+
+
+def _iabtcf_restrictions(key: str, value: Any) -> dict[int, int]:
+    if not isinstance(value, str) or any(ch not in "012_" for ch in value):
+        raise _bad(f"{key} must be a string of restriction types '0'/'1'/'2' per vendor ('_': none), got {value!r}")
+    return {i + 1: int(ch) for i, ch in enumerate(value) if ch != "_"}
+
+
+def _iabtcf_scalar(key: str, value: Any) -> Any:
+    if key == "IABTCF_PublisherCC":
+        if not isinstance(value, str) or len(value) != 2 or not value.isalpha():
+            raise _bad(f"{key} must be a two-letter country code, got {value!r}")
+        return value.upper()
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+        raise _bad(f"{key} must be an unsigned integer, got {value!r}")
+    n = int(value)
+    return bool(n) if key == "IABTCF_PurposeOneTreatment" else n
+
+
+def iabtcf_mismatches(prefs: Mapping[str, Any], tcf: TcfConsent) -> list[str]:
+    """Where the pre-parsed ``IABTCF_*`` keys disagree with the TC string they were parsed from (empty: they agree).
+
+    Only keys that are present are compared; an unreadable key raises :class:`ProtocolError`.
+    """
+    out: list[str] = []
+    for key, attr in IABTCF_BIT_KEYS.items():
+        if prefs.get(key) is not None:
+            keys, string = _iabtcf_bits(key, prefs[key]), getattr(tcf, attr)
+            if keys != string:
+                out.append(f"{key} sets {sorted(keys - string)} and clears {sorted(string - keys)} "
+                           f"relative to IABTCF_TCString")
+    for key, attr in IABTCF_SCALAR_KEYS.items():
+        if prefs.get(key) is not None:
+            value, string = _iabtcf_scalar(key, prefs[key]), getattr(tcf, attr)
+            if value != string:
+                out.append(f"{key} is {value!r}, IABTCF_TCString says {string!r}")
+    for key in sorted(k for k in prefs if isinstance(k, str) and k.startswith(IABTCF_RESTRICTIONS_PREFIX)):
+        purpose_text = key[len(IABTCF_RESTRICTIONS_PREFIX):]
+        if prefs[key] is None:
+            continue
+        if not purpose_text.isdigit():
+            raise _bad(f"{key}: the key must end in a purpose id, e.g. IABTCF_PublisherRestrictions3")
+        purpose = int(purpose_text)
+        keys = _iabtcf_restrictions(key, prefs[key])
+        string = {v: t for (p, v), t in tcf.restrictions.items() if p == purpose}
+        if keys != string:
+            out.append(f"{key} restricts vendors {keys}, IABTCF_TCString restricts {string} for purpose {purpose}")
+    return out
+
+
 def signals_from_iabtcf(prefs: Mapping[str, Any]) -> dict[str, Any]:
     """Device signals from the ``IABTCF_*`` key/values CMPs store for in-app use (Android
-    SharedPreferences, iOS NSUserDefaults): the TC string and whether GDPR applies."""
-    return {"tc_string": prefs.get("IABTCF_TCString"), "gdpr_applies": prefs.get("IABTCF_gdprApplies")}
+    SharedPreferences, iOS NSUserDefaults; IAB Tech Lab, *CMP API v2*, "In-App Details").
+
+    The TC string (``IABTCF_TCString``) is the signal; the pre-parsed keys beside it
+    (``IABTCF_PurposeConsents``, ``IABTCF_VendorConsents``, ``IABTCF_PublisherRestrictions{ID}`` ...)
+    are cross-checked against it, and any disagreement raises :class:`ProtocolError`
+    (``bad_consent_signal``) naming the key: stored values that contradict each other
+    are no legal basis, so nothing trains until the CMP stores them again.  The keys
+    alone, without a TC string, are not accepted: the spec has the CMP store the
+    pre-parsed data "as well as the TC string", and keys without a string are also
+    what a removed CMP SDK leaves behind (its vestigial values); the signals then
+    carry no TC string (``tcf_missing``).  A TC string that does not decode passes
+    through as it is (the decision answers ``tcf_unreadable``).
+    """
+    tc_string = prefs.get("IABTCF_TCString")
+    signals = {"tc_string": tc_string, "gdpr_applies": prefs.get("IABTCF_gdprApplies")}
+    if not isinstance(tc_string, str) or not tc_string.strip():
+        signals["tc_string"] = None
+        return signals
+    try:
+        tcf = decode_tc_string(tc_string)
+    except ProtocolError:
+        return signals
+    wrong = iabtcf_mismatches(prefs, tcf)
+    if wrong:
+        raise _bad("the CMP's stored IABTCF_* values disagree with its TC string (nothing trains until the CMP "
+                   "stores them again): " + "; ".join(wrong))
+    return signals
 
 
 def gpc_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:

@@ -20,11 +20,11 @@ def _decide(kind: str):  # type: ignore[no-untyped-def]
     who = principal()
     req = activation.parse_request(json_body(), kind)
     with get_store().write() as conn:
-        policy, model, reason, message = activation.check(conn, who, req)
-        activation.record(conn, who, req, model.current_version if reason is None else None, reason, now())
-    if reason is not None:
-        raise activation.deny(reason, message)
-    return who, req, policy, model
+        outcome = activation.check(conn, who, req)
+        activation.record(conn, who, req, outcome, now())
+    if outcome.reason is not None:
+        raise activation.deny(outcome.reason, outcome.message, outcome.signal)
+    return who, req, outcome.policy, outcome.model
 
 
 @bp.post("/v1/activation/model")

@@ -11,7 +11,17 @@ one answers ``403 activation_denied`` with a machine-readable ``reason``:
 * ``purpose_not_allowed`` - the requested purpose is not among the policy's activation purposes;
 * ``region_not_allowed`` - the requested region is not among the policy's activation regions;
 * ``region_exports_nothing`` - that region's policy is residency ``none``: nothing of it leaves;
+* ``consent_mapping_missing`` - the policy governs training with standard signals (``consent_signals``) but
+  declares no mapping (``activation.consent_signals``) for the requested purpose: what that use needs is unknown;
+* ``consent_not_covered`` - the mapping the purpose needs is not met by every record the model trained on:
+  the policy in force, or one a contribution to the current version (or its ancestors) was accepted under,
+  admits records that the purpose's mapping excludes (the audit detail names the signal, e.g.
+  ``consent_mode_missing``), or a contribution was accepted without any policy;
 * ``no_published_version`` - nothing has passed publication yet.
+
+The consent check asks the contract's one rule (``fedmark.contract.consent.shortfall``, which is
+``decide`` applied to the weakest records a training requirement admits): the same mapping devices
+apply to every record decides what the trained model may be used for.
 
 Segments are built from device-reported counts: a device scores its own
 records with the published model, keeps only records whose consent covers the
@@ -32,12 +42,24 @@ from sqlalchemy import Connection, delete, select
 
 from server.auth.tokens import Principal
 from server.errors import ApiError
+from fedmark.contract.consent import shortfall
 from server.governance import audit, decisions, partners
-from server.governance.policy import Policy, current_policy
+from server.governance.policy import Policy, current_policy, policy_version
 from server.storage import schema
 
 _SEG_RE = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One activation decision: ``reason`` None means allowed; ``signal`` names the consent signal that fell short."""
+
+    policy: Policy | None
+    model: Any
+    reason: str | None
+    message: str
+    signal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,39 +82,97 @@ def parse_request(body: Mapping[str, Any], kind: str) -> Request:
     return Request(model, purpose.lower(), region, kind)
 
 
-def check(conn: Connection, who: Principal, req: Request) -> tuple[Policy | None, Any, str | None, str]:
-    """(policy, model row, denial reason or None, message)."""
+def _trained_under(conn: Connection, model: str, version: int | None) -> tuple[set[int], bool]:
+    """The policy versions under which contributions to ``version`` and its ancestors were accepted, and whether
+    any was accepted without a policy.  (Rounds write versions whose ``parent`` is the version they trained.)"""
+    v = schema.versions
+    rows = {r.version: r for r in conn.execute(select(v.c.version, v.c.parent, v.c.round_id).where(v.c.model == model))}
+    rounds: set[str] = set()
+    seen: set[int] = set()
+    while version is not None and version in rows and version not in seen:
+        seen.add(version)
+        if rows[version].round_id:
+            rounds.add(rows[version].round_id)
+        version = rows[version].parent
+    if not rounds:
+        return set(), False
+    c = schema.contributions
+    found = conn.execute(select(c.c.round_id, c.c.policy_version).distinct().where(c.c.model == model)).all()
+    under = {pv for rid, pv in found if rid in rounds}
+    return {pv for pv in under if pv is not None}, None in under
+
+
+def consent_denial(conn: Connection, policy: Policy, model: Any, purpose: str) -> tuple[str, str, str | None] | None:
+    """(reason, message, the signal that falls short) when the consent mapping forbids this activation, else None."""
+    needed = policy.activation_requirement(purpose)
+    if needed is None:
+        if policy.consent_signals is None:
+            return None  # the simple form governs: the purpose lists above decide
+        return ("consent_mapping_missing",
+                f"{model.name!r} trains under standard consent signals, but its policy declares no mapping for "
+                f"purpose {purpose!r}; add activation.consent_signals.{purpose} (docs/CONSENT.md)", None)
+    versions, ungoverned = _trained_under(conn, model.name, model.current_version)
+    if ungoverned:
+        return ("consent_not_covered", f"version {model.current_version} of {model.name!r} holds contributions "
+                                       f"accepted without a policy: no consent decision to check {purpose!r} against",
+                None)
+    trained = {policy.version: policy}
+    for pv in sorted(versions - {policy.version}):
+        old = policy_version(conn, model.name, pv)
+        if old is not None:
+            trained[pv] = old
+    for pv, p in sorted(trained.items()):
+        short = shortfall(p.training_requirement(), needed)
+        if short is not None:
+            where = "in force" if pv == policy.version else "the current version trained under"
+            return ("consent_not_covered", f"purpose {purpose!r} needs consent signals that policy version {pv} "
+                                           f"({where}) does not require of every training record: such a record "
+                                           f"would be excluded as {short}", short)
+    return None
+
+
+def check(conn: Connection, who: Principal, req: Request) -> Outcome:
+    """The decision on one activation request (404 for an unknown model)."""
     model = conn.execute(select(schema.models).where(schema.models.c.name == req.model)).first()
     if model is None:
         raise ApiError(404, "unknown_model", f"no model named {req.model!r}")
     policy = current_policy(conn, req.model)
     if policy is None:
-        return None, model, "ungoverned_model", f"{req.model!r} has no governance policy; activation needs one"
+        return Outcome(None, model, "ungoverned_model", f"{req.model!r} has no governance policy; activation needs one")
     denial = decisions.activation_denial(policy, req.model, req.purpose, req.region,
                                          who.partner if who.role == "marketer" else None)
     if denial is None and model.line_of:  # a regional line holds only its region's data
         denial = decisions.activation_region_denial(policy, req.model, model.region)
     if denial is not None:
-        return policy, model, denial.code, denial.message
+        return Outcome(policy, model, denial.code, denial.message)
+    consent = consent_denial(conn, policy, model, req.purpose)
+    if consent is not None:
+        return Outcome(policy, model, *consent)
     if model.current_version is None:
-        return policy, model, "no_published_version", f"{req.model!r} has no published version"
-    return policy, model, None, "allowed"
+        return Outcome(policy, model, "no_published_version", f"{req.model!r} has no published version")
+    return Outcome(policy, model, None, "allowed")
 
 
-def record(conn: Connection, who: Principal, req: Request, version: int | None, reason: str | None,
-           now: float) -> None:
+def record(conn: Connection, who: Principal, req: Request, outcome: Outcome, now: float) -> None:
     """Store and audit the decision (append last: see server.governance.audit)."""
+    reason = outcome.reason
+    version = outcome.model.current_version if reason is None else None
+    detail: dict[str, Any] = {"purpose": req.purpose, "region": req.region, "partner": who.partner, "version": version}
+    if outcome.signal is not None:
+        detail["consent_signal"] = outcome.signal
     conn.execute(schema.activations.insert().values(model=req.model, actor=who.name, partner=who.partner, kind=req.kind,
                                                     version=version, purpose=req.purpose, region=req.region,
                                                     allowed=reason is None, reason=reason, at=now,
                                                     token_id=who.token_id))
     audit.append_one(conn, now, "activation.allowed" if reason is None else "activation.denied", model=req.model,
                      actor=who.name, code=reason or "allowed", subject=req.kind,
-                     detail={"purpose": req.purpose, "region": req.region, "partner": who.partner, "version": version})
+                     detail=detail)
 
 
-def deny(reason: str, message: str) -> ApiError:
-    return ApiError(403, "activation_denied", message, extra={"reason": reason})
+def deny(reason: str, message: str, signal: str | None = None) -> ApiError:
+    """The 403 ``activation_denied`` answer, with the machine-readable reason (and the consent signal short)."""
+    return ApiError(403, "activation_denied", message,
+                    extra={"reason": reason, **({"consent_signal": signal} if signal is not None else {})})
 
 
 def segments(conn: Connection, who: Principal, req: Request, policy: Policy, version: int) -> list[dict[str, Any]]:

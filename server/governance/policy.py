@@ -25,7 +25,8 @@ Policy JSON (``PUT /v1/models/{name}/policy``; unknown keys are refused)::
      "gate": null | {"metric": "auc", "max_regression": 0.02, "min_contributors": 3,
                      "min_evaluators": 3, "max_epsilon": null},
      "partner_contribution": false,             # build leave-one-partner-out variants for evaluation
-     "activation": {"purposes": [...], "regions": [...] | null},
+     "activation": {"purposes": [...], "regions": [...] | null,
+                    "consent_signals": {"personalised_ads": {...}}},  # what each use needs (docs/CONSENT.md)
      "record_bytes": null,                      # per-record byte estimate override (KPIs)
      "k_counts": "devices"}                     # what k_min counts: "devices" (any enrolled) or "attested"
 
@@ -44,7 +45,8 @@ from typing import Any, Mapping
 from sqlalchemy import Connection, func, select
 
 from fedmark.contract import ProtocolError, sha256_bytes
-from fedmark.contract.consent import parse_requirement
+from fedmark.contract.consent import SignalRequirement, parse_requirement
+from fedmark.contract.protocol import required_purposes
 from server.errors import ApiError
 from server.governance import audit
 from server.storage import schema
@@ -122,6 +124,8 @@ class Policy:
     partner_contribution: bool = False
     activation_purposes: tuple[str, ...] = ()
     activation_regions: tuple[str, ...] | None = None
+    #: Per activation purpose, the standard signals that use needs (checked against what trained the model).
+    activation_consent_signals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     record_bytes: float | None = None
     k_counts: str = "devices"
     version: int = 0  # set when loaded from storage
@@ -132,6 +136,20 @@ class Policy:
 
     def partner_allowed(self, partner: str | None) -> bool:
         return self.allowed_partners is None or partner in self.allowed_partners
+
+    def training_requirement(self) -> SignalRequirement:
+        """What every record must satisfy to train under this policy: the requirement its tasks carry."""
+        return parse_requirement(self.consent_signals, required_purposes(self.consent_purposes, self.purpose, self.purpose))
+
+    def activation_requirement(self, purpose: str) -> SignalRequirement | None:
+        """What an activation for ``purpose`` needs from the records the model trained on, or None when the
+        policy declares nothing for it (the training purpose's own mapping stands for itself)."""
+        declared = self.activation_consent_signals.get(purpose)
+        if declared is not None:
+            return parse_requirement(declared, (purpose,))
+        if purpose == self.purpose and self.consent_signals is not None:
+            return self.training_requirement()
+        return None
 
     def exports(self, region: str) -> bool:
         """Does this region's aggregate leave its partition (join the global model)?"""
@@ -149,7 +167,9 @@ class Policy:
             "gate": None if self.gate is None else dataclasses.asdict(self.gate),
             "partner_contribution": self.partner_contribution,
             "activation": {"purposes": list(self.activation_purposes),
-                           "regions": None if self.activation_regions is None else list(self.activation_regions)},
+                           "regions": None if self.activation_regions is None else list(self.activation_regions),
+                           **({"consent_signals": {k: dict(v) for k, v in self.activation_consent_signals.items()}}
+                              if self.activation_consent_signals else {})},
             "record_bytes": self.record_bytes, "k_counts": self.k_counts,
         }
 
@@ -208,9 +228,10 @@ class Policy:
                         _number(g, "min_evaluators", 1, 1, integer=True, where="gate."),
                         _number(g, "max_epsilon", None, 0.0, where="gate."))
         act = d.get("activation", {})
-        if not isinstance(act, Mapping) or set(act) - {"purposes", "regions"}:
-            raise bad_policy("activation", "must be an object with optional keys purposes and regions")
+        if not isinstance(act, Mapping) or set(act) - {"purposes", "regions", "consent_signals"}:
+            raise bad_policy("activation", "must be an object with optional keys purposes, regions and consent_signals")
         act_purposes = _names(act, "purposes", allow_null=True) or (purpose,)
+        act_signals = _activation_signals(act.get("consent_signals"), tuple(p.lower() for p in act_purposes))
         act_regions = _names(act, "regions", allow_null=True)
         if act_regions is None:
             act_regions = regions
@@ -227,7 +248,28 @@ class Policy:
                       min_region_contributors=_number(d, "min_region_contributors", 1, 1, integer=True),
                       gate=gate, partner_contribution=pc,
                       activation_purposes=tuple(p.lower() for p in act_purposes), activation_regions=act_regions,
+                      activation_consent_signals=act_signals,
                       record_bytes=_number(d, "record_bytes", None, 1.0, hi=1e12), k_counts=k_counts)
+
+
+def _activation_signals(d: Any, purposes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``activation.consent_signals``: activation purpose -> a ``consent_signals`` object (the contract's parse)."""
+    if d is None:
+        return {}
+    if not isinstance(d, Mapping):
+        raise bad_policy("activation.consent_signals", "must map activation purposes to consent_signals objects, e.g. "
+                         "{\"personalised_ads\": {\"tcf\": {\"vendor_id\": 1234, \"consent\": [1, 3, 4]}}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, signals in d.items():
+        key = name.lower() if isinstance(name, str) else name
+        if key not in purposes:
+            raise bad_policy("activation.consent_signals", f"names {name!r}, which is not among the activation "
+                                                           f"purposes {list(purposes)}")
+        try:
+            out[key] = parse_requirement(signals, (key,)).to_json()
+        except ProtocolError as exc:
+            raise bad_policy(f"activation.consent_signals.{key}", f"is not valid: {exc}") from None
+    return out
 
 
 # ---------------------------------------------------------------------------- storage

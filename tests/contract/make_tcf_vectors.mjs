@@ -232,9 +232,73 @@ const BAD_REQUIREMENTS = [
   [['tcf'], 'must be an object'],
 ];
 
+// In-app: the IABTCF_* key/values a CMP SDK stores beside the string (IAB Tech Lab, CMP API v2, "In-App Details":
+// binary strings where position n is id n+1; IABTCF_PublisherRestrictions{purpose}: a type per vendor, '_' none).
+// Built here from the IAB library's own TCModel, so the SDKs' readers are checked against an independent writer.
+function iabtcfKeys(tcString, { gdprApplies = 1 } = {}) {
+  const m = TCString.decode(tcString);
+  const bits = (vector, max) => range(1, max).map((i) => (vector.has(i) ? '1' : '0')).join('');
+  const maxVendor = (vector) => Math.max(0, ...vector.values());
+  const keys = {
+    IABTCF_CmpSdkID: Number(m.cmpId), IABTCF_CmpSdkVersion: Number(m.cmpVersion), IABTCF_PolicyVersion: Number(m.policyVersion),
+    IABTCF_gdprApplies: gdprApplies, IABTCF_PublisherCC: m.publisherCountryCode,
+    IABTCF_PurposeOneTreatment: m.purposeOneTreatment ? 1 : 0, IABTCF_UseNonStandardStacks: 0, IABTCF_TCString: tcString,
+    IABTCF_PurposeConsents: bits(m.purposeConsents, 11), IABTCF_PurposeLegitimateInterests: bits(m.purposeLegitimateInterests, 11),
+    IABTCF_VendorConsents: bits(m.vendorConsents, maxVendor(m.vendorConsents)),
+    IABTCF_VendorLegitimateInterests: bits(m.vendorLegitimateInterests, maxVendor(m.vendorLegitimateInterests)),
+    IABTCF_SpecialFeaturesOptIns: bits(m.specialFeatureOptins, 2),
+    IABTCF_PublisherConsent: '', IABTCF_PublisherLegitimateInterests: '',
+  };
+  const byPurpose = {};
+  for (const vendorId of m.publisherRestrictions.getVendors()) {
+    for (const r of m.publisherRestrictions.getRestrictions(vendorId)) (byPurpose[r.purposeId] ??= {})[vendorId] = r.restrictionType;
+  }
+  for (const [purpose, vendors] of Object.entries(byPurpose)) {
+    const top = Math.max(...Object.keys(vendors).map(Number));
+    keys[`IABTCF_PublisherRestrictions${purpose}`] = range(1, top).map((v) => (v in vendors ? String(vendors[v]) : '_')).join('');
+  }
+  return keys;
+}
+const flip = (binary, id) => {
+  const padded = binary.padEnd(id, '0');
+  return `${padded.slice(0, id - 1)}${padded[id - 1] === '1' ? '0' : '1'}${padded.slice(id)}`;
+};
+const keysOf = (name, opts) => iabtcfKeys(strings[name].tc_string, opts);
+const withoutString = (keys) => Object.fromEntries(Object.entries(keys).filter(([k]) => k !== 'IABTCF_TCString'));
+const IN_APP = {
+  // every string, stored by a CMP with all its pre-parsed keys: the same decisions as the string alone
+  stored: Object.fromEntries(Object.keys(strings).map((name) => [name, keysOf(name)])),
+  // the pre-parsed keys contradict the string: refused with an error naming the key, nothing trains
+  mismatches: [
+    ['purpose 3 consent cleared in the keys', { ...keysOf('accept_all'), IABTCF_PurposeConsents: flip(keysOf('accept_all').IABTCF_PurposeConsents, 3) }, 'IABTCF_PurposeConsents'],
+    ['our vendor\'s consent set in the keys only', { ...keysOf('purposes_without_our_vendor'), IABTCF_VendorConsents: flip(keysOf('purposes_without_our_vendor').IABTCF_VendorConsents, DEPLOYMENT_VENDOR) }, 'IABTCF_VendorConsents'],
+    ['legitimate interest for purpose 8 in the keys only', { ...keysOf('consent1_li10'), IABTCF_PurposeLegitimateInterests: flip(keysOf('consent1_li10').IABTCF_PurposeLegitimateInterests, 8) }, 'IABTCF_PurposeLegitimateInterests'],
+    ['vendor legitimate interest cleared in the keys', { ...keysOf('consent1_li10'), IABTCF_VendorLegitimateInterests: flip(keysOf('consent1_li10').IABTCF_VendorLegitimateInterests, DEPLOYMENT_VENDOR) }, 'IABTCF_VendorLegitimateInterests'],
+    ['special feature 1 opt-in in the keys only', { ...keysOf('accept_without_special_features'), IABTCF_SpecialFeaturesOptIns: '10' }, 'IABTCF_SpecialFeaturesOptIns'],
+    ['publisher restriction missing from the keys', { ...keysOf('restricted_purpose3_not_allowed'), IABTCF_PublisherRestrictions3: '_'.repeat(DEPLOYMENT_VENDOR) }, 'IABTCF_PublisherRestrictions3'],
+    ['publisher restriction in the keys only', { ...keysOf('accept_all'), IABTCF_PublisherRestrictions4: `${'_'.repeat(DEPLOYMENT_VENDOR - 1)}0` }, 'IABTCF_PublisherRestrictions4'],
+    ['policy version of another TCF version', { ...keysOf('accept_all'), IABTCF_PolicyVersion: 2 }, 'IABTCF_PolicyVersion'],
+    ['publisher country differs', { ...keysOf('accept_all'), IABTCF_PublisherCC: 'FR' }, 'IABTCF_PublisherCC'],
+    ['the string was renewed, the keys were not', { ...keysOf('reject_all'), IABTCF_TCString: strings.accept_all.tc_string }, 'IABTCF_PurposeConsents'],
+    ['a key that is not a binary string', { ...keysOf('accept_all'), IABTCF_PurposeConsents: '1111x111111' }, 'IABTCF_PurposeConsents'],
+    ['a restriction type that is not 0, 1 or 2', { ...keysOf('restricted_purpose3_not_allowed'), IABTCF_PublisherRestrictions3: `${'_'.repeat(DEPLOYMENT_VENDOR - 1)}3` }, 'IABTCF_PublisherRestrictions3'],
+  ].map(([title, prefs, names]) => ({ title, prefs, names })),
+  // decisions stated by hand (TCF-only requirements: apps set Consent Mode and GPC themselves)
+  cases: [
+    ['all keys and the string agree', keysOf('accept_all'), { product_improvement: 'allowed', precise_geo: 'allowed', tcf_outside_gdpr_allowed: 'allowed' }],
+    ['LI for purpose 10, keys agree', keysOf('consent1_li10'), { product_improvement: 'allowed_legitimate_interest' }],
+    ['publisher requires consent for purpose 10, keys agree', keysOf('restricted_purpose10_require_consent'), { product_improvement: 'tcf_restricted' }],
+    ['the string alone (no pre-parsed keys)', { IABTCF_TCString: strings.accept_all.tc_string, IABTCF_gdprApplies: 1 }, { product_improvement: 'allowed' }],
+    ['the keys alone, GDPR applies: not accepted', withoutString(keysOf('accept_all')), { product_improvement: 'tcf_missing', tcf_outside_gdpr_allowed: 'tcf_missing' }],
+    ['the keys alone, gdprApplies 0', withoutString(keysOf('accept_all', { gdprApplies: 0 })), { product_improvement: 'tcf_missing', tcf_outside_gdpr_allowed: 'allowed' }],
+    ['a malformed string beside the keys', { ...keysOf('accept_all'), IABTCF_TCString: MALFORMED.truncated }, { product_improvement: 'tcf_unreadable' }],
+    ['gdprApplies as text "0", no string', { IABTCF_gdprApplies: '0', IABTCF_CmpSdkID: 300 }, { tcf_outside_gdpr_allowed: 'allowed', product_improvement: 'tcf_missing' }],
+  ].map(([title, prefs, decisions]) => ({ title, prefs, decisions })),
+};
+
 const out = {
   generator: 'tests/contract/make_tcf_vectors.mjs', library: '@iabtechlabtcf/core', deployment_vendor: DEPLOYMENT_VENDOR,
-  vendor_list: VENDOR_LIST, strings, malformed: MALFORMED, requirements: REQ,
+  vendor_list: VENDOR_LIST, strings, malformed: MALFORMED, requirements: REQ, in_app: IN_APP,
   bad_requirements: BAD_REQUIREMENTS.map(([requirement, names]) => ({ requirement, names })),
   cases: CASES.map(([requirement, title, signals, reason]) => ({ requirement, title, signals, reason })),
 };

@@ -25,6 +25,7 @@ import requests
 
 from edge_sdk import Client, ConsentError, DeviceConditions, RetryPolicy
 from edge_sdk.outbox import Outbox
+from fedmark.contract import ERR_BAD_CONSENT_SIGNAL, ProtocolError
 from fedmark.contract import consent as c
 
 from tests.edge_sdk.conftest import lean_env
@@ -199,3 +200,42 @@ def test_consent_withdrawn_in_the_cmp_during_the_run_discards_the_update(fedmark
     rounds = requests.get(f"{base}/v1/models/{model}/rounds", headers={"Authorization": f"Bearer {token}"},
                           timeout=30).json()["rounds"]
     assert all(admin.round(r["round_id"])["accepted"] == 0 for r in rounds)
+
+
+def test_in_app_iabtcf_keys_train_and_a_contradiction_trains_nothing(fedmark_server, admin, artifacts, bank_rows,
+                                                                     tmp_path):
+    """An app passes its IABTCF_* SharedPreferences through ``signals_from_iabtcf`` (read before training and again
+    before queueing): keys that agree with the string train; a CMP that stored a renewed string beside the old
+    pre-parsed keys mid-run is refused with a clear error naming the key, and nothing is queued or sent."""
+    base, token = fedmark_server
+    model = "p-ads-inapp"
+    admin.publish(model, artifacts.propensity)
+    _policy(base, token, model)
+    admin.training(model, goal=5)
+    stored = VECTORS["in_app"]["stored"]
+    prefs = dict(stored["accept_all"])
+
+    def signals() -> dict:
+        return {**c.signals_from_iabtcf(prefs), "consent_mode": GRANTED}
+
+    dev = Client(base, app_key=admin.app_key(), device_id="ads-inapp", region="eu", storage_dir=tmp_path / "d",
+                 retry=RetryPolicy(max_retries=1, base_backoff=0.01))
+    report = dev.train(model, bank_rows[:40], conditions=OK, seed=0, signals=signals)
+    assert report.consent == {"allowed": 40} and report.status == "accepted" and dev.pending() == 0
+
+    calls = []
+
+    def renewed_string_old_keys() -> dict:
+        calls.append(1)
+        if len(calls) == 2:  # while the epochs ran, the CMP rewrote IABTCF_TCString but not the pre-parsed keys
+            prefs["IABTCF_TCString"] = stored["reject_all"]["IABTCF_TCString"]
+        return signals()
+
+    other = Client(base, app_key=admin.app_key(), device_id="ads-inapp-2", region="eu", storage_dir=tmp_path / "d2",
+                   retry=RetryPolicy(max_retries=1, base_backoff=0.01))
+    with pytest.raises(ProtocolError, match="IABTCF_PurposeConsents") as err:
+        other.train(model, bank_rows[40:80], conditions=OK, seed=1, signals=renewed_string_old_keys)
+    assert err.value.code == ERR_BAD_CONSENT_SIGNAL and len(calls) == 2 and other.pending() == 0
+    rounds = requests.get(f"{base}/v1/models/{model}/rounds", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30).json()["rounds"]
+    assert sum(admin.round(r["round_id"])["accepted"] for r in rounds) == 1  # only the first run's update

@@ -101,6 +101,7 @@ export function tcfFromTCModel(m) {
   }
   return Object.freeze({
     version: 2, policyVersion: Number(m.policyVersion), cmpId: Number(m.cmpId),
+    publisherCC: String(m.publisherCountryCode), purposeOneTreatment: Boolean(m.purposeOneTreatment),
     purposeConsents: ids(m.purposeConsents), purposeLegitimateInterests: ids(m.purposeLegitimateInterests),
     vendorConsents: ids(m.vendorConsents), vendorLegitimateInterests: ids(m.vendorLegitimateInterests),
     specialFeatureOptins: ids(m.specialFeatureOptins), restrictions,
@@ -280,4 +281,107 @@ export function decide(signals, req) {
     return { allowed: false, reason: PURPOSE_NOT_CONSENTED };
   }
   return { allowed: true, reason: allow };
+}
+
+// --------------------------------------------------------------------------- where apps keep the signals
+/** The pre-parsed IABTCF_* binary-string keys (position n is id n+1) and the decoded field each must match. */
+export const IABTCF_BIT_KEYS = Object.freeze({ IABTCF_PurposeConsents: 'purposeConsents',
+  IABTCF_PurposeLegitimateInterests: 'purposeLegitimateInterests', IABTCF_VendorConsents: 'vendorConsents',
+  IABTCF_VendorLegitimateInterests: 'vendorLegitimateInterests', IABTCF_SpecialFeaturesOptIns: 'specialFeatureOptins' });
+/** Scalar keys cross-checked against the TC string's core segment. */
+export const IABTCF_SCALAR_KEYS = Object.freeze({ IABTCF_PolicyVersion: 'policyVersion', IABTCF_PublisherCC: 'publisherCC',
+  IABTCF_PurposeOneTreatment: 'purposeOneTreatment' });
+export const IABTCF_RESTRICTIONS_PREFIX = 'IABTCF_PublisherRestrictions';
+
+const prefGet = (prefs, k) => (prefs instanceof Map ? prefs.get(k) : prefs?.[k]);
+const prefKeys = (prefs) => (prefs instanceof Map ? [...prefs.keys()] : Object.keys(prefs ?? {}));
+const setOf = (xs) => [...xs].sort((a, b) => a - b);
+const present = (v) => v !== undefined && v !== null;
+
+function iabtcfBits(key, value) {
+  if (typeof value !== 'string' || !/^[01]*$/.test(value)) throw bad(`${key} must be a binary string of '0'/'1' (position n is id n+1), got ${JSON.stringify(value)}`);
+  return new Set([...value].flatMap((ch, i) => (ch === '1' ? [i + 1] : [])));
+}
+
+function iabtcfRestrictions(key, value) {
+  if (typeof value !== 'string' || !/^[012_]*$/.test(value)) throw bad(`${key} must be a string of restriction types '0'/'1'/'2' per vendor ('_': none), got ${JSON.stringify(value)}`);
+  return new Map([...value].flatMap((ch, i) => (ch === '_' ? [] : [[i + 1, Number(ch)]])));
+}
+
+function iabtcfScalar(key, value) {
+  if (key === 'IABTCF_PublisherCC') {
+    if (typeof value !== 'string' || !/^[A-Za-z]{2}$/.test(value)) throw bad(`${key} must be a two-letter country code, got ${JSON.stringify(value)}`);
+    return value.toUpperCase();
+  }
+  const ok = (Number.isInteger(value) && value >= 0 && typeof value === 'number') || (typeof value === 'string' && /^\s*\d+\s*$/.test(value));
+  if (!ok) throw bad(`${key} must be an unsigned integer, got ${JSON.stringify(value)}`);
+  const n = Number(value);
+  return key === 'IABTCF_PurposeOneTreatment' ? Boolean(n) : n;
+}
+
+const sameSet = (a, b) => a.size === b.size && [...a].every((x) => b.has(x));
+const sameMap = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
+const mapText = (m) => JSON.stringify(Object.fromEntries(m));
+
+/**
+ * Where the pre-parsed IABTCF_* keys disagree with the TC string they were parsed from (empty: they agree).
+ * Only keys that are present are compared; an unreadable key throws ProtocolError (bad_consent_signal).
+ */
+export function iabtcfMismatches(prefs, tcf) {
+  const out = [];
+  for (const [key, attr] of Object.entries(IABTCF_BIT_KEYS)) {
+    const v = prefGet(prefs, key);
+    if (!present(v)) continue;
+    const keys = iabtcfBits(key, v);
+    const string = tcf[attr];
+    if (!sameSet(keys, string)) {
+      out.push(`${key} sets [${setOf([...keys].filter((x) => !string.has(x))).join(', ')}] and clears [${setOf([...string].filter((x) => !keys.has(x))).join(', ')}] relative to IABTCF_TCString`);
+    }
+  }
+  for (const [key, attr] of Object.entries(IABTCF_SCALAR_KEYS)) {
+    const v = prefGet(prefs, key);
+    if (!present(v)) continue;
+    const value = iabtcfScalar(key, v);
+    if (value !== tcf[attr]) out.push(`${key} is ${JSON.stringify(value)}, IABTCF_TCString says ${JSON.stringify(tcf[attr])}`);
+  }
+  for (const key of prefKeys(prefs).filter((k) => k.startsWith(IABTCF_RESTRICTIONS_PREFIX)).sort()) {
+    const v = prefGet(prefs, key);
+    if (!present(v)) continue;
+    const purposeText = key.slice(IABTCF_RESTRICTIONS_PREFIX.length);
+    if (!/^\d+$/.test(purposeText)) throw bad(`${key}: the key must end in a purpose id, e.g. IABTCF_PublisherRestrictions3`);
+    const purpose = Number(purposeText);
+    const keys = iabtcfRestrictions(key, v);
+    const string = new Map([...tcf.restrictions].flatMap(([pv, t]) => {
+      const [p, vendor] = pv.split(':').map(Number);
+      return p === purpose ? [[vendor, t]] : [];
+    }));
+    if (!sameMap(keys, string)) out.push(`${key} restricts vendors ${mapText(keys)}, IABTCF_TCString restricts ${mapText(string)} for purpose ${purpose}`);
+  }
+  return out;
+}
+
+/**
+ * Device signals from the IABTCF_* key/values CMPs store for in-app use (Android SharedPreferences, iOS
+ * NSUserDefaults; IAB Tech Lab, CMP API v2, "In-App Details"): {tc_string, gdpr_applies}.  The pre-parsed keys are
+ * cross-checked against IABTCF_TCString and a disagreement throws ProtocolError naming the key (nothing trains);
+ * the keys alone, without a TC string, are not accepted (tc_string null: tcf_missing); a string that does not
+ * decode passes through (tcf_unreadable).  The same rule as fedmark.contract.consent.signals_from_iabtcf.
+ */
+export function signalsFromIabtcf(prefs) {
+  const tcString = prefGet(prefs, 'IABTCF_TCString');
+  const gdpr = prefGet(prefs, 'IABTCF_gdprApplies');
+  const signals = { tc_string: tcString, gdpr_applies: gdpr === undefined ? null : gdpr };
+  if (typeof tcString !== 'string' || !tcString.trim()) return { ...signals, tc_string: null };
+  let tcf;
+  try {
+    tcf = decodeTCString(tcString);
+  } catch (exc) {
+    if (exc instanceof ProtocolError) return signals;
+    throw exc;
+  }
+  const wrong = iabtcfMismatches(prefs, tcf);
+  if (wrong.length) {
+    throw bad(`the CMP's stored IABTCF_* values disagree with its TC string (nothing trains until the CMP stores them again): ${wrong.join('; ')}`);
+  }
+  return signals;
 }

@@ -16,7 +16,7 @@ export { buildUpdate, computeDelta, privatize } from './prepare.js';
 export { CONSENT_FIELD, hasConsent, hasConsents, parsePurposes, splitByConsent } from './consent.js';
 export {
   decide as decideConsent, parseRequirement as parseConsentRequirement, registerTCStringDecoder, decodeTCString,
-  tcfFromTCModel, DECISION_REASONS, ALLOW_REASONS, SIGNAL_KEYS,
+  tcfFromTCModel, signalsFromIabtcf, iabtcfMismatches, DECISION_REASONS, ALLOW_REASONS, SIGNAL_KEYS,
 } from './consent_signals.js';
 export { consentModeFromDataLayer, readPageSignals, readTCData, tcfFromTCData } from './tcf.js';
 export { check as checkEligibility, deviceConditions, ensureEligible } from './eligibility.js';

@@ -37,6 +37,7 @@ export function tcfFromTCData(tcData) {
   }
   return Object.freeze({
     version: 2, policyVersion: Number(tcData.tcfPolicyVersion), cmpId: Number(tcData.cmpId),
+    publisherCC: String(tcData.publisherCC ?? ''), purposeOneTreatment: Boolean(tcData.purposeOneTreatment),
     purposeConsents: idSet(tcData.purpose?.consents, 'purpose.consents'),
     purposeLegitimateInterests: idSet(tcData.purpose?.legitimateInterests, 'purpose.legitimateInterests'),
     vendorConsents: idSet(tcData.vendor?.consents, 'vendor.consents'),

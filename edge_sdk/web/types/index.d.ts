@@ -60,7 +60,7 @@ export interface ConsentSignals {
   consent_mode?: Record<string, 'granted' | 'denied'> | string | null; gpc?: boolean | '0' | '1' | null;
 }
 export interface TcfSignal {
-  version: 2; policyVersion: number; cmpId: number; purposeConsents: Set<number>; purposeLegitimateInterests: Set<number>;
+  version: 2; policyVersion: number; cmpId: number; publisherCC: string; purposeOneTreatment: boolean; purposeConsents: Set<number>; purposeLegitimateInterests: Set<number>;
   vendorConsents: Set<number>; vendorLegitimateInterests: Set<number>; specialFeatureOptins: Set<number>;
   restrictions: Map<string, 0 | 1 | 2>;
 }
@@ -161,6 +161,10 @@ export function registerTCStringDecoder(decoder: (tcString: string) => TcfSignal
 export function decodeTCString(tcString: string): TcfSignal;
 export function tcfFromTCModel(model: unknown): TcfSignal;
 export function tcfFromTCData(tcData: unknown): TcfSignal;
+/** Signals from the in-app IABTCF_* keys (pre-parsed keys cross-checked against IABTCF_TCString; throws on a mismatch). */
+export function signalsFromIabtcf(prefs: Record<string, unknown> | Map<string, unknown>): ConsentSignals;
+/** Where the pre-parsed IABTCF_* keys disagree with the decoded TC string (empty: they agree). */
+export function iabtcfMismatches(prefs: Record<string, unknown> | Map<string, unknown>, tcf: TcfSignal): string[];
 export function readTCData(tcfapi?: unknown, options?: { timeoutMs?: number }): Promise<Record<string, unknown> | null>;
 export function readPageSignals(options?: { tcfapi?: unknown; dataLayer?: unknown[]; navigator?: unknown;
   consentMode?: Record<string, string> | null; timeoutMs?: number }): Promise<ConsentSignals>;

@@ -49,3 +49,16 @@ export async function launch({ viewport = { width: 1280, height: 900 } } = {}) {
     },
   };
 }
+
+/** Launch, run `fn(browser)`, print the page's console on failure, always close: what every browser test does. */
+export async function withBrowser(fn, options) {
+  const browser = await launch(options);
+  try {
+    return await fn(browser);
+  } catch (exc) {
+    console.log(browser.logs.join('\n'));
+    throw exc;
+  } finally {
+    await browser.close();
+  }
+}

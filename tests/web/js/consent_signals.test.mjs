@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { decide, decodeTCString, parseRequirement, DECISION_REASONS } from '../../../edge_sdk/web/src/consent_signals.js';
+import { decide, decodeTCString, iabtcfMismatches, parseRequirement, signalsFromIabtcf, DECISION_REASONS } from '../../../edge_sdk/web/src/consent_signals.js';
 import { tcfFromTCData } from '../../../edge_sdk/web/src/tcf.js';
 import '../../../edge_sdk/web/src/node_tcf.js';
 import { ERR_BAD_CONSENT_SIGNAL } from '../../../edge_sdk/web/src/codes.js';
@@ -73,5 +73,37 @@ test('bad requirements are refused, naming the key', () => {
   for (const { requirement, names } of V.bad_requirements) {
     assert.throws(() => parseRequirement(requirement, ['p']), (e) => e.code === ERR_BAD_CONSENT_SIGNAL && e.message.includes(names),
       JSON.stringify(requirement));
+  }
+});
+
+// In-app IABTCF_* keys: the same vectors as tests/contract/test_consent.py, so Node and Python decide alike.
+const IN_APP = V.in_app;
+const reqOf = (name) => parseRequirement(V.requirements[name].consent_signals, V.requirements[name].purposes);
+const GRANTED_CM = { consent_mode: { ad_user_data: 'granted', ad_personalization: 'granted' } };
+
+test('stored IABTCF_* keys agree with their string and decide as the string alone', () => {
+  for (const [name, prefs] of Object.entries(IN_APP.stored)) {
+    assert.deepEqual(iabtcfMismatches(prefs, decodeTCString(prefs.IABTCF_TCString)), [], name);
+    const viaMap = signalsFromIabtcf(new Map(Object.entries(prefs)));  // SharedPreferences-like maps too
+    for (const req of Object.keys(V.requirements)) {
+      const alone = decide({ tc_string: prefs.IABTCF_TCString, gdpr_applies: 1, ...GRANTED_CM }, reqOf(req));
+      assert.deepEqual(decide({ ...signalsFromIabtcf(prefs), ...GRANTED_CM }, reqOf(req)), alone, `${name} ${req}`);
+      assert.deepEqual(decide({ ...viaMap, ...GRANTED_CM }, reqOf(req)), alone, `${name} ${req} (Map)`);
+    }
+  }
+});
+
+test('IABTCF_* keys that contradict the string are refused, naming the key', () => {
+  for (const { title, prefs, names } of IN_APP.mismatches) {
+    assert.throws(() => signalsFromIabtcf(prefs), (e) => e.code === ERR_BAD_CONSENT_SIGNAL && e.message.includes(names), title);
+  }
+});
+
+test('in-app decisions as documented', () => {
+  for (const { title, prefs, decisions } of IN_APP.cases) {
+    const signals = signalsFromIabtcf(prefs);
+    for (const [req, reason] of Object.entries(decisions)) {
+      assert.deepEqual(decide(signals, reqOf(req)), { allowed: reason.startsWith('allowed'), reason }, `${title}: ${req}`);
+    }
   }
 });
