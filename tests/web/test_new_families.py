@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from edge_sdk.families import protocol_for
 from edge_sdk.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,19 +68,25 @@ def test_node_trains_new_families_like_python(tmp_path, tabular_artifacts, table
         params = tr.initial_params()
         for o in orders:
             params = tr.train(params, (x[o], y[o]), epochs=1, lr=0.1, shuffle=False).params
-        refs[task] = (x, y, params, tr.predict(params, x[:10]))
+        ev = protocol_for(tr.manifest, tr).evaluate(None, "m", [{**r, "consent": tr.manifest.purpose} for r in records],
+                                                     k=3, consent_field="consent", purposes=None)
+        refs[task] = (x, y, params, tr.predict(params, x[:10]), ev.metrics)
         spec["cases"][task] = {"artifact": str(tabular_artifacts[task]), "records": records, "orders": orders,
                                "lr": 0.1}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run_node([js_tests / "tabular_parity.test.mjs"], {"FEDMARK_TABULAR": str(tmp_path / "spec.json")})
     node = json.loads((tmp_path / "out.json").read_text())
-    for task, (x, y, params, pred) in refs.items():
+    for task, (x, y, params, pred, metrics) in refs.items():
         n = node[task]
         assert np.array_equal(_f32(n["x"]), x.ravel()) and np.array_equal(_f32(n["y"]), y), task
         diff = max(float(np.max(np.abs(_f32(h) - p.ravel()))) for h, p in zip(n["params"], params))
         print(f"{task}: max |JS - Python| parameter difference after 2 epochs {diff:.3g}")
         assert diff <= TOL, task
         assert np.allclose(_f32(n["pred"]), pred.ravel(), rtol=1e-5, atol=TOL), task
+        # evaluate() through the JS plug-in reports the Python SDK's metrics (MAE/RMSE, top-k accuracy)
+        assert set(n["metrics"]) == set(metrics), task
+        for name, value in metrics.items():
+            assert n["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), (task, name)
 
 
 @pytest.fixture(scope="module")
