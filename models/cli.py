@@ -46,7 +46,7 @@ def _table_input(p: argparse.ArgumentParser, *, required: bool) -> None:
                    help="training table: CSV (any delimiter, gzip or not) or Parquet")
     p.add_argument("--sep", default=None, help="CSV delimiter (default: sniffed from the header)")
     p.add_argument("--schema", metavar="FILE", default=None,
-                   help="schema declaration (JSON); without it the schema is inferred and written to "
+                   help="schema declaration (JSON, or YAML as .yaml/.yml); without it the schema is inferred and written to "
                         "DIR/schema.inferred.json for review")
     p.add_argument("--purpose", default="marketing", help="consent purpose records must carry (default marketing)")
 
