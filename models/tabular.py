@@ -20,7 +20,9 @@ the training mean, ``"indicator"`` also adds a was-missing slot;
 ``"transform": "log1p"`` for heavy-tailed amounts and counts), ``boolean``
 (true/false, yes/no, 1/0), ``categorical`` (one-hot over the ``max_vocab``
 most frequent training values; the rest and missing values go to
-``tail_buckets`` hashed slots, or one unknown slot when 0), ``hash``
+``tail_buckets`` hashed slots, or one unknown slot when 0; with ``"embed": D``
+the column instead feeds the category's index to a D-wide Embedding layer of the
+model, see ``fedmark.contract.Column`` kind "index"), ``hash``
 (``buckets`` hashed slots, no vocabulary).  Columns in the file but in neither
 ``columns`` nor ``drop`` are refused, so a new column never slips in unseen.
 A regression label may take ``"label_transform": "log1p"`` (amounts such as
@@ -42,7 +44,7 @@ from fedmark.contract import Column, FeatureSchema, parse_bool
 from fedmark.contract.features import LABEL_TASKS, signed_log1p
 
 __all__ = ["TableError", "NA_TOKENS", "read_table", "infer_declaration", "load_declaration", "check_declaration",
-           "fit_schema", "DEFAULT_MAX_VOCAB", "DEFAULT_TAIL_BUCKETS", "MAX_CLASSES"]
+           "with_embeddings", "fit_schema", "DEFAULT_MAX_VOCAB", "DEFAULT_TAIL_BUCKETS", "MAX_CLASSES"]
 
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 DEFAULT_MAX_VOCAB = 20
@@ -178,6 +180,21 @@ def load_declaration(path: str | os.PathLike[str]) -> dict[str, Any]:
     return decl
 
 
+def with_embeddings(decl: Mapping[str, Any], embed: Mapping[str, int]) -> dict[str, Any]:
+    """The declaration with categorical columns fed to Embeddings: ``{column: width}`` (``--embed COL:DIM``)."""
+    out = {**decl, "columns": dict(decl.get("columns", {}))}
+    for name, dim in embed.items():
+        spec = out["columns"].get(name)
+        kind = spec if isinstance(spec, str) else spec.get("kind") if isinstance(spec, Mapping) else None
+        if kind != "categorical":
+            raise TableError(f"--embed {name}:{dim}: {name!r} is not a categorical column of the schema "
+                             f"(it is {kind or 'not declared'}); only categories feed an Embedding")
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise TableError(f"--embed {name}:{dim}: the Embedding width must be an integer >= 1")
+        out["columns"][name] = {**({"kind": spec} if isinstance(spec, str) else spec), "embed": dim}
+    return out
+
+
 def _spec(name: str, raw: Any) -> dict[str, Any]:
     spec = {"kind": raw} if isinstance(raw, str) else dict(raw) if isinstance(raw, Mapping) else None
     if spec is None or spec.get("kind") not in KINDS:
@@ -187,11 +204,14 @@ def _spec(name: str, raw: Any) -> dict[str, Any]:
     missing = spec.get("missing", "impute")
     if missing not in ("impute", "indicator"):
         raise TableError(f"schema column {name!r}: missing must be 'impute' or 'indicator', got {missing!r}")
-    for key in ("max_vocab", "tail_buckets", "buckets"):
+    for key in ("max_vocab", "tail_buckets", "buckets", "embed"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 0):
             raise TableError(f"schema column {name!r}: {key} must be a non-negative integer, got {spec[key]!r}")
     if spec["kind"] == "hash" and spec.get("buckets", 0) < 2:
         raise TableError(f"schema column {name!r}: a hash column needs buckets >= 2")
+    if spec.get("embed") and spec["kind"] != "categorical":
+        raise TableError(f"schema column {name!r}: embed (an Embedding of the category) needs kind categorical, "
+                         f"not {spec['kind']}")
     if spec.get("tail_buckets") == 1:
         raise TableError(f"schema column {name!r}: tail_buckets must be 0 (one unknown slot) or >= 2")
     return spec
@@ -376,7 +396,9 @@ def fit_schema(rows: Sequence[Mapping[str, Any]], decl: Mapping[str, Any]) -> Fe
             vocab = tuple(sorted(v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]))
             if not vocab:
                 raise TableError(f"column {name!r} is empty in every training row; drop it")
-            columns.append(Column(name, "onehot", vocabulary=vocab, tail_buckets=spec.get("tail_buckets", 0)))
+            embed = spec.get("embed", 0)
+            columns.append(Column(name, "index" if embed else "onehot", vocabulary=vocab,
+                                  tail_buckets=spec.get("tail_buckets", 0), embed=embed))
         else:
             columns.append(Column(name, "hash", buckets=spec["buckets"]))
     rule = _label_rule(rows, decl["label"], decl["task"], decl.get("positive"), decl.get("label_transform", ""))

@@ -185,6 +185,26 @@ def test_yaml_declarations_read_and_fail_like_json(tmp_path, customer_tables):
         load_declaration(tmp_path / "yes.yaml")
 
 
+def test_embedded_categories_are_index_columns(customer_tables):
+    from models.tabular import with_embeddings
+
+    rows = customer_tables["customer_value"][:300]
+    decl = with_embeddings(infer_declaration(rows, label="next_3m_spend", task="regression"), {"country": 6})
+    assert decl["columns"]["country"] == {"kind": "categorical", "max_vocab": 20, "tail_buckets": 8, "embed": 6}
+    schema = fit_schema(rows, decl)
+    country = next(c for c in schema.columns if c.name == "country")
+    assert (country.kind, country.width, country.cardinality, country.embed) == ("index", 1, len(country.vocabulary) + 8, 6)
+    assert schema.to_json()["columns"][0]["embed"] == 6
+    x, _, _ = schema.encode(rows)
+    slot = [c.name for c in schema.columns].index("country")  # every column before it is one slot wide here
+    assert all(x[i, slot] == country.vocabulary.index(r["country"]) for i, r in enumerate(rows)
+               if r["country"] in country.vocabulary)
+    with pytest.raises(TableError, match="'spend' is not a categorical column of the schema"):
+        with_embeddings(decl, {"spend": 4})
+    with pytest.raises(TableError, match="embed .* needs kind categorical, not numeric"):
+        fit_schema(rows, {**decl, "columns": {**decl["columns"], "spend": {"kind": "numeric", "embed": 3}}})
+
+
 def test_encoding_errors_name_row_column_rule(multiclass_artifact, offer_split):
     from fedmark.contract import SchemaError, load_artifact_manifest
 

@@ -1,5 +1,7 @@
 """New families in JavaScript: Node trains the regression and multiclass artifacts like the Python SDK,
-and a headless Chromium completes a round of the regression model against the real server.
+and a headless Chromium completes a round of the regression model against the real server.  The
+regression model embeds the country (an Embedding fed by an "index" column), so both runtimes train
+an Embedding too.
 
 The artifacts are exported by ``models.export`` from the Online Retail customer tables
 (models.tables) in a child process (TensorFlow stays out of the test process).
@@ -26,8 +28,9 @@ import sys
 from models import tables
 from models.export import export
 rows = tables.build_customer_tables()[sys.argv[2]]
+embed = {"country": int(sys.argv[5])} if len(sys.argv) > 5 else None
 export("tabular", sys.argv[1], rows=rows[:1200], label=sys.argv[3], task=sys.argv[4], drop=["customer_id"],
-       hidden=8, purpose="customer_insights", model=sys.argv[2], seed=0)
+       hidden=8, purpose="customer_insights", model=sys.argv[2], seed=0, embed=embed)
 """
 
 
@@ -38,13 +41,17 @@ def _f32(h: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tabular_artifacts(tmp_path_factory) -> dict[str, Path]:
     out = {}
-    for task, table, label in (("regression", "customer_value", "next_3m_spend"),
-                               ("multiclass", "next_offer", "next_offer")):
+    # the regression model feeds the country to a 4-wide Embedding (an "index" column: ONNX Gather/ScatterND),
+    # so Node and Chromium run an Embedding's lookup and gradient too
+    for task, table, label, embed in (("regression", "customer_value", "next_3m_spend", ["4"]),
+                                      ("multiclass", "next_offer", "next_offer", [])):
         d = tmp_path_factory.mktemp(task) / "artifact"
-        proc = subprocess.run([sys.executable, "-c", EXPORT, str(d), table, label, task], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-c", EXPORT, str(d), table, label, task, *embed], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[task] = d
+    kinds = {c.name: c.kind for c in Trainer(out["regression"]).manifest.schema().columns}
+    assert kinds["country"] == "index"
     return out
 
 

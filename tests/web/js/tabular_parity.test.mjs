@@ -31,6 +31,12 @@ for (const [task, s] of Object.entries(spec.cases)) {
     assert.equal(res.numExamples, rows);
     const pred = await trainer.predict(res.params, x.subarray(0, 10 * schema.width));
     await assert.rejects(trainer.train(old, { x, y: y.map(() => NaN) }), /NaN/);
+    for (const [slot, card, name] of trainer.protocol.indexSlots) { // an Embedding's index outside its table
+      const bad = Float32Array.from(x);
+      bad[3 * schema.width + slot] = card;
+      await assert.rejects(trainer.train(old, { x: bad, y }), new RegExp(`x slot ${slot} \\(column '${name}'\\) feeds an Embedding`));
+    }
+    assert.equal(trainer.protocol.indexSlots.length, task === 'regression' ? 1 : 0);
     // the Client's evaluate() is the plug-in's: local holdout metrics of the artifact's initial parameters
     const consented = s.records.map((r) => ({ ...r, consent: trainer.manifest.purpose }));
     const ev = await trainer.protocol.evaluate(consented, { consentField: 'consent', k: 3 });

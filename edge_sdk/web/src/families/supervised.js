@@ -37,6 +37,20 @@ export class SupervisedTabular extends TrainingProtocol {
     return Number(this.manifest.features?.width ?? this.manifest.params[0].shape[0]);
   }
 
+  /** [slot in x, cardinality, column] of each "index" column: what an Embedding inside the graph looks up. */
+  get indexSlots() {
+    if (this._indexSlots === undefined) {
+      const out = [];
+      let off = 0;
+      for (const c of this.schema.columns) {
+        if (c.kind === 'index') out.push([off, c.cardinality, c.name]);
+        off += c.width;
+      }
+      this._indexSlots = out;
+    }
+    return this._indexSlots;
+  }
+
   /** Label columns of y as the graph takes it: C for multiclass (one-hot), else 1. */
   get labelWidth() {
     return this.task === 'multiclass' ? this.schema.classes.length : 1;
@@ -51,6 +65,15 @@ export class SupervisedTabular extends TrainingProtocol {
     }
     if (!allFinite(xa)) throw new TrainerError('x contains NaN or Inf; the schema encoder fills missing values, use it');
     const n = xa.length / width;
+    for (const [slot, card, name] of this.indexSlots) {
+      for (let r = 0; r < n; r += 1) {
+        const id = xa[r * width + slot];
+        if (!(id >= 0 && id < card && Number.isInteger(id))) {
+          throw new TrainerError(`x slot ${slot} (column '${name}') feeds an Embedding and must hold category indices `
+            + `0..${card - 1}; encode records with manifest.schema().encode(records)`);
+        }
+      }
+    }
     if (y === undefined) return { x: xa, n };
     const ya = y instanceof Float32Array ? y : Float32Array.from(y);
     if (ya.length !== n) throw new TrainerError(`x has ${n} rows but y has ${ya.length} labels`);
