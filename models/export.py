@@ -312,7 +312,16 @@ def export_keras(out_dir: str | os.PathLike[str], *, model_fn: str | Callable[..
                 raise ExportError(f"--schema {schema_path} is a declaration; fitting it needs --data FILE")
             schema = tabular.fit_schema(tabular.read_table(data_path, sep=sep), decl)
     units = get_task(schema.task).units(len(schema.classes))
-    fam = Family(name=model, build_model=lambda: builder(schema.width, units), task=schema.task, schema=schema,
+    import inspect
+
+    try:
+        wants_schema = "schema" in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        wants_schema = False
+    # a builder taking `schema` gets the fitted schema too: where each column's slots are (models.family.column_slots),
+    # which an Embedding of an index column needs
+    extra = {"schema": schema} if wants_schema else {}
+    fam = Family(name=model, build_model=lambda: builder(schema.width, units, **extra), task=schema.task, schema=schema,
                  batch_size=batch_size, learning_rate=learning_rate, epochs=epochs)
     return export_family(fam, out_dir, name=model, purpose=purpose, version=version, seed=seed, params=params,
                          clip_norm=clip_norm, noise_multiplier=noise_multiplier,

@@ -271,13 +271,26 @@ def build(width, units):
     return tf.keras.Model(x, tf.keras.layers.Dense(units, name="head")(both))
 
 
+def embedded(width, units, schema):
+    from models.family import column_slots, take_slots
+
+    slots = column_slots(schema)
+    x = tf.keras.Input(shape=(width,), name="x")
+    dense = take_slots([i for c in schema.columns if c.kind != "index" for i in slots[c.name]], name="dense")(x)
+    country = next(c for c in schema.columns if c.kind == "index")
+    vec = tf.keras.layers.Embedding(country.cardinality, 3, name="country_vec")(take_slots(slots[country.name])(x))
+    both = tf.keras.layers.Concatenate()([dense, tf.keras.layers.Flatten()(vec)])
+    return tf.keras.Model(x, tf.keras.layers.Dense(units, name="head")(both))
+
+
 def with_dropout(width, units):
     x = tf.keras.Input(shape=(width,))
     return tf.keras.Model(x, tf.keras.layers.Dense(units)(tf.keras.layers.Dropout(0.5)(x)))
 '''
 
 
-def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, offer_split, capsys):
+def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, offer_split, embedding_artifact,
+                                              value_split, capsys):
     import onnxruntime as ort
 
     from edge_sdk.trainer import Trainer
@@ -302,6 +315,16 @@ def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, off
     ops = {n.op_type for n in __import__("onnx").load(str(out / "train_step.onnx")).graph.node}
     assert not {"TanhGrad", "BiasAddGrad"} & ops
     ort.InferenceSession(str(out / "train_epoch.onnx"), providers=["CPUExecutionProvider"])
+    # a builder that takes the schema embeds an index column itself (the embedding artifact's fitted schema)
+    (tmp_path / "embedded.json").write_text(json.dumps(
+        json.loads((embedding_artifact / "manifest.json").read_text())["features"]))
+    export("keras", tmp_path / "emb", model_fn=f"{tmp_path / 'my_model.py'}:embedded",
+           schema_path=str(tmp_path / "embedded.json"))
+    emb = Trainer(tmp_path / "emb")
+    card = next(c.cardinality for c in emb.manifest.schema().columns if c.kind == "index")
+    assert [(p.name, p.shape) for p in emb.manifest.params][0] == ("country_vec_embeddings", (card, 3))
+    xe, ye, _ = emb.manifest.schema().encode(value_split[0][:200])
+    assert np.isfinite(emb.train(emb.initial_params(), (xe, ye), epochs=1).loss)
     with pytest.raises(FamilyError, match="is a Dropout; supported layers"):
         export("keras", tmp_path / "drop", model_fn=f"{tmp_path / 'my_model.py'}:with_dropout",
                schema_path=str(tmp_path / "fitted.json"))
