@@ -63,6 +63,8 @@ class SupervisedTabular(TrainingProtocol):
         self.task = self.schema.task
         # score() gives one number per record: a probability or a prediction, not a class distribution
         self.verbs = frozenset({"score"}) if self.task in ("binary", "regression") else frozenset()
+        if self.task == "binary":  # federated validation sums per-label histograms of probabilities
+            self.verbs |= {"validate"}
 
     @property
     def width(self) -> int:

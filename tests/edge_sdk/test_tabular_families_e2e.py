@@ -83,6 +83,8 @@ def test_round_through_server_and_sdk(task, label, model, extra, tmp_path, admin
         assert after["mae"] < before["mae"]
         preds = dev.score(model, consented(holdout[:5]))
         assert preds.shape == (5,) and np.all(np.isfinite(preds))
+        with pytest.raises(ConfigurationError, match=r"validate\(\) needs a binary model"):
+            dev.validate(model, consented(holdout))
     else:
         assert after["n"] == len(holdout) and 0.0 <= after["top2_accuracy"] <= 1.0
         assert after["loss"] < before["loss"]
