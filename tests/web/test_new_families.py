@@ -1,5 +1,6 @@
 """New families in JavaScript: Node trains the regression and multiclass artifacts like the Python SDK,
-and a headless Chromium completes a round of the regression model against the real server.  The
+the Node Client completes a round of the multiclass model and a headless Chromium one of the regression
+model against the real server.  The
 regression model embeds the country (an Embedding fed by an "index" column), so both runtimes train
 an Embedding too.
 
@@ -112,9 +113,39 @@ def live_model(tmp_path_factory, tabular_artifacts):
                "hyperparams": {"epochs": 2, "learning_rate": 0.1}}
         assert requests.put(f"{srv.base_url}/v1/models/customer-value/training", json=cfg, headers=h,
                             timeout=30).status_code == 200
+        # the multiclass model on the same server, for the Node Client's round
+        r = requests.post(f"{srv.base_url}/v1/models/next-offer/versions", data=_artifact_tgz(tabular_artifacts["multiclass"]),
+                          headers={**h, "Content-Type": "application/gzip"}, timeout=60)
+        assert r.status_code in (200, 201), r.text
+        assert requests.put(f"{srv.base_url}/v1/models/next-offer/training", json=cfg, headers=h,
+                            timeout=30).status_code == 200
         r = requests.post(f"{srv.base_url}/v1/admin/app-keys", json={"partner": "default", "region": "eu"}, headers=h,
                           timeout=30)
         yield LiveModel(srv.base_url, srv.admin_token, "customer-value", 1, r.json()["app_key"], art)
+
+
+def test_node_client_round_of_a_multiclass_model(tmp_path, live_model, tabular_artifacts, table_rows, reference,
+                                                 run_node, js_tests, node_modules):
+    art = tabular_artifacts["multiclass"]
+    records = [{**r, "consent": PURPOSE} for r in table_rows["next_offer"][1200:1500]]
+    holdout = [{**r, "consent": PURPOSE} for r in table_rows["next_offer"][1500:1700]]
+    rng = np.random.default_rng(5)
+    orders = [rng.permutation(len(records)).tolist() for _ in range(2)]
+    spec = {"server": live_model.base_url, "app_key": live_model.app_key, "model": "next-offer", "records": records,
+            "holdout": holdout, "orders": orders, "storage": str(tmp_path / "devices"), "out": str(tmp_path / "out.json"),
+            "conditions": {"charging": True, "unmetered": True, "idle": True, "battery": 1.0}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_node([js_tests / "tabular_client.test.mjs"], {"FEDMARK_TABULAR_CLIENT": str(tmp_path / "spec.json")})
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert live_model.round(out["round_id"])["accepted"] == 1 and out["num_examples"] == len(records)
+    ref = reference(art, records, orders, out["lr"], out["clip_norm"])
+    js = np.frombuffer(bytes.fromhex(out["delta"]), "<f4")
+    assert js.size == ref.vector.size and float(np.max(np.abs(js - ref.vector))) <= TOL
+    tr = Trainer(art)
+    ev = protocol_for(tr.manifest, tr).evaluate(None, "m", holdout, k=2, consent_field="consent", purposes=None)
+    assert set(out["metrics"]) == set(ev.metrics) == {"accuracy", "top2_accuracy", "loss", "n"}
+    for name, value in ev.metrics.items():
+        assert out["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
 @pytest.mark.browser
