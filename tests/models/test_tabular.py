@@ -256,6 +256,12 @@ def test_cli_tabular_regression_from_gzip_csv_then_parquet_and_yaml(tmp_path, cu
                "--drop", "customer_id", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err
     assert rc == 2 and "--positive 'Atlantis' is not a value of label 'country'" in err and "United Kingdom" in err
+    rc = main(["export", "tabular", "--data", str(data), "--label", "next_3m_spend", "--task", "regression",
+               "--drop", "customer_id", "--embed", "spend:4", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--embed spend:4: 'spend' is not a categorical column" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "tabular", "--data", str(data), "--label", "x", "--embed", "country", "--out", str(tmp_path)])
+    assert "--embed takes COL:DIM" in capsys.readouterr().err
 
 
 KERAS_MODEL = '''
