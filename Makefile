@@ -34,7 +34,7 @@ readme-figures: venv
 lock:
 	test -x $(BIN)/uv || ($(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q "uv>=0.4")
 	$(BIN)/uv pip compile --python-version 3.11 --override overrides.txt \
-	  --extra edge --extra server --extra build --extra dev --extra sim setup.py -o requirements.lock
+	  --extra edge --extra server --extra build --extra dev --extra sim --extra parquet setup.py -o requirements.lock
 
 # The demo is an example in examples/demo (not installed): run it from this checkout, whose
 # root `python -m` puts on sys.path; `.venv/bin/fedmark demo` is the same command.

@@ -8,8 +8,11 @@ SERVER = [
 ]
 BUILD = [
     "tensorflow==2.14.1", "tensorflow-federated==0.87.0", "tf2onnx==1.17.0", "onnx==1.17.0",
-    "onnxruntime>=1.17",
+    "onnxruntime>=1.17", "pyyaml>=6.0",  # pyyaml: YAML feature-schema files (models/tabular.py)
 ]
+# Parquet tables for `fedmark export tabular --data FILE.parquet` (models/tabular.py says to install it when missing).
+# <26: pyarrow 26 needs NumPy 2 at import (apache/arrow#48473) but does not declare it; TFF 0.87 holds numpy at 1.25.
+PARQUET = ["pyarrow>=14,<26"]
 DEV = [
     "pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "requests>=2.31",
     "matplotlib>=3.7", "tqdm>=4.66", "scikit-learn>=1.3", "psutil>=5.9",
@@ -40,6 +43,7 @@ setup(
                   "edge_sdk": ["web/package.json", "web/README.md", "web/src/*.js", "web/src/families/*.js",
                                  "web/types/*.d.ts"]},
     install_requires=["numpy>=1.24"],
-    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV, "sim": ["ray>=2.9"]},
+    extras_require={"edge": EDGE, "server": SERVER, "build": BUILD, "dev": DEV, "sim": ["ray>=2.9"],
+                    "parquet": PARQUET},
     entry_points={"console_scripts": ["fedmark=fedmark_cli:main"]},
 )

@@ -1,4 +1,5 @@
-"""Federated vs centralized on the two new tasks; writes docs/TASKS.md (``python bench/task_figures.py``).
+"""Federated vs centralized on the two new tasks; writes sweeps/results/task_figures.json and, from it,
+docs/TASKS.md (``python bench/task_figures.py``; ``--render-only`` re-renders from the results file).
 
 Why a script: figures in the docs are generated, never typed.  For each task
 (customer value: regression; next offer: multiclass) this
@@ -15,10 +16,16 @@ Why a script: figures in the docs are generated, never typed.  For each task
    the same learning rate and batch size, as many epochs on the pooled rows
    as there were rounds;
 4. scores both, and constant baselines, on the held-out customers.
+
+The regression is run twice: with the country one-hot (20 countries plus 8
+hashed tail buckets, as inferred) and with the country fed to a 4-wide
+Embedding (``embed``, an "index" column), so the docs show what the
+Embedding path costs or gains on the same split.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -52,16 +59,16 @@ def _metrics(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
     return regression_metrics(y, out) if task == "regression" else multiclass_metrics(y, out, 2)
 
 
-def run_task(task: str, table: str, label: str, workdir: str) -> dict[str, Any]:
+def run_task(task: str, table: str, label: str, workdir: str, *, embed: dict[str, int] | None = None) -> dict[str, Any]:
     from edge_sdk.trainer import Trainer
     from models import tables
     from models.export import export, tabular_family
 
     rows = tables.build_customer_tables()[table]
     train, test = _split(rows, SEED)
-    art = os.path.join(workdir, task)
+    art = os.path.join(workdir, task + ("-embed" if embed else ""))
     manifest = export("tabular", art, rows=train, label=label, task=task, drop=["customer_id"], hidden=HIDDEN,
-                      learning_rate=LR, seed=SEED)
+                      learning_rate=LR, seed=SEED, embed=embed)
     schema = manifest.schema()
     tr = Trainer(art)
     xt, yt, _ = schema.encode(test)
@@ -85,7 +92,8 @@ def run_task(task: str, table: str, label: str, workdir: str) -> dict[str, Any]:
     cen_s = time.perf_counter() - t0
 
     out: dict[str, Any] = {
-        "task": task, "table": table, "label": label, "train_rows": len(train), "test_rows": len(test),
+        "task": task, "table": table, "label": label, "embed": embed or {}, "train_rows": len(train),
+        "test_rows": len(test),
         "devices": [len(c[0]) for c in clients], "width": schema.width, "params": manifest.num_params,
         "federated": _metrics(task, yt, tr.predict(params, xt)), "centralized": _metrics(task, yt, tr.predict(central, xt)),
         "curve": curve, "seconds": {"federated": fed_s, "centralized": cen_s},
@@ -118,7 +126,8 @@ def render(results: Sequence[dict[str, Any]], command: str) -> str:
     for res in results:
         metrics = list(res["federated"])
         metrics.remove("n")
-        lines += [f"## {res['task']}: `{res['label']}` ({res['table']})", "",
+        embedded = ", ".join(f"`{c}` through an Embedding({d})" for c, d in res.get("embed", {}).items())
+        lines += [f"## {res['task']}: `{res['label']}` ({res['table']})" + (f", {embedded}" if embedded else ""), "",
                   f"{res['train_rows']} training and {res['test_rows']} held-out customers; devices hold "
                   f"{', '.join(map(str, res['devices']))} rows; input width {res['width']}, "
                   f"{res['params']} parameters." + (f"  Classes: {', '.join(res['classes'])}." if "classes" in res
@@ -136,11 +145,22 @@ def render(results: Sequence[dict[str, Any]], command: str) -> str:
     return "\n".join(lines)
 
 
-def run(out_path: str, workdir: str) -> list[dict[str, Any]]:
-    results = [run_task("regression", "customer_value", "next_3m_spend", workdir),
-               run_task("multiclass", "next_offer", "next_offer", workdir)]
+RESULTS = os.path.join("sweeps", "results", "task_figures.json")
+
+
+def write_doc(results: Sequence[dict[str, Any]], out_path: str) -> None:
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(render(results, "python bench/task_figures.py --out " + os.path.relpath(out_path)))
+
+
+def run(out_path: str, workdir: str, results_path: str = RESULTS) -> list[dict[str, Any]]:
+    results = [run_task("regression", "customer_value", "next_3m_spend", workdir),
+               run_task("regression", "customer_value", "next_3m_spend", workdir, embed={"country": 4}),
+               run_task("multiclass", "next_offer", "next_offer", workdir)]
+    with open(results_path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+        f.write("\n")
+    write_doc(results, out_path)
     return results
 
 
@@ -148,9 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join("docs", "TASKS.md"))
     p.add_argument("--workdir", default=os.path.join("out", "task_figures"))
+    p.add_argument("--results", default=RESULTS, help=f"the results file (default {RESULTS})")
+    p.add_argument("--render-only", action="store_true", help="rewrite --out from --results without training")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    run(args.out, args.workdir)
+    if args.render_only:
+        with open(args.results, encoding="utf-8") as f:
+            write_doc(json.load(f), args.out)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        run(args.out, args.workdir, args.results)
     print(f"wrote {args.out}")
     return 0
 

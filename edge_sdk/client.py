@@ -316,17 +316,16 @@ class Client:
         add up across devices to fleet-wide AUC and calibration without any score leaving.
 
         Returns the server's answer (``decision`` is the publish gate's, once it has decided).
-        Only binary (propensity) models are evaluated this way by this SDK version.
+        Only binary models are evaluated this way (their protocol's "validate" verb): the
+        fleet's figures come from per-label histograms of probabilities.
         """
         task = self._request("POST", "/v1/evaluations/tasks", json_body={"model": model}).json()
         line = str(task.get("model", model))
         reports = []
         for entry in task.get("versions", []):
             version = int(entry["version"])
+            families.require_family(model, self._inference_model(line, version)[1], families.VALIDATE, "validate()")
             ev = self._evaluate(line, records, k=10, version=version, task=task)  # consent: the task's purposes
-            if ev.histogram is None:
-                raise ConfigurationError(f"model {model!r} is not a binary model: federated validation of "
-                                         "recommenders is not supported by this SDK version")
             report = evaluation_entry(version, ev)
             if report is not None:  # nothing consented to evaluate on: reporting zeros would dilute nothing but noise
                 reports.append(report)

@@ -46,7 +46,7 @@ def _table_input(p: argparse.ArgumentParser, *, required: bool) -> None:
                    help="training table: CSV (any delimiter, gzip or not) or Parquet")
     p.add_argument("--sep", default=None, help="CSV delimiter (default: sniffed from the header)")
     p.add_argument("--schema", metavar="FILE", default=None,
-                   help="schema declaration (JSON); without it the schema is inferred and written to "
+                   help="schema declaration (JSON, or YAML as .yaml/.yml); without it the schema is inferred and written to "
                         "DIR/schema.inferred.json for review")
     p.add_argument("--purpose", default="marketing", help="consent purpose records must carry (default marketing)")
 
@@ -77,7 +77,16 @@ def _add_tabular(p: argparse.ArgumentParser) -> None:
                       help="binary (default), regression (MAE/RMSE) or multiclass (top-k accuracy)")
     p.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COL",
                    help="columns to leave out (identifiers, columns that leak the outcome)")
+    p.add_argument("--embed", nargs="+", action="extend", default=[], metavar="COL:DIM", type=_embed_arg,
+                   help="feed a categorical column to a DIM-wide Embedding layer instead of one-hot slots")
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default 32; 0 = a linear model)")
+
+
+def _embed_arg(text: str) -> tuple[str, int]:
+    col, _, dim = text.rpartition(":")
+    if not col or not dim.isdigit() or int(dim) < 1:
+        raise argparse.ArgumentTypeError(f"--embed takes COL:DIM with DIM an integer >= 1 (e.g. country:8), got {text!r}")
+    return col, int(dim)
 
 
 def _add_keras(p: argparse.ArgumentParser) -> None:
@@ -122,7 +131,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     elif fam in ("tabular", "keras"):
         named.update(data_path=args.data, sep=args.sep, schema_path=args.schema, purpose=args.purpose)
         if fam == "tabular":
-            named.update(label=args.label, positive=args.positive, task=args.task, drop=args.drop, hidden=args.hidden)
+            named.update(label=args.label, positive=args.positive, task=args.task, drop=args.drop, hidden=args.hidden,
+                         embed=dict(args.embed) or None)
         else:
             named["model_fn"] = args.model_fn
     opts.update({k: v for k, v in named.items() if v is not None})

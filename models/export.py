@@ -173,20 +173,22 @@ INFERRED_SCHEMA_FILE = "schema.inferred.json"
 
 def tabular_family(schema: Any, *, hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
                    learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, name: str = "tabular") -> Family:
-    """The generic tabular recipe: an MLP width -> hidden -> the task's units, on a fitted schema."""
-    from models.family import mlp_builder
+    """The generic tabular recipe: an MLP width -> hidden -> the task's units, on a fitted schema (index
+    columns through an Embedding first, see ``models.family.tabular_builder``)."""
+    from models.family import tabular_builder
     from models.tasks import get_task
 
     if hidden < 0:
         raise ExportError("--hidden must be >= 0 (0 = a linear model)")
     units = get_task(schema.task).units(len(schema.classes))
-    return Family(name=name, build_model=mlp_builder(schema.width, units, hidden), task=schema.task, schema=schema,
+    return Family(name=name, build_model=tabular_builder(schema, units, hidden), task=schema.task, schema=schema,
                   batch_size=batch_size, learning_rate=learning_rate, epochs=epochs, hyperparams={"hidden": hidden})
 
 
 def _fitted_schema(data_path: str | None, rows: Sequence[dict[str, Any]] | None, *, label: str | None, task: str,
                    positive: str | None, schema_path: str | None, declaration: Mapping[str, Any] | None,
-                   drop: Sequence[str], sep: str | None, out: str) -> tuple[Any, int, str]:
+                   drop: Sequence[str], sep: str | None, out: str,
+                   embed: Mapping[str, int] | None = None) -> tuple[Any, int, str]:
     """(fitted schema, training rows, where the declaration came from) for export_tabular."""
     from models import tabular
 
@@ -200,6 +202,8 @@ def _fitted_schema(data_path: str | None, rows: Sequence[dict[str, Any]] | None,
         if not label:
             raise ExportError("export tabular needs --label COL (or a --schema declaring the label)")
         declaration = tabular.infer_declaration(rows, label=label, task=task, positive=positive, drop=drop)
+        if embed:
+            declaration = tabular.with_embeddings(declaration, embed)
         with open(os.path.join(out, INFERRED_SCHEMA_FILE), "w", encoding="utf-8") as f:
             json.dump(declaration, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -212,6 +216,8 @@ def _fitted_schema(data_path: str | None, rows: Sequence[dict[str, Any]] | None,
         if task != "binary":
             declaration["task"] = task
         declaration["drop"] = list(declaration.get("drop", [])) + [d for d in drop if d not in declaration.get("drop", [])]
+        if embed:
+            declaration = tabular.with_embeddings(declaration, embed)
         origin = "declared"
     return tabular.fit_schema(rows, declaration), len(rows), origin
 
@@ -223,12 +229,14 @@ def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = N
                    hidden: int = DEFAULT_TABULAR_HIDDEN, batch_size: int = prop.DEFAULT_BATCH,
                    learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, seed: int = 0, clip_norm: float = 1.0,
                    noise_multiplier: float = 1.0, model: str = "tabular", purpose: str = "marketing",
-                   version: int = 1, params: Sequence[np.ndarray] | None = None) -> Manifest:
+                   version: int = 1, params: Sequence[np.ndarray] | None = None,
+                   embed: Mapping[str, int] | None = None) -> Manifest:
     """Export an MLP for any table: read ``data_path`` (or ``rows``), declare or infer the schema, fit, export.
 
     Without ``schema_path``/``declaration`` the schema is inferred from the
     data and written to ``schema.inferred.json`` in ``out_dir`` for review
-    (pass it back as ``schema_path`` after editing).
+    (pass it back as ``schema_path`` after editing).  ``embed`` ({column: width})
+    feeds those categorical columns to Embedding layers (``--embed COL:DIM``).
     """
     from models.tasks import TASKS
 
@@ -242,7 +250,7 @@ def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = N
         os.remove(stale)
     schema, n_rows, origin = _fitted_schema(data_path, rows, label=label, task=task, positive=positive,
                                             schema_path=schema_path, declaration=declaration, drop=drop, sep=sep,
-                                            out=out)
+                                            out=out, embed=embed)
     fam = tabular_family(schema, hidden=hidden, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                          name=model)
     source = os.path.basename(data_path) if data_path else "rows"
@@ -304,7 +312,16 @@ def export_keras(out_dir: str | os.PathLike[str], *, model_fn: str | Callable[..
                 raise ExportError(f"--schema {schema_path} is a declaration; fitting it needs --data FILE")
             schema = tabular.fit_schema(tabular.read_table(data_path, sep=sep), decl)
     units = get_task(schema.task).units(len(schema.classes))
-    fam = Family(name=model, build_model=lambda: builder(schema.width, units), task=schema.task, schema=schema,
+    import inspect
+
+    try:
+        wants_schema = "schema" in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        wants_schema = False
+    # a builder taking `schema` gets the fitted schema too: where each column's slots are (models.family.column_slots),
+    # which an Embedding of an index column needs
+    extra = {"schema": schema} if wants_schema else {}
+    fam = Family(name=model, build_model=lambda: builder(schema.width, units, **extra), task=schema.task, schema=schema,
                  batch_size=batch_size, learning_rate=learning_rate, epochs=epochs)
     return export_family(fam, out_dir, name=model, purpose=purpose, version=version, seed=seed, params=params,
                          clip_norm=clip_norm, noise_multiplier=noise_multiplier,

@@ -18,12 +18,16 @@ execution), so every TF function here is traced inside its own ``tf.Graph``
 (:class:`GraphFunction`) and run through a session when called from Python.
 
 Supported layers (``SUPPORTED_LAYERS``): Input, Dense, Embedding,
-Concatenate, Activation, Flatten, Reshape, Add — with the activations linear,
-relu, sigmoid, tanh, softmax.  Layers with state updated during training
+Concatenate, Activation, Flatten, Reshape, Add and :class:`TakeSlots` — with
+the activations linear, relu, sigmoid, tanh, softmax.  Layers with state updated during training
 (BatchNormalization) or randomness (Dropout) are refused: the exported step is
 a pure function of its inputs.  The ``supervised-tabular/1`` protocol feeds
 one float matrix ``x`` (the schema's encoding), so a model has one input of
-width ``schema.width``.
+width ``schema.width``.  An Embedding is fed by a categorical column declared
+with ``"embed": D`` (a contract column of kind "index": one slot of x holding
+the category's index): ``TakeSlots`` picks that slot out of x and the
+Embedding casts it to an integer id and looks it up (ONNX: Cast + Gather, its
+gradient a ScatterND), see :func:`tabular_builder`.
 
 TensorFlow and TFF are imported inside the functions.
 """
@@ -40,11 +44,11 @@ from fedmark.contract import FeatureSchema, ParamSpec
 from models.tasks import Task, get_task
 
 __all__ = ["PROTOCOL_SUPERVISED", "SUPPORTED_LAYERS", "SUPPORTED_ACTIVATIONS", "FamilyError", "Family",
-           "GraphFunction", "mlp_builder"]
+           "GraphFunction", "mlp_builder", "tabular_builder", "take_slots", "column_slots"]
 
 PROTOCOL_SUPERVISED = "supervised-tabular/1"
 SUPPORTED_LAYERS = frozenset({"InputLayer", "Dense", "Embedding", "Concatenate", "Activation", "Flatten", "Reshape",
-                              "Add"})
+                              "Add", "TakeSlots"})
 SUPPORTED_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh", "softmax"})
 
 
@@ -109,6 +113,83 @@ def mlp_builder(width: int, units: int, hidden: int | Sequence[int] = 32, *, act
             x = tf.keras.layers.Dense(h, activation=activation, name=name)(x)
         out = tf.keras.layers.Dense(units, name=layer_names[-1])(x)
         return tf.keras.Model(inputs, out)
+
+    return build
+
+
+def column_slots(schema: FeatureSchema) -> dict[str, list[int]]:
+    """Each schema column's slots in x, by column name (what :func:`take_slots` picks)."""
+    out, off = {}, 0
+    for c in schema.columns:
+        out[c.name] = list(range(off, off + c.width))
+        off += c.width
+    return out
+
+
+def take_slots(slots: Sequence[int], **kwargs: Any) -> Any:
+    """A ``TakeSlots`` Keras layer: x [N, width] -> x[:, slots] (no weights).
+
+    Why a layer of its own: the protocol feeds one matrix x, and a model that
+    embeds an index column must split that column off the dense ones; a Lambda
+    would hide arbitrary code from the layer check, this does one thing
+    (ONNX: a Gather on axis 1).  TensorFlow is imported on first use.
+    """
+    return _take_slots_class()(slots, **kwargs)
+
+
+_TAKE_SLOTS: list[Any] = []
+
+
+def _take_slots_class() -> Any:
+    if not _TAKE_SLOTS:
+        import tensorflow as tf
+
+        class TakeSlots(tf.keras.layers.Layer):
+            def __init__(self, slots: Sequence[int], **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.slots = [int(i) for i in slots]
+                if not self.slots:
+                    raise FamilyError("TakeSlots needs at least one slot")
+
+            def call(self, x: Any) -> Any:
+                return tf.gather(x, self.slots, axis=1)
+
+            def compute_output_shape(self, input_shape: Any) -> Any:
+                return tf.TensorShape([input_shape[0], len(self.slots)])
+
+            def get_config(self) -> dict[str, Any]:
+                return {**super().get_config(), "slots": self.slots}
+
+        _TAKE_SLOTS.append(TakeSlots)
+    return _TAKE_SLOTS[0]
+
+
+def tabular_builder(schema: FeatureSchema, units: int, hidden: int | Sequence[int] = 32, *,
+                    activation: str = "relu") -> Callable[[], Any]:
+    """The tabular recipe's model: :func:`mlp_builder` on x, except that each "index" column (a categorical
+    declared with ``embed``) goes through its own Embedding(cardinality, embed), concatenated with the
+    dense slots before the hidden layers.  Without index columns it *is* ``mlp_builder`` (same parameters)."""
+    index_cols = [c for c in schema.columns if c.kind == "index"]
+    if not index_cols:
+        return mlp_builder(schema.width, units, hidden, activation=activation)
+    sizes = [h for h in ([hidden] if isinstance(hidden, int) else list(hidden)) if h > 0]
+    slots = column_slots(schema)
+    dense = [i for c in schema.columns if c.kind != "index" for i in slots[c.name]]
+
+    def build() -> Any:
+        import tensorflow as tf
+
+        x = tf.keras.Input(shape=(schema.width,), name="x")
+        parts = [take_slots(dense, name="dense_slots")(x)] if dense else []
+        for c in index_cols:
+            tag = re.sub(r"[^A-Za-z0-9_]", "_", c.name)
+            ids = take_slots(slots[c.name], name=f"{tag}_index")(x)  # [N, 1] float index; Embedding casts it
+            vec = tf.keras.layers.Embedding(c.cardinality, c.embed, name=f"{tag}_embed")(ids)
+            parts.append(tf.keras.layers.Flatten(name=f"{tag}_flat")(vec))
+        h = tf.keras.layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+        for i, size in enumerate(sizes):
+            h = tf.keras.layers.Dense(size, activation=activation, name=f"hidden{i + 1}")(h)
+        return tf.keras.Model(x, tf.keras.layers.Dense(units, name="out")(h))
 
     return build
 

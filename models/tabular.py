@@ -5,7 +5,7 @@ types and fitting means, vocabularies and label statistics happen once, at
 export; what a device needs afterwards is only the fitted
 ``fedmark.contract.FeatureSchema`` in the manifest.
 
-A *schema declaration* (JSON file or dict) says what each column is; fitting
+A *schema declaration* (JSON or YAML file, or a dict) says what each column is; fitting
 turns it into the encoder's rules on the training rows::
 
     {"label": "next_3m_spend", "task": "regression",
@@ -20,7 +20,9 @@ the training mean, ``"indicator"`` also adds a was-missing slot;
 ``"transform": "log1p"`` for heavy-tailed amounts and counts), ``boolean``
 (true/false, yes/no, 1/0), ``categorical`` (one-hot over the ``max_vocab``
 most frequent training values; the rest and missing values go to
-``tail_buckets`` hashed slots, or one unknown slot when 0), ``hash``
+``tail_buckets`` hashed slots, or one unknown slot when 0; with ``"embed": D``
+the column instead feeds the category's index to a D-wide Embedding layer of the
+model, see ``fedmark.contract.Column`` kind "index"), ``hash``
 (``buckets`` hashed slots, no vocabulary).  Columns in the file but in neither
 ``columns`` nor ``drop`` are refused, so a new column never slips in unseen.
 A regression label may take ``"label_transform": "log1p"`` (amounts such as
@@ -42,7 +44,7 @@ from fedmark.contract import Column, FeatureSchema, parse_bool
 from fedmark.contract.features import LABEL_TASKS, signed_log1p
 
 __all__ = ["TableError", "NA_TOKENS", "read_table", "infer_declaration", "load_declaration", "check_declaration",
-           "fit_schema", "DEFAULT_MAX_VOCAB", "DEFAULT_TAIL_BUCKETS", "MAX_CLASSES"]
+           "with_embeddings", "fit_schema", "DEFAULT_MAX_VOCAB", "DEFAULT_TAIL_BUCKETS", "MAX_CLASSES"]
 
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 DEFAULT_MAX_VOCAB = 20
@@ -84,9 +86,7 @@ def read_table(path: str | os.PathLike[str], *, sep: str | None = None) -> list[
         header = next(reader, None)
         if not header or len(header) < 2:
             raise TableError(f"{path}: the header {header} has fewer than two columns; is --sep {sep!r} right?")
-        dupes = sorted(c for c, n in Counter(header).items() if n > 1)
-        if dupes:
-            raise TableError(f"{path}: column(s) {dupes} appear twice in the header")
+        _no_duplicates(path, header)
         rows = []
         for line, row in enumerate(reader, start=2):
             if not row:
@@ -100,29 +100,99 @@ def read_table(path: str | os.PathLike[str], *, sep: str | None = None) -> list[
     return rows
 
 
+def _no_duplicates(path: str, header: Sequence[str]) -> None:
+    dupes = sorted(c for c, n in Counter(header).items() if n > 1)
+    if dupes:
+        raise TableError(f"{path}: column(s) {dupes} appear twice in the header")
+
+
+def _parquet_text(v: Any) -> str | None:
+    """A Parquet value as its CSV export would read: text, None for nulls, NaN and NA tokens."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = v.isoformat() if hasattr(v, "isoformat") else v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return None if text.strip().lower() in NA_TOKENS else text
+
+
 def _read_parquet(path: str) -> list[dict[str, Any]]:
+    """Rows of a Parquet file, as text like a CSV's (so one table reads the same in either format, and the
+    fitted vocabularies match what devices send)."""
     try:
-        import pyarrow.parquet as pq  # optional: only Parquet input needs it
+        import pyarrow.parquet as pq  # optional (the ``parquet`` extra): only Parquet input needs it
     except ImportError:
-        raise TableError(f"{path} is a Parquet file; reading Parquet needs pyarrow (pip install pyarrow), "
-                         "or export the table as CSV") from None
-    table = pq.read_table(path)
-    return [{k: (None if v is None else v) for k, v in r.items()} for r in table.to_pylist()]
+        raise TableError(f"{path} is a Parquet file; reading Parquet needs pyarrow: pip install 'fedmark[parquet]' "
+                         "(or export the table as CSV)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, … for a damaged file
+        raise TableError(f"{path} is not a readable Parquet file: {exc}") from None
+    header = table.column_names
+    if len(header) < 2:
+        raise TableError(f"{path}: the table has {len(header)} column(s) {header}; a label and a feature are needed")
+    _no_duplicates(path, header)
+    rows = [{k: _parquet_text(v) for k, v in r.items()} for r in table.to_pylist()]
+    if not rows:
+        raise TableError(f"{path} has columns but no rows")
+    return rows
 
 
 # --------------------------------------------------------------------------- declarations
+#: file endings read as YAML; anything else is JSON
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def load_declaration(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A schema declaration from a JSON file."""
+    """A schema declaration (or a fitted schema) from a JSON file, or a YAML one (``.yaml``/``.yml``).
+
+    YAML is the same document in another notation (comments are handy when reviewing an inferred
+    schema); both then go through the same checks (:func:`check_declaration`).
+    """
+    path = os.fspath(path)
+    yaml_file = path.lower().endswith(YAML_SUFFIXES)
+    notation = "YAML" if yaml_file else "JSON"
     try:
         with open(path, encoding="utf-8") as f:
-            decl = json.load(f)
+            text = f.read()
     except OSError as exc:
         raise TableError(f"cannot read schema file {path} (--schema): {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise TableError(f"schema file {path} (--schema) is not valid JSON: {exc}") from None
+    if yaml_file:
+        try:
+            import yaml  # the build extra's PyYAML
+        except ImportError:
+            raise TableError(f"schema file {path} is YAML, which needs PyYAML: pip install 'fedmark[build]' "
+                             "(or write the schema as JSON)") from None
+        try:
+            decl = yaml.safe_load(text)  # safe_load: plain mappings, lists and scalars only, never objects
+        except yaml.YAMLError as exc:
+            raise TableError(f"schema file {path} (--schema) is not valid YAML: {exc}") from None
+        if isinstance(decl, dict) and isinstance(decl.get("positive"), bool):
+            raise TableError(f"schema file {path}: YAML reads an unquoted positive: {decl['positive']} as a boolean; "
+                             "quote the label value (positive: 'yes')")
+    else:
+        try:
+            decl = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TableError(f"schema file {path} (--schema) is not valid JSON: {exc}") from None
     if not isinstance(decl, dict):
-        raise TableError(f"schema file {path} must hold a JSON object with 'columns'")
+        raise TableError(f"schema file {path} must hold a {notation} object (mapping) with 'columns'")
     return decl
+
+
+def with_embeddings(decl: Mapping[str, Any], embed: Mapping[str, int]) -> dict[str, Any]:
+    """The declaration with categorical columns fed to Embeddings: ``{column: width}`` (``--embed COL:DIM``)."""
+    out = {**decl, "columns": dict(decl.get("columns", {}))}
+    for name, dim in embed.items():
+        spec = out["columns"].get(name)
+        kind = spec if isinstance(spec, str) else spec.get("kind") if isinstance(spec, Mapping) else None
+        if kind != "categorical":
+            raise TableError(f"--embed {name}:{dim}: {name!r} is not a categorical column of the schema "
+                             f"(it is {kind or 'not declared'}); only categories feed an Embedding")
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise TableError(f"--embed {name}:{dim}: the Embedding width must be an integer >= 1")
+        out["columns"][name] = {**({"kind": spec} if isinstance(spec, str) else spec), "embed": dim}
+    return out
 
 
 def _spec(name: str, raw: Any) -> dict[str, Any]:
@@ -134,11 +204,14 @@ def _spec(name: str, raw: Any) -> dict[str, Any]:
     missing = spec.get("missing", "impute")
     if missing not in ("impute", "indicator"):
         raise TableError(f"schema column {name!r}: missing must be 'impute' or 'indicator', got {missing!r}")
-    for key in ("max_vocab", "tail_buckets", "buckets"):
+    for key in ("max_vocab", "tail_buckets", "buckets", "embed"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 0):
             raise TableError(f"schema column {name!r}: {key} must be a non-negative integer, got {spec[key]!r}")
     if spec["kind"] == "hash" and spec.get("buckets", 0) < 2:
         raise TableError(f"schema column {name!r}: a hash column needs buckets >= 2")
+    if spec.get("embed") and spec["kind"] != "categorical":
+        raise TableError(f"schema column {name!r}: embed (an Embedding of the category) needs kind categorical, "
+                         f"not {spec['kind']}")
     if spec.get("tail_buckets") == 1:
         raise TableError(f"schema column {name!r}: tail_buckets must be 0 (one unknown slot) or >= 2")
     return spec
@@ -323,7 +396,9 @@ def fit_schema(rows: Sequence[Mapping[str, Any]], decl: Mapping[str, Any]) -> Fe
             vocab = tuple(sorted(v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]))
             if not vocab:
                 raise TableError(f"column {name!r} is empty in every training row; drop it")
-            columns.append(Column(name, "onehot", vocabulary=vocab, tail_buckets=spec.get("tail_buckets", 0)))
+            embed = spec.get("embed", 0)
+            columns.append(Column(name, "index" if embed else "onehot", vocabulary=vocab,
+                                  tail_buckets=spec.get("tail_buckets", 0), embed=embed))
         else:
             columns.append(Column(name, "hash", buckets=spec["buckets"]))
     rule = _label_rule(rows, decl["label"], decl["task"], decl.get("positive"), decl.get("label_transform", ""))

@@ -20,25 +20,29 @@ from edge_sdk.families.base import (TrainerError, TrainingProtocol, TrainResult,
 from fedmark.contract import Manifest
 
 __all__ = ["TrainerError", "TrainResult", "TrainingProtocol", "register", "protocol_for", "known_protocols",
-           "PROPENSITY", "RECOMMENDER", "require_family", "personal_state", "training_state", "training_input",
+           "PROPENSITY", "RECOMMENDER", "VALIDATE", "require_family", "personal_state", "training_state", "training_input",
            "after_training", "evaluate"]
 
-#: Client verbs a protocol may support: one score per record (score()), a ranking (recommend()/personalize()).
+#: Client verbs a protocol may support: one score per record (score()), a ranking (recommend()/personalize()),
+#: federated validation's per-label score histogram (validate(): binary models).
 PROPENSITY = "score"
 RECOMMENDER = "recommend"
+VALIDATE = "validate"
+#: what each verb needs, in words, for the error that refuses it (the JS twin: VERB_NEEDS in families/index.js)
+VERB_NEEDS = {PROPENSITY: "a model that scores each record", RECOMMENDER: "a recommender model",
+              VALIDATE: "a binary model (federated validation reports a score histogram)"}
 
 
 def require_family(model: str, manifest: Manifest, verb: str, verbs: str) -> None:
-    """Refuse a Client verb the model's protocol does not support."""
+    """Refuse a Client verb the model's protocol does not support (the one place that error is worded)."""
     from edge_sdk.errors import ConfigurationError
 
     plugin = protocol_for(manifest)
     if verb in plugin.verbs:
         return
     other = " — use recommend()" if RECOMMENDER in plugin.verbs else ""
-    what = "a model that scores each record" if verb == PROPENSITY else "a recommender model"
-    raise ConfigurationError(f"{verbs} needs {what}; {model!r} is a {manifest.family} model (protocol "
-                             f"{manifest.protocol}){other}")
+    raise ConfigurationError(f"{verbs} needs {VERB_NEEDS.get(verb, verb)}; {model!r} is a {manifest.family} model "
+                             f"(protocol {manifest.protocol}){other}")
 
 
 def personal_state(store: Any, model: str, manifest: Manifest, trainer: Any,

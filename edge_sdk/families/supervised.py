@@ -63,10 +63,22 @@ class SupervisedTabular(TrainingProtocol):
         self.task = self.schema.task
         # score() gives one number per record: a probability or a prediction, not a class distribution
         self.verbs = frozenset({"score"}) if self.task in ("binary", "regression") else frozenset()
+        if self.task == "binary":  # federated validation sums per-label histograms of probabilities
+            self.verbs |= {"validate"}
 
     @property
     def width(self) -> int:
         return int(self.manifest.features.get("width", self.manifest.params[0].shape[0]))
+
+    @property
+    def index_slots(self) -> list[tuple[int, int, str]]:
+        """(slot in x, cardinality, column) of each "index" column: what an Embedding inside the graph looks up."""
+        out, off = [], 0
+        for c in self.schema.columns:
+            if c.kind == "index":
+                out.append((off, c.cardinality, c.name))
+            off += c.width
+        return out
 
     def check_tabular(self, x: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate (x, y) for this artifact's graphs; returns float32 copies (y as the schema encodes it)."""
@@ -76,6 +88,11 @@ class SupervisedTabular(TrainingProtocol):
                                "manifest.schema().encode(records)")
         if not np.all(np.isfinite(xa)):
             raise TrainerError("x contains NaN or Inf; the schema encoder fills missing values, use it")
+        for slot, card, name in self.index_slots:
+            ids = xa[:, slot]
+            if np.any((ids < 0) | (ids >= card) | (ids != np.floor(ids))):
+                raise TrainerError(f"x slot {slot} (column {name!r}) feeds an Embedding and must hold category indices "
+                                   f"0..{card - 1}; encode records with manifest.schema().encode(records)")
         if y is None:
             return xa, None
         ya = np.asarray(y, dtype=np.float32).reshape(-1)

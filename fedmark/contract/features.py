@@ -18,7 +18,7 @@ from fedmark.contract.errors import ManifestError, SchemaError
 __all__ = ["COLUMN_KINDS", "LABEL_TASKS", "TRUE_WORDS", "FALSE_WORDS", "Column", "RowError", "FeatureSchema",
            "hash_bucket", "parse_bool", "signed_log1p", "NUMERIC_TRANSFORMS"]
 
-COLUMN_KINDS = ("numeric", "onehot", "hash", "boolean")
+COLUMN_KINDS = ("numeric", "onehot", "hash", "boolean", "index")
 NUMERIC_TRANSFORMS = ("", "log1p")
 #: What a label column means: a binary outcome (``positive``), a number (regression), one of ``classes``.
 LABEL_TASKS = ("binary", "regression", "multiclass")
@@ -46,6 +46,13 @@ class Column:
     ``transform`` (numeric): "log1p" maps v -> sign(v)·log1p(|v|) before
     standardising (spend, counts: heavy tails); mean, std and fill are then
     in transformed units.
+    kind "index": one slot holding the category's *index* as a float — the
+      slot "onehot" would set (vocabulary position; else the unknown slot or
+      a tail bucket) — for an Embedding layer of ``cardinality`` rows and
+      ``embed`` columns, which looks the index up inside the model.  Why a
+      float slot of x and not a separate integer input: the protocol's one
+      input stays one float matrix, so every device SDK trains it unchanged
+      (indices below 2**24 are exact in float32).
     """
 
     name: str
@@ -58,14 +65,32 @@ class Column:
     tail_buckets: int = 0
     indicator: bool = False
     transform: str = ""
+    embed: int = 0
 
     @property
     def width(self) -> int:
         if self.kind in ("numeric", "boolean"):
             return 1 + int(self.indicator)
         if self.kind == "onehot":
-            return len(self.vocabulary) + max(1, self.tail_buckets)
+            return self.cardinality
+        if self.kind == "index":
+            return 1
         return self.buckets
+
+    @property
+    def cardinality(self) -> int:
+        """How many distinct slots a category can take (onehot's width; an index column's Embedding rows)."""
+        return len(self.vocabulary) + max(1, self.tail_buckets)
+
+    def category_slot(self, v: Any, missing: bool, lookup: Mapping[str, int]) -> int:
+        """The slot of a categorical value (onehot, index): its vocabulary position, else a tail bucket or the
+        one unknown slot after the vocabulary."""
+        known = None if missing else lookup.get(str(v))
+        if known is not None:
+            return known
+        if self.tail_buckets:
+            return len(self.vocabulary) + hash_bucket("" if missing else str(v), self.tail_buckets)
+        return len(self.vocabulary)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}
@@ -75,10 +100,12 @@ class Column:
                 d["transform"] = self.transform
         elif self.kind == "boolean":
             d["fill"] = 0.0 if self.fill is None else self.fill
-        elif self.kind == "onehot":
+        elif self.kind in ("onehot", "index"):
             d["vocabulary"] = list(self.vocabulary)
             if self.tail_buckets:
                 d["tail_buckets"] = self.tail_buckets
+            if self.kind == "index":
+                d["embed"] = self.embed
         else:
             d["buckets"] = self.buckets
         if self.indicator:
@@ -110,17 +137,21 @@ class Column:
             if fill not in (0.0, 1.0):
                 raise ManifestError(f"column {name!r}: a boolean fill must be 0 or 1, got {fill}")
             return Column(name, kind, fill=fill, indicator=indicator)
-        if kind == "onehot":
+        if kind in ("onehot", "index"):
             vocab = d.get("vocabulary")
             if not isinstance(vocab, list) or not vocab:
-                raise ManifestError(f"column {name!r}: onehot needs a non-empty vocabulary list")
+                raise ManifestError(f"column {name!r}: {kind} needs a non-empty vocabulary list")
             try:
                 tail = int(d.get("tail_buckets", 0))
             except (TypeError, ValueError) as exc:
                 raise ManifestError(f"column {name!r}: tail_buckets: {exc}") from None
             if tail < 0 or tail == 1:
                 raise ManifestError(f"column {name!r}: tail_buckets must be 0 (one unknown slot) or >= 2, got {tail}")
-            return Column(name, kind, vocabulary=tuple(str(v) for v in vocab), tail_buckets=tail)
+            embed = d.get("embed", 0) if kind == "index" else 0
+            if kind == "index" and (not isinstance(embed, int) or isinstance(embed, bool) or embed < 1):
+                raise ManifestError(f"column {name!r}: an index column needs embed (the Embedding width) >= 1, "
+                                    f"got {embed!r}")
+            return Column(name, kind, vocabulary=tuple(str(v) for v in vocab), tail_buckets=tail, embed=embed)
         buckets = int(d.get("buckets", 0))
         if buckets < 2:
             raise ManifestError(f"column {name!r}: hash needs buckets >= 2")
@@ -228,7 +259,8 @@ class FeatureSchema:
         y = np.zeros(n, dtype=np.float32) if (with_label and self.label) else None
         errors: list[RowError] = []
         bad = np.zeros(n, dtype=bool)
-        lookup = {c.name: {v: i for i, v in enumerate(c.vocabulary)} for c in self.columns if c.kind == "onehot"}
+        lookup = {c.name: {v: i for i, v in enumerate(c.vocabulary)} for c in self.columns
+                  if c.kind in ("onehot", "index")}
         class_index = {c: i for i, c in enumerate(self.classes)}
         for i, rec in enumerate(records):
             if not isinstance(rec, Mapping):
@@ -267,13 +299,9 @@ class FeatureSchema:
                     if c.indicator:
                         x[i, off + 1] = 1.0 if missing else 0.0
                 elif c.kind == "onehot":
-                    known = None if missing else lookup[c.name].get(str(v))
-                    if known is not None:
-                        x[i, off + known] = 1.0
-                    elif c.tail_buckets:
-                        x[i, off + len(c.vocabulary) + hash_bucket("" if missing else str(v), c.tail_buckets)] = 1.0
-                    else:
-                        x[i, off + len(c.vocabulary)] = 1.0
+                    x[i, off + c.category_slot(v, missing, lookup[c.name])] = 1.0
+                elif c.kind == "index":
+                    x[i, off] = float(c.category_slot(v, missing, lookup[c.name]))
                 else:
                     x[i, off + (hash_bucket("" if missing else str(v), c.buckets))] = 1.0
                 off += c.width

@@ -47,13 +47,18 @@ def consented(rows):
     return [{**r, "consent": PURPOSE} for r in rows]
 
 
-@pytest.mark.parametrize("task,label,model", [("regression", "next_3m_spend", "cv-e2e"),
-                                              ("multiclass", "next_offer", "nbo-e2e")])
-def test_round_through_server_and_sdk(task, label, model, tmp_path, admin, fedmark_server, tables_rows):
+@pytest.mark.parametrize("task,label,model,extra", [("regression", "next_3m_spend", "cv-e2e", []),
+                                                    ("multiclass", "next_offer", "nbo-e2e", []),
+                                                    ("regression", "next_3m_spend", "cv-embed-e2e",
+                                                     ["--embed", "country:4"])])
+def test_round_through_server_and_sdk(task, label, model, extra, tmp_path, admin, fedmark_server, tables_rows):
     rows = tables_rows["customer_value" if task == "regression" else "next_offer"]
-    artifact = export_cli(tmp_path, rows, ["--label", label, "--task", task, "--name", model])
+    artifact = export_cli(tmp_path, rows, ["--label", label, "--task", task, "--name", model, *extra])
     manifest = load_artifact_manifest(artifact)
     assert manifest.protocol == "supervised-tabular/1" and manifest.schema().task == task
+    if extra:  # the country reaches the model as an index into a 4-wide Embedding table
+        assert [c.kind for c in manifest.schema().columns if c.name == "country"] == ["index"]
+        assert manifest.params[0].name == "country_embed_embeddings" and manifest.params[0].shape[1] == 4
     admin.publish(model, str(artifact))
     admin.training(model, goal=3, min_clients=3, hyperparams={"epochs": 2, "learning_rate": 0.1})
     key = admin.app_key()
@@ -78,6 +83,8 @@ def test_round_through_server_and_sdk(task, label, model, tmp_path, admin, fedma
         assert after["mae"] < before["mae"]
         preds = dev.score(model, consented(holdout[:5]))
         assert preds.shape == (5,) and np.all(np.isfinite(preds))
+        with pytest.raises(ConfigurationError, match=r"validate\(\) needs a binary model"):
+            dev.validate(model, consented(holdout))
     else:
         assert after["n"] == len(holdout) and 0.0 <= after["top2_accuracy"] <= 1.0
         assert after["loss"] < before["loss"]

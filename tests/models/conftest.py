@@ -96,3 +96,14 @@ def multiclass_artifact(tmp_path_factory, offer_split):
     export("tabular", out, rows=offer_split[0], label="next_offer", task="multiclass", drop=["customer_id"],
            hidden=16, model="next-offer", seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def embedding_artifact(tmp_path_factory, value_split):
+    """Customer value (regression) with the country fed to a 4-wide Embedding (an "index" column)."""
+    from models.export import export
+
+    out = tmp_path_factory.mktemp("embedding")
+    export("tabular", out, rows=value_split[0], label="next_3m_spend", task="regression", drop=["customer_id"],
+           embed={"country": 4}, hidden=16, model="customer-value-embed", seed=0)
+    return out

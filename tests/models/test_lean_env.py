@@ -53,6 +53,12 @@ r0 = t.initial_params()
 r = t.train(r0, (xr, yr), epochs=2)
 out["regression"] = {"protocol": t.manifest.protocol, "changed": float(max(np.abs(a - b).max() for a, b in zip(r0, r.params))),
                      "loss": r.loss, "n": r.num_examples, "pred": t.predict(r.params, xr[:4]).tolist()}
+t = trainer.Trainer(sys.argv[10])  # the country through an Embedding: Gather / ScatterND in plain onnxruntime
+xe, ye = np.load(sys.argv[11]), np.load(sys.argv[12])
+e0 = t.initial_params()
+r = t.train(e0, (xe, ye), epochs=2)
+out["embedding"] = {"kinds": [c.kind for c in t.manifest.schema().columns], "n": r.num_examples, "loss": r.loss,
+                    "table_rows_changed": int((np.abs(r.params[0] - e0[0]).max(axis=1) > 0).sum())}
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "onnx", "tf2onnx", "models", "server"))
 out["heavy_modules"] = heavy
 print(json.dumps(out))
@@ -79,7 +85,7 @@ def _lean_python() -> str:
 
 
 def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommender_artifact, bank_xy, retail,
-                                         regression_artifact, value_split):
+                                         regression_artifact, embedding_artifact, value_split):
     py = _lean_python()
     code = tmp_path / "code"
     code.mkdir(parents=True)
@@ -95,11 +101,15 @@ def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommen
     xr, yr, _ = load_artifact_manifest(regression_artifact).schema().encode(value_split[0][:400])
     np.save(tmp_path / "xr.npy", xr)
     np.save(tmp_path / "yr.npy", yr)
+    xe, ye, _ = load_artifact_manifest(embedding_artifact).schema().encode(value_split[0][:400])
+    np.save(tmp_path / "xe.npy", xe)
+    np.save(tmp_path / "ye.npy", ye)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code), "HOME": str(tmp_path)}
     proc = subprocess.run([py, str(code / "run.py"), "-", str(propensity_artifact),
                            str(recommender_artifact), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
                            str(tmp_path / "pos.npy"), str(regression_artifact), str(tmp_path / "xr.npy"),
-                           str(tmp_path / "yr.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           str(tmp_path / "yr.npy"), str(embedding_artifact), str(tmp_path / "xe.npy"),
+                           str(tmp_path / "ye.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -111,6 +121,10 @@ def test_trainer_runs_without_tensorflow(tmp_path, propensity_artifact, recommen
     reg = out["regression"]  # a family exported by `fedmark export tabular` (issue 14)
     assert reg["protocol"] == "supervised-tabular/1" and reg["n"] == 400 and reg["changed"] > 1e-4
     assert np.isfinite(reg["loss"]) and len(reg["pred"]) == 4 and all(np.isfinite(reg["pred"]))
+    emb = out["embedding"]
+    countries = len(np.unique(xe[:, emb["kinds"].index("index")]))
+    assert "index" in emb["kinds"] and emb["n"] == 400 and np.isfinite(emb["loss"])
+    assert emb["table_rows_changed"] == countries  # exactly the rows of the countries trained on moved
     # and the lean interpreter really lacks TensorFlow (not just this script's view of it)
     probe = subprocess.run([py, "-c", "import tensorflow"], capture_output=True, text=True, env=env, timeout=60)
     assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -32,15 +33,59 @@ def test_reader_errors_name_the_line(tmp_path):
         read_table(tmp_path / "missing.csv")
     parquet = tmp_path / "t.parquet"
     parquet.write_bytes(b"PAR1" + b"\0" * 20)
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        with pytest.raises(TableError, match="pyarrow"):
-            read_table(parquet)
+    with pytest.raises(TableError, match="is not a readable Parquet file"):
+        read_table(parquet)
     dup = tmp_path / "dup.csv"
     dup.write_text("a;a;b\n1;2;3\n")
     with pytest.raises(TableError, match=r"\['a'\] appear twice"):
         read_table(dup)
+
+
+def _typed_parquet(rows, path):
+    """The customer table as a typed Parquet file (ints, floats with nulls, booleans, text), written by pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fedmark.contract import parse_bool
+
+    def typed(name, v):
+        if v in ("", None):
+            return None
+        if name == "returned":
+            return parse_bool(v)
+        if name in ("country", "customer_id", "next_offer"):
+            return v
+        return float(v) if "." in v else int(v)
+
+    cols = {k: [typed(k, r[k]) for r in rows] for k in rows[0]}
+    pq.write_table(pa.table(cols), path)
+    types = {f.name: str(f.type) for f in pq.read_schema(path)}
+    assert types["returned"] == "bool" and types["country"] == "string"  # typed, not text, on disk
+    return path
+
+
+def test_parquet_reads_like_the_csv_of_the_same_table(tmp_path, customer_tables):
+    rows = customer_tables["customer_value"][:300]
+    from_csv = read_table(tables.write_table(rows, tmp_path / "v.csv"))
+    parquet = _typed_parquet(rows, tmp_path / "v.parquet")
+    from_parquet = read_table(parquet)
+    assert len(from_parquet) == 300 and list(from_parquet[0]) == list(rows[0])
+    assert all(r["days_between"] is None for r, src in zip(from_parquet, rows) if src["days_between"] == "")
+    decl = infer_declaration(from_csv, label="next_3m_spend", task="regression")
+    assert infer_declaration(from_parquet, label="next_3m_spend", task="regression") == decl
+    a, b = fit_schema(from_csv, decl), fit_schema(from_parquet, decl)
+    xa, ya, _ = a.encode(from_csv)
+    xb, yb, _ = b.encode(from_parquet)
+    assert a.to_json() == b.to_json() and np.array_equal(xa, xb) and np.array_equal(ya, yb)
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, customer_tables, monkeypatch):
+    parquet = _typed_parquet(customer_tables["customer_value"][:20], tmp_path / "v.parquet")
+    # pyarrow is installed here (the parquet extra); a None entry makes `import pyarrow.parquet` fail as without it
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(TableError, match=r"needs pyarrow: pip install 'fedmark\[parquet\]'"):
+        read_table(parquet)
 
 
 def test_inference_on_the_customer_table(customer_tables):
@@ -94,6 +139,72 @@ def test_declarations_and_labels_are_checked(customer_tables):
         fit_schema(rows, {**decl, "task": "regression"})
 
 
+YAML_DECL = """
+# the next-offer table, reviewed: comments are why YAML is accepted
+label: next_offer
+task: multiclass
+drop: [customer_id]
+columns:
+  country: {kind: categorical, max_vocab: 3, tail_buckets: 2}
+  spend: numeric
+"""
+
+
+def test_yaml_declarations_read_and_fail_like_json(tmp_path, customer_tables):
+    import yaml
+
+    from models.tabular import load_declaration
+
+    rows = customer_tables["next_offer"][:200]
+    extra = [c for c in rows[0] if c not in ("customer_id", "country", "spend", "next_offer")]
+    for suffix in (".yaml", ".yml"):
+        (tmp_path / f"d{suffix}").write_text(YAML_DECL.replace("[customer_id]", f"[customer_id, {', '.join(extra)}]"))
+    decl = load_declaration(tmp_path / "d.yaml")
+    assert decl == load_declaration(tmp_path / "d.yml")
+    (tmp_path / "d.json").write_text(json.dumps(decl))
+    assert fit_schema(rows, decl).to_json() == fit_schema(rows, load_declaration(tmp_path / "d.json")).to_json()
+    # the same mistakes give the same errors in either notation
+    for bad in ({**decl, "columns": {**decl["columns"], "spend": "float"}}, {**decl, "drop": decl["drop"][:1]},
+                {**decl, "task": "ranking"}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+        errors = []
+        for name in ("bad.json", "bad.yaml"):
+            with pytest.raises(TableError) as err:
+                fit_schema(rows, load_declaration(tmp_path / name))
+            errors.append(str(err.value))
+        assert errors[0] == errors[1], errors
+    (tmp_path / "broken.yaml").write_text("label: next_offer\ncolumns: {country: [categorical\n")
+    with pytest.raises(TableError, match=r"broken.yaml \(--schema\) is not valid YAML"):
+        load_declaration(tmp_path / "broken.yaml")
+    (tmp_path / "list.yml").write_text("- country\n- spend\n")
+    with pytest.raises(TableError, match="must hold a YAML object \\(mapping\\) with 'columns'"):
+        load_declaration(tmp_path / "list.yml")
+    (tmp_path / "yes.yaml").write_text("label: returned\npositive: yes\ncolumns: {spend: numeric}\n")
+    with pytest.raises(TableError, match="quote the label value"):
+        load_declaration(tmp_path / "yes.yaml")
+
+
+def test_embedded_categories_are_index_columns(customer_tables):
+    from models.tabular import with_embeddings
+
+    rows = customer_tables["customer_value"][:300]
+    decl = with_embeddings(infer_declaration(rows, label="next_3m_spend", task="regression"), {"country": 6})
+    assert decl["columns"]["country"] == {"kind": "categorical", "max_vocab": 20, "tail_buckets": 8, "embed": 6}
+    schema = fit_schema(rows, decl)
+    country = next(c for c in schema.columns if c.name == "country")
+    assert (country.kind, country.width, country.cardinality, country.embed) == ("index", 1, len(country.vocabulary) + 8, 6)
+    assert schema.to_json()["columns"][0]["embed"] == 6
+    x, _, _ = schema.encode(rows)
+    slot = [c.name for c in schema.columns].index("country")  # every column before it is one slot wide here
+    assert all(x[i, slot] == country.vocabulary.index(r["country"]) for i, r in enumerate(rows)
+               if r["country"] in country.vocabulary)
+    with pytest.raises(TableError, match="'spend' is not a categorical column of the schema"):
+        with_embeddings(decl, {"spend": 4})
+    with pytest.raises(TableError, match="embed .* needs kind categorical, not numeric"):
+        fit_schema(rows, {**decl, "columns": {**decl["columns"], "spend": {"kind": "numeric", "embed": 3}}})
+
+
 def test_encoding_errors_name_row_column_rule(multiclass_artifact, offer_split):
     from fedmark.contract import SchemaError, load_artifact_manifest
 
@@ -113,7 +224,7 @@ def test_encoding_errors_name_row_column_rule(multiclass_artifact, offer_split):
                                                                    for r in (rows[0], rows[4])]
 
 
-def test_cli_tabular_regression_from_a_semicolon_gzip_file(tmp_path, customer_tables, capsys):
+def test_cli_tabular_regression_from_gzip_csv_then_parquet_and_yaml(tmp_path, customer_tables, capsys):
     from edge_sdk.trainer import Trainer
     from fedmark_cli import main
 
@@ -129,10 +240,14 @@ def test_cli_tabular_regression_from_a_semicolon_gzip_file(tmp_path, customer_ta
     tr = Trainer(out)
     assert tr.manifest.model == "customer-value" and tr.manifest.protocol == "supervised-tabular/1"
     assert tr.manifest.params[0].shape == (tr.manifest.schema().width, 8)
-    # the reviewed declaration goes back in with --schema: same features, no new inferred file
+    # the reviewed declaration goes back in with --schema (as YAML, the table as Parquet): same features but the
+    # narrower country vocabulary, no new inferred file
+    import yaml
+
     decl["columns"]["country"]["max_vocab"] = 5
-    (tmp_path / "schema.json").write_text(json.dumps(decl))
-    rc = main(["export", "tabular", "--data", str(data), "--schema", str(tmp_path / "schema.json"), "--hidden", "8",
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(decl))
+    parquet = _typed_parquet(customer_tables["customer_value"], tmp_path / "value.parquet")
+    rc = main(["export", "tabular", "--data", str(parquet), "--schema", str(tmp_path / "schema.yaml"), "--hidden", "8",
                "--out", str(out)])
     assert rc == 0 and not (out / "schema.inferred.json").exists()
     assert Trainer(out).manifest.schema().width == tr.manifest.schema().width - 15
@@ -141,6 +256,12 @@ def test_cli_tabular_regression_from_a_semicolon_gzip_file(tmp_path, customer_ta
                "--drop", "customer_id", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err
     assert rc == 2 and "--positive 'Atlantis' is not a value of label 'country'" in err and "United Kingdom" in err
+    rc = main(["export", "tabular", "--data", str(data), "--label", "next_3m_spend", "--task", "regression",
+               "--drop", "customer_id", "--embed", "spend:4", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--embed spend:4: 'spend' is not a categorical column" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "tabular", "--data", str(data), "--label", "x", "--embed", "country", "--out", str(tmp_path)])
+    assert "--embed takes COL:DIM" in capsys.readouterr().err
 
 
 KERAS_MODEL = '''
@@ -156,13 +277,26 @@ def build(width, units):
     return tf.keras.Model(x, tf.keras.layers.Dense(units, name="head")(both))
 
 
+def embedded(width, units, schema):
+    from models.family import column_slots, take_slots
+
+    slots = column_slots(schema)
+    x = tf.keras.Input(shape=(width,), name="x")
+    dense = take_slots([i for c in schema.columns if c.kind != "index" for i in slots[c.name]], name="dense")(x)
+    country = next(c for c in schema.columns if c.kind == "index")
+    vec = tf.keras.layers.Embedding(country.cardinality, 3, name="country_vec")(take_slots(slots[country.name])(x))
+    both = tf.keras.layers.Concatenate()([dense, tf.keras.layers.Flatten()(vec)])
+    return tf.keras.Model(x, tf.keras.layers.Dense(units, name="head")(both))
+
+
 def with_dropout(width, units):
     x = tf.keras.Input(shape=(width,))
     return tf.keras.Model(x, tf.keras.layers.Dense(units)(tf.keras.layers.Dropout(0.5)(x)))
 '''
 
 
-def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, offer_split, capsys):
+def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, offer_split, embedding_artifact,
+                                              value_split, capsys):
     import onnxruntime as ort
 
     from edge_sdk.trainer import Trainer
@@ -187,6 +321,16 @@ def test_cli_keras_builder_on_a_fitted_schema(tmp_path, multiclass_artifact, off
     ops = {n.op_type for n in __import__("onnx").load(str(out / "train_step.onnx")).graph.node}
     assert not {"TanhGrad", "BiasAddGrad"} & ops
     ort.InferenceSession(str(out / "train_epoch.onnx"), providers=["CPUExecutionProvider"])
+    # a builder that takes the schema embeds an index column itself (the embedding artifact's fitted schema)
+    (tmp_path / "embedded.json").write_text(json.dumps(
+        json.loads((embedding_artifact / "manifest.json").read_text())["features"]))
+    export("keras", tmp_path / "emb", model_fn=f"{tmp_path / 'my_model.py'}:embedded",
+           schema_path=str(tmp_path / "embedded.json"))
+    emb = Trainer(tmp_path / "emb")
+    card = next(c.cardinality for c in emb.manifest.schema().columns if c.kind == "index")
+    assert [(p.name, p.shape) for p in emb.manifest.params][0] == ("country_vec_embeddings", (card, 3))
+    xe, ye, _ = emb.manifest.schema().encode(value_split[0][:200])
+    assert np.isfinite(emb.train(emb.initial_params(), (xe, ye), epochs=1).loss)
     with pytest.raises(FamilyError, match="is a Dropout; supported layers"):
         export("keras", tmp_path / "drop", model_fn=f"{tmp_path / 'my_model.py'}:with_dropout",
                schema_path=str(tmp_path / "fitted.json"))

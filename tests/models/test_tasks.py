@@ -34,11 +34,41 @@ def stop_tff_workers():
     assert tff_runtime.worker_pids() == []
 
 
-@pytest.fixture(params=["regression", "multiclass"])
-def case(request, regression_artifact, multiclass_artifact, value_split, offer_split):
+@pytest.fixture(params=["regression", "multiclass", "embedding"])
+def case(request, regression_artifact, multiclass_artifact, embedding_artifact, value_split, offer_split):
     if request.param == "regression":
         return regression_artifact, value_split
+    if request.param == "embedding":  # regression with the country through an Embedding (ONNX Gather/ScatterND)
+        return embedding_artifact, value_split
     return multiclass_artifact, offer_split
+
+
+def test_embedding_is_fed_an_index_and_learns(embedding_artifact, value_split):
+    import onnx
+
+    tr = Trainer(embedding_artifact)
+    schema = tr.manifest.schema()
+    country = next(c for c in schema.columns if c.name == "country")
+    assert country.kind == "index" and country.embed == 4 and country.width == 1
+    table = tr.manifest.params[0]
+    assert table.name == "country_embed_embeddings" and table.shape == (country.cardinality, 4)
+    ops = {n.op_type for n in onnx.load(str(embedding_artifact / "train_step.onnx")).graph.node}
+    assert {"Gather", "ScatterND"} <= ops  # the lookup and its gradient, plain ONNX ops
+    train, _ = value_split
+    x, y, _ = schema.encode(train[:400])
+    p0 = tr.initial_params()
+    res = tr.train(p0, (x, y), epochs=1, lr=0.1, shuffle=False)
+    # only the rows of countries present in the batch move
+    seen = np.unique(x[:, [c.name for c in schema.columns].index("country")].astype(int))
+    moved = np.flatnonzero(np.abs(res.params[0] - p0[0]).max(axis=1) > 0)
+    assert set(moved.tolist()) == set(seen.tolist())
+    # an index outside the table is refused before onnxruntime sees it
+    slot, card, _ = tr.protocol.index_slots[0]
+    bad = x.copy()
+    bad[5, slot] = card
+    with pytest.raises(TrainerError, match=rf"x slot {slot} \(column 'country'\) feeds an Embedding and must hold "
+                                           rf"category indices 0..{card - 1}"):
+        tr.train(p0, (bad, y), epochs=1)
 
 
 def test_step_matches_tf(case):
@@ -61,6 +91,8 @@ def test_step_matches_tf(case):
     assert max_diff(params, onnx_out[:len(names)]) > 1e-4
     x2 = x.copy()
     x2[-7:] = 50.0  # padded rows must not count
+    for slot, _, _ in tr.protocol.index_slots:
+        x2[-7:, slot] = (x[-7:, slot] + 1) % 3  # an Embedding's index slot holds another category instead
     again = sess.run(None, dict(zip(names, params), x=x2, y=gy, mask=mask, lr=lr))
     assert max_diff(onnx_out, again) <= 1e-7
     # the inference graph equals the TF predict function (regression outputs are in label units: relative)

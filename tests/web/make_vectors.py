@@ -202,6 +202,9 @@ SCHEMA_TABULAR_JSON = {
         {"name": "optin", "kind": "boolean", "fill": 1.0},
         {"name": "country", "kind": "onehot", "vocabulary": ["FR", "PT", "UK"], "tail_buckets": 5},
         {"name": "device", "kind": "onehot", "vocabulary": ["ios", "web"]},
+        # index columns feed an Embedding: the slot onehot would set, as a float (tail buckets / unknown slot too)
+        {"name": "store", "kind": "index", "vocabulary": ["s1", "s2", "3"], "tail_buckets": 4, "embed": 2},
+        {"name": "channel", "kind": "index", "vocabulary": ["app", "web"], "embed": 3},
     ],
     "label": "value", "task": "regression", "label_mean": 4.2, "label_std": 1.9, "label_transform": "log1p",
 }
@@ -212,7 +215,9 @@ for _k in ("label_mean", "label_std", "label_transform"):
 
 TABULAR_TRICKY: list[Any] = [
     {"spend": "120.5", "visits": 4, "member": "yes", "optin": "N", "country": "UK", "device": "ios", "value": "99.5",
-     "offer": "bags"},
+     "offer": "bags", "store": "s2", "channel": "web"},
+    {"spend": 1, "store": 3, "channel": "App", "value": 1, "offer": "bags"},
+    {"spend": 2, "store": "s9", "channel": None, "value": 2, "offer": "paper"},
     {"spend": None, "visits": "", "member": None, "optin": None, "country": None, "device": None, "value": 0,
      "offer": "paper"},
     {"spend": -30, "visits": 1, "member": True, "optin": 0, "country": "Brasil", "device": "android", "value": -4,
@@ -238,6 +243,8 @@ def tabular_records(n: int) -> list[dict[str, Any]]:
             "optin": bool(rng.random() < 0.5), "country": countries[int(rng.integers(0, len(countries)))],
             "device": ["ios", "web", "android", None][int(rng.integers(0, 4))],
             "value": round(float(rng.lognormal(3, 1.5)), 2), "offer": ["bags", "kitchen", "paper"][int(rng.integers(0, 3))],
+            "store": ["s1", "s2", "3", "s4", "s5", None][int(rng.integers(0, 6))],
+            "channel": ["app", "web", "mail", None][int(rng.integers(0, 4))],
         })
     return out
 
@@ -340,6 +347,9 @@ def schema_error_vectors() -> list[dict[str, Any]]:
         ("bool_fill", {"columns": [{"name": "a", "kind": "boolean", "fill": 0.5}]}),
         ("tail_one", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": ["x"], "tail_buckets": 1}]}),
         ("tail_text", {"columns": [{"name": "a", "kind": "onehot", "vocabulary": ["x"], "tail_buckets": "many"}]}),
+        ("index_no_embed", {"columns": [{"name": "a", "kind": "index", "vocabulary": ["x"]}]}),
+        ("index_embed_text", {"columns": [{"name": "a", "kind": "index", "vocabulary": ["x"], "embed": "8"}]}),
+        ("index_empty_vocab", {"columns": [{"name": "a", "kind": "index", "vocabulary": [], "embed": 8}]}),
         ("task", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "ranking"}),
         ("classes_one", {"columns": [{"name": "a", "kind": "hash", "buckets": 3}], "task": "multiclass",
                          "classes": ["x"]}),

@@ -1,5 +1,8 @@
 """New families in JavaScript: Node trains the regression and multiclass artifacts like the Python SDK,
-and a headless Chromium completes a round of the regression model against the real server.
+the Node Client completes a round of the multiclass model and a headless Chromium one of the regression
+model against the real server.  The
+regression model embeds the country (an Embedding fed by an "index" column), so both runtimes train
+an Embedding too.
 
 The artifacts are exported by ``models.export`` from the Online Retail customer tables
 (models.tables) in a child process (TensorFlow stays out of the test process).
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 import requests
 
+from edge_sdk.families import protocol_for
 from edge_sdk.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +29,9 @@ import sys
 from models import tables
 from models.export import export
 rows = tables.build_customer_tables()[sys.argv[2]]
+embed = {"country": int(sys.argv[5])} if len(sys.argv) > 5 else None
 export("tabular", sys.argv[1], rows=rows[:1200], label=sys.argv[3], task=sys.argv[4], drop=["customer_id"],
-       hidden=8, purpose="customer_insights", model=sys.argv[2], seed=0)
+       hidden=8, purpose="customer_insights", model=sys.argv[2], seed=0, embed=embed)
 """
 
 
@@ -37,13 +42,17 @@ def _f32(h: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tabular_artifacts(tmp_path_factory) -> dict[str, Path]:
     out = {}
-    for task, table, label in (("regression", "customer_value", "next_3m_spend"),
-                               ("multiclass", "next_offer", "next_offer")):
+    # the regression model feeds the country to a 4-wide Embedding (an "index" column: ONNX Gather/ScatterND),
+    # so Node and Chromium run an Embedding's lookup and gradient too
+    for task, table, label, embed in (("regression", "customer_value", "next_3m_spend", ["4"]),
+                                      ("multiclass", "next_offer", "next_offer", [])):
         d = tmp_path_factory.mktemp(task) / "artifact"
-        proc = subprocess.run([sys.executable, "-c", EXPORT, str(d), table, label, task], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-c", EXPORT, str(d), table, label, task, *embed], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[task] = d
+    kinds = {c.name: c.kind for c in Trainer(out["regression"]).manifest.schema().columns}
+    assert kinds["country"] == "index"
     return out
 
 
@@ -67,19 +76,25 @@ def test_node_trains_new_families_like_python(tmp_path, tabular_artifacts, table
         params = tr.initial_params()
         for o in orders:
             params = tr.train(params, (x[o], y[o]), epochs=1, lr=0.1, shuffle=False).params
-        refs[task] = (x, y, params, tr.predict(params, x[:10]))
+        ev = protocol_for(tr.manifest, tr).evaluate(None, "m", [{**r, "consent": tr.manifest.purpose} for r in records],
+                                                     k=3, consent_field="consent", purposes=None)
+        refs[task] = (x, y, params, tr.predict(params, x[:10]), ev.metrics)
         spec["cases"][task] = {"artifact": str(tabular_artifacts[task]), "records": records, "orders": orders,
                                "lr": 0.1}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run_node([js_tests / "tabular_parity.test.mjs"], {"FEDMARK_TABULAR": str(tmp_path / "spec.json")})
     node = json.loads((tmp_path / "out.json").read_text())
-    for task, (x, y, params, pred) in refs.items():
+    for task, (x, y, params, pred, metrics) in refs.items():
         n = node[task]
         assert np.array_equal(_f32(n["x"]), x.ravel()) and np.array_equal(_f32(n["y"]), y), task
         diff = max(float(np.max(np.abs(_f32(h) - p.ravel()))) for h, p in zip(n["params"], params))
         print(f"{task}: max |JS - Python| parameter difference after 2 epochs {diff:.3g}")
         assert diff <= TOL, task
         assert np.allclose(_f32(n["pred"]), pred.ravel(), rtol=1e-5, atol=TOL), task
+        # evaluate() through the JS plug-in reports the Python SDK's metrics (MAE/RMSE, top-k accuracy)
+        assert set(n["metrics"]) == set(metrics), task
+        for name, value in metrics.items():
+            assert n["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), (task, name)
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +113,39 @@ def live_model(tmp_path_factory, tabular_artifacts):
                "hyperparams": {"epochs": 2, "learning_rate": 0.1}}
         assert requests.put(f"{srv.base_url}/v1/models/customer-value/training", json=cfg, headers=h,
                             timeout=30).status_code == 200
+        # the multiclass model on the same server, for the Node Client's round
+        r = requests.post(f"{srv.base_url}/v1/models/next-offer/versions", data=_artifact_tgz(tabular_artifacts["multiclass"]),
+                          headers={**h, "Content-Type": "application/gzip"}, timeout=60)
+        assert r.status_code in (200, 201), r.text
+        assert requests.put(f"{srv.base_url}/v1/models/next-offer/training", json=cfg, headers=h,
+                            timeout=30).status_code == 200
         r = requests.post(f"{srv.base_url}/v1/admin/app-keys", json={"partner": "default", "region": "eu"}, headers=h,
                           timeout=30)
         yield LiveModel(srv.base_url, srv.admin_token, "customer-value", 1, r.json()["app_key"], art)
+
+
+def test_node_client_round_of_a_multiclass_model(tmp_path, live_model, tabular_artifacts, table_rows, reference,
+                                                 run_node, js_tests, node_modules):
+    art = tabular_artifacts["multiclass"]
+    records = [{**r, "consent": PURPOSE} for r in table_rows["next_offer"][1200:1500]]
+    holdout = [{**r, "consent": PURPOSE} for r in table_rows["next_offer"][1500:1700]]
+    rng = np.random.default_rng(5)
+    orders = [rng.permutation(len(records)).tolist() for _ in range(2)]
+    spec = {"server": live_model.base_url, "app_key": live_model.app_key, "model": "next-offer", "records": records,
+            "holdout": holdout, "orders": orders, "storage": str(tmp_path / "devices"), "out": str(tmp_path / "out.json"),
+            "conditions": {"charging": True, "unmetered": True, "idle": True, "battery": 1.0}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_node([js_tests / "tabular_client.test.mjs"], {"FEDMARK_TABULAR_CLIENT": str(tmp_path / "spec.json")})
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert live_model.round(out["round_id"])["accepted"] == 1 and out["num_examples"] == len(records)
+    ref = reference(art, records, orders, out["lr"], out["clip_norm"])
+    js = np.frombuffer(bytes.fromhex(out["delta"]), "<f4")
+    assert js.size == ref.vector.size and float(np.max(np.abs(js - ref.vector))) <= TOL
+    tr = Trainer(art)
+    ev = protocol_for(tr.manifest, tr).evaluate(None, "m", holdout, k=2, consent_field="consent", purposes=None)
+    assert set(out["metrics"]) == set(ev.metrics) == {"accuracy", "top2_accuracy", "loss", "n"}
+    for name, value in ev.metrics.items():
+        assert out["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
 @pytest.mark.browser

@@ -20,13 +20,13 @@ import { ContractError } from './contract_errors.js';
 import { paramsFile } from './manifest.js';
 import { requiredPurposes, uploadHeaders } from './protocol.js';
 import { parseRequirement } from './consent_signals.js';
-import { DEFAULT_SEGMENT_CUTS, evaluationEntry, logLoss, scoreHistogram, segmentCounts, topK } from './reports.js';
+import { DEFAULT_SEGMENT_CUTS, segmentCounts } from './reports.js';
 import { CONSENT_FIELD } from './consent.js';
-import { prepareInteractions, prepareTabular, loadRecords } from './data.js';
+import { loadRecords } from './data.js';
 import { PersonalStore } from './personal.js';
 import { ensureEligible } from './eligibility.js';
 import {
-  AuthenticationError, ConfigurationError, ConsentError, EdgeError, ModelError, RejectedUpdateError, SchemaError, ServerError,
+  AuthenticationError, ConfigurationError, ConsentError, EdgeError, ModelError, RejectedUpdateError, ServerError,
   TransportError,
 } from './errors.js';
 import { Outbox } from './outbox.js';
@@ -37,7 +37,7 @@ import { getJSON, putJSON } from './storage.js';
 import { ModelCache } from './sync.js';
 import { parseTask } from './task.js';
 import { Trainer } from './trainer.js';
-import { supportsVerb } from './families/index.js';
+import { verbRefusal } from './families/index.js';
 import { RetryPolicy, Transport } from './transport.js';
 
 /** Server answers that mean a queued update can never be accepted: drop it (the contract's codes.js). */
@@ -306,11 +306,9 @@ export class Client {
     await progress({ stage: 'sync', model, version: task.version, roundId: task.roundId });
     const synced = await this.sync(model, task.version, { manifestUrl: task.manifestUrl });
     const { manifest } = synced;
-    if (!supportsVerb(manifest, 'train')) {
-      throw new ConfigurationError(`'${model}' is a ${manifest.family} model (protocol ${manifest.protocol}); this JavaScript SDK trains supervised-tabular and mf-reconstruction models`);
-    }
-    const recommender = manifest.family === 'recommender';
+    this._ensureVerb(model, manifest, 'train', 'train()');
     const trainer = await this._trainerFor(synced);
+    const plugin = trainer.protocol; // what differs between kinds of model (./families/): input, device-only state
     // compile the graph during the sync stage, so the first epoch's progress measures training, not loading
     await converted('loading the model', () => trainer.session('train_epoch'));
     // Consent follows the task: its consent_signals, else its consent_purposes (the manifest's purpose only if the
@@ -321,25 +319,19 @@ export class Client {
     const decided = decideRecords(rows, requirement, deviceSignals, this.consentField, await this._withdrawnTest(rows));
     if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
     const subjects = await this._subjects(rows, decided);
-    const data = recommender
-      ? prepareInteractions(rows, manifest, { strict, consentField: this.consentField, allowed: decided.allowed })
-      : prepareTabular(rows, manifest, { withLabel: true, strict, consentField: this.consentField, allowed: decided.allowed });
-    if (recommender && !data.items.length) throw new SchemaError('none of the consented records names an item this model knows; nothing to train');
+    const data = plugin.trainingInput(rows, { strict, consentField: this.consentField, allowed: decided.allowed });
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
-    // the recommender's user vector stays on the device (federated reconstruction): start from the stored one
-    const personal = recommender ? await this._personalState(model, manifest, trainer, s) : null;
+    // device-only state (the recommender's user vector) starts from the stored one and never leaves the device
+    const personal = plugin.needsPersonalState ? await this._personalState(model, manifest, trainer, s) : null;
     const old = await converted('loading the initial parameters', () => trainer.initialParams());
     const epochs = Number(task.hyperparams.epochs ?? manifest.hyperparams.epochs ?? 1);
     const lr = Number(task.hyperparams.learning_rate ?? manifest.hyperparams.learning_rate ?? 0.1);
     await progress({ stage: 'train', epoch: 0, epochs, loss: NaN, examples: data.report.used,
       excludedNoConsent: data.report.excludedNoConsent });
     const onEpoch = (e) => progress({ stage: 'train', ...e, examples: data.report.used });
-    const result = await converted('local training', () => (recommender
-      ? trainer.train(old, data.items, { local: personal.local, epochs, lr, seed: s, plan, onEpoch })
-      : trainer.train(old, { x: data.x, y: data.y }, { epochs, lr, seed: s, order, onEpoch })));
-    if (recommender) {
-      await this.personal.save(model, result.local, [...personal.history, ...data.items.map((i) => String(manifest.features.items[i]))]);
-    }
+    const result = await converted('local training', () => trainer.train(old, data.data, {
+      local: personal?.local ?? null, epochs, lr, seed: s, order, plan, onEpoch }));
+    await plugin.afterTraining(this.personal, model, data.data, result, personal?.history ?? []);
     const prepared = buildUpdate(result.params, old, manifest.params, {
       clipNorm: task.clipNorm, numExamples: result.numExamples, encoding: task.encoding, localNoise: task.localNoise,
       random: this._random });
@@ -449,9 +441,7 @@ export class Client {
   async score(model, records, { version = null, signals = null } = {}) {
     const rows = loadRecords(records);
     const synced = await this._inferenceModel(model, version);
-    if (!supportsVerb(synced.manifest, 'score')) {
-      throw new ConfigurationError(`score() needs a model that scores each record; '${model}' is a ${synced.manifest.family} model (protocol ${synced.manifest.protocol})`);
-    }
+    this._ensureVerb(model, synced.manifest, 'score', 'score()');
     // consent: the mapping the last task for this model carried (as the Python SDK), else the manifest's purpose
     const requirement = await this._recallConsent(model);
     let allowed = null;
@@ -460,14 +450,14 @@ export class Client {
       if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, requirement, decided, this.consentField));
       allowed = decided.allowed;
     }
-    const data = prepareTabular(rows, synced.manifest, { withLabel: false, consentField: this.consentField, allowed });
     const trainer = await this._trainerFor(synced);
-    const out = new Float64Array(rows.length).fill(NaN);
-    if (data.kept.length) {
-      const probs = await converted('scoring', () => trainer.predict(trainer.initialParams(), data.x));
-      data.kept.forEach((i, j) => { out[i] = probs[j]; });
-    }
-    return out;
+    return converted('scoring', () => trainer.protocol.scores(rows, { consentField: this.consentField, allowed }));
+  }
+
+  /** Refuse a verb the model's protocol does not support (ConfigurationError naming what it needs). */
+  _ensureVerb(model, manifest, verb, call) {
+    const refusal = verbRefusal(model, manifest, verb, call);
+    if (refusal !== null) throw new ConfigurationError(refusal);
   }
 
   /** Keep the consent mapping a task carried for `model`, for scoring and segments between tasks. */
@@ -504,16 +494,15 @@ export class Client {
     const rows = loadRecords(records);
     const synced = await this._inferenceModel(model, null);
     const { manifest } = synced;
-    if (manifest.family !== 'recommender') throw new ConfigurationError(`'${model}' is a ${manifest.family} model; recommend()/personalize() need a recommender model`);
-    const { items, report } = prepareInteractions(rows, manifest, { consentField: this.consentField,
-      allowed: decideRecords(rows, parseRequirement(null, [manifest.purpose]), null, this.consentField, await this._withdrawnTest(rows)).allowed });
-    if (!items.length) throw new SchemaError('none of the consented records names an item this model knows');
+    this._ensureVerb(model, manifest, 'recommend', 'personalize()');
     const trainer = await this._trainerFor(synced);
+    const { data, report } = trainer.protocol.trainingInput(rows, { consentField: this.consentField,
+      allowed: decideRecords(rows, parseRequirement(null, [manifest.purpose]), null, this.consentField, await this._withdrawnTest(rows)).allowed });
     const s = seed ?? Math.floor(this._random() * 2 ** 31);
     const personal = await this._personalState(model, manifest, trainer, s);
-    const result = await converted('personalisation', () => trainer.train(trainer.initialParams(), items,
+    const result = await converted('personalisation', () => trainer.train(trainer.initialParams(), data,
       { local: personal.local, seed: s, plan }));
-    await this.personal.save(model, result.local, [...personal.history, ...items.map((i) => String(manifest.features.items[i]))]);
+    await trainer.protocol.afterTraining(this.personal, model, data, result, personal.history);
     return report;
   }
 
@@ -522,34 +511,27 @@ export class Client {
     if (!(Number.isInteger(k) && k >= 1)) throw new ConfigurationError(`k must be an integer >= 1, got ${k}`);
     const synced = await this._inferenceModel(model, null);
     const { manifest } = synced;
-    if (manifest.family !== 'recommender') throw new ConfigurationError(`'${model}' is a ${manifest.family} model; recommend()/personalize() need a recommender model`);
+    this._ensureVerb(model, manifest, 'recommend', 'recommend()');
     const { local, history } = await this.personal.load(model, manifest.local_params);
     if (!Object.keys(local).length) {
       throw new ConfigurationError(`no personal state for '${model}' on this device yet: call train() or personalize() with the customer's interactions first`);
     }
-    const items = manifest.features.items.map(String);
-    const index = new Map(items.map((c, i) => [c, i]));
-    const seen = [...new Set([...history, ...exclude.map(String)])].filter((c) => index.has(c)).map((c) => index.get(c));
     const trainer = await this._trainerFor(synced);
-    const scores = await converted('recommendation', () => trainer.predict(trainer.initialParams(), null, { local }));
-    return topK(scores, k, seen).map((i) => items[i]);
+    return converted('recommendation', () => trainer.protocol.recommend(local, k, [...history, ...exclude.map(String)]));
   }
 
   /**
-   * Metrics on a local holdout, aggregates only (the Python SDK's evaluate for propensity models): loss, n,
-   * positive rate and the per-label score histogram.
+   * Metrics on a local holdout, aggregates only, as the model's protocol defines them: binary models loss, n,
+   * positive rate and the per-label score histogram; regression MAE/RMSE; multiclass accuracy and top-`k`
+   * accuracy (histogram null for both).
    */
-  async evaluate(model, records, { version = null } = {}) {
+  async evaluate(model, records, { version = null, k = 10 } = {}) {
     const rows = loadRecords(records);
     const synced = await this._inferenceModel(model, version);
-    if (synced.manifest.family !== 'propensity') throw new ConfigurationError(`evaluate() in this SDK version needs a propensity model; '${model}' is a ${synced.manifest.family} model`);
-    const data = prepareTabular(rows, synced.manifest, { withLabel: true, consentField: this.consentField });
+    this._ensureVerb(model, synced.manifest, 'evaluate', 'evaluate()');
     const trainer = await this._trainerFor(synced);
-    const p = await converted('evaluation', () => trainer.predict(trainer.initialParams(), data.x));
-    const n = data.y.length;
-    const positiveRate = n ? data.y.reduce((a, b) => a + b, 0) / n : NaN;
-    return { model, version: synced.manifest.version, metrics: { loss: logLoss(data.y, p), n, positive_rate: positiveRate },
-      histogram: scoreHistogram(data.y, p), data: data.report };
+    const ev = await converted('evaluation', () => trainer.protocol.evaluate(rows, { consentField: this.consentField, k }));
+    return { model, version: synced.manifest.version, metrics: ev.metrics, histogram: ev.histogram, data: ev.report };
   }
 
   // ------------------------------------------------------------------ federated evaluation, segments
@@ -574,18 +556,15 @@ export class Client {
       const version = Number(entry.version);
       const synced = await this._inferenceModel(line, version);
       const { manifest } = synced;
-      if (manifest.family !== 'propensity') {
-        throw new ConfigurationError(`model '${model}' is not a binary model: federated validation of recommenders is not supported by this SDK version`);
-      }
+      this._ensureVerb(model, manifest, 'validate', 'validate()');
       const purposes = requiredPurposes(named, typeof task.purpose === 'string' ? task.purpose : null, manifest.purpose);
       await this._rememberConsent(line, task.consent_signals ?? null, purposes);
       const decided = decideRecords(rows, parseRequirement(task.consent_signals ?? null, purposes), deviceSignals,
         this.consentField, withdrawn);
       if (!decided.allowed.some(Boolean)) throw new ConsentError(nothingAllowed(rows, parseRequirement(task.consent_signals ?? null, purposes), decided, this.consentField));
-      const data = prepareTabular(rows, manifest, { withLabel: true, consentField: this.consentField, allowed: decided.allowed });
       const trainer = await this._trainerFor(synced);
-      const p = await converted('evaluation', () => trainer.predict(trainer.initialParams(), data.x));
-      const report = evaluationEntry(version, data.y, p);
+      const report = await converted('evaluation', () => trainer.protocol.validationEntry(version, rows,
+        { consentField: this.consentField, allowed: decided.allowed }));
       if (report !== null) reports.push(report);
     }
     if (!reports.length) throw new ConsentError('no consented record to evaluate on: nothing was reported');

@@ -29,7 +29,7 @@ function manifestFloat(v, what) {
   }
 }
 
-export const COLUMN_KINDS = Object.freeze(['numeric', 'onehot', 'hash', 'boolean']);
+export const COLUMN_KINDS = Object.freeze(['numeric', 'onehot', 'hash', 'boolean', 'index']);
 export const NUMERIC_TRANSFORMS = Object.freeze(['', 'log1p']);
 export const LABEL_TASKS = Object.freeze(['binary', 'regression', 'multiclass']);
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'y', 't']);
@@ -66,16 +66,30 @@ function manifestInt(v, what) {
 /** One input column and the rule that encodes it (see Column in fedmark/contract/features.py). */
 export class Column {
   constructor({ name, kind, mean = 0.0, std = 1.0, fill = null, vocabulary = [], buckets = 0, tailBuckets = 0,
-    indicator = false, transform = '' }) {
+    indicator = false, transform = '', embed = 0 }) {
     Object.assign(this, { name, kind, mean, std, fill, vocabulary: Object.freeze([...vocabulary]), buckets,
-      tailBuckets, indicator, transform });
+      tailBuckets, indicator, transform, embed });
     Object.freeze(this);
   }
 
   get width() {
     if (this.kind === 'numeric' || this.kind === 'boolean') return 1 + (this.indicator ? 1 : 0);
-    if (this.kind === 'onehot') return this.vocabulary.length + Math.max(1, this.tailBuckets);
+    if (this.kind === 'onehot') return this.cardinality;
+    if (this.kind === 'index') return 1; // the category's slot as a float, for an Embedding inside the model
     return this.buckets;
+  }
+
+  /** How many distinct slots a category can take (onehot's width; an index column's Embedding rows). */
+  get cardinality() {
+    return this.vocabulary.length + Math.max(1, this.tailBuckets);
+  }
+
+  /** The slot of a categorical value (onehot, index): vocabulary position, else a tail bucket or the unknown slot. */
+  categorySlot(v, missing, lookup) {
+    const known = missing ? undefined : lookup.get(pyStr(v));
+    if (known !== undefined) return known;
+    if (this.tailBuckets) return this.vocabulary.length + hashBucket(missing ? '' : pyStr(v), this.tailBuckets);
+    return this.vocabulary.length;
   }
 
   static fromJSON(d) {
@@ -111,16 +125,21 @@ export class Column {
       }
       return new Column({ name, kind, fill, indicator });
     }
-    if (kind === 'onehot') {
+    if (kind === 'onehot' || kind === 'index') {
       const vocab = field(d, 'vocabulary', null);
       if (!Array.isArray(vocab) || !vocab.length) {
-        throw new ManifestError(`column ${pyRepr(name)}: onehot needs a non-empty vocabulary list`);
+        throw new ManifestError(`column ${pyRepr(name)}: ${kind} needs a non-empty vocabulary list`);
       }
       const tail = manifestInt(field(d, 'tail_buckets', 0), `column ${pyRepr(name)}: tail_buckets`);
       if (tail < 0 || tail === 1) {
         throw new ManifestError(`column ${pyRepr(name)}: tail_buckets must be 0 (one unknown slot) or >= 2, got ${tail}`);
       }
-      return new Column({ name, kind, vocabulary: vocab.map(pyStr), tailBuckets: tail });
+      const embed = kind === 'index' ? field(d, 'embed', 0) : 0;
+      if (kind === 'index' && !(typeof embed === 'number' && Number.isInteger(embed) && embed >= 1)) {
+        throw new ManifestError(`column ${pyRepr(name)}: an index column needs embed (the Embedding width) >= 1, `
+          + `got ${pyRepr(embed)}`);
+      }
+      return new Column({ name, kind, vocabulary: vocab.map(pyStr), tailBuckets: tail, embed });
     }
     let buckets;
     try {
@@ -234,7 +253,7 @@ export class FeatureSchema {
     const bad = new Uint8Array(n);
     const lookup = new Map();
     for (const c of this.columns) {
-      if (c.kind === 'onehot') lookup.set(c.name, new Map(c.vocabulary.map((v, i) => [v, i])));
+      if (c.kind === 'onehot' || c.kind === 'index') lookup.set(c.name, new Map(c.vocabulary.map((v, i) => [v, i])));
     }
     const classIndex = new Map(this.classes.map((c, i) => [c, i]));
     for (let i = 0; i < n; i += 1) {
@@ -280,14 +299,9 @@ export class FeatureSchema {
           x[off] = flag === null ? (c.fill || 0.0) : (flag ? 1.0 : 0.0);
           if (c.indicator) x[off + 1] = missing ? 1.0 : 0.0;
         } else if (c.kind === 'onehot') {
-          const known = missing ? undefined : lookup.get(c.name).get(pyStr(v));
-          if (known !== undefined) {
-            x[off + known] = 1.0;
-          } else if (c.tailBuckets) {
-            x[off + c.vocabulary.length + hashBucket(missing ? '' : pyStr(v), c.tailBuckets)] = 1.0;
-          } else {
-            x[off + c.vocabulary.length] = 1.0;
-          }
+          x[off + c.categorySlot(v, missing, lookup.get(c.name))] = 1.0;
+        } else if (c.kind === 'index') {
+          x[off] = c.categorySlot(v, missing, lookup.get(c.name));
         } else {
           x[off + hashBucket(missing ? '' : pyStr(v), c.buckets)] = 1.0;
         }

@@ -101,8 +101,11 @@ export class Client {
   score(model: string, records: DeviceRecord[], options?: { version?: number | null; signals?: ConsentSignals | null }): Promise<Float64Array | number[]>;
   /** Federated evaluation: aggregates only (count, loss sum, score histogram) per version the server names. */
   validate(model: string, records: DeviceRecord[], options?: { signals?: ConsentSignals | (() => ConsentSignals) | null }): Promise<Record<string, unknown>>;
-  evaluate(model: string, records: DeviceRecord[], options?: { version?: number | null }): Promise<{ model: string; version: number;
-    metrics: { loss: number; n: number; positive_rate: number }; histogram: ScoreHistogramJSON; data: DataReport }>;
+  /** Local holdout metrics as the protocol defines them: binary {loss, n, positive_rate} + histogram; regression
+   * {mae, rmse, n}; multiclass {accuracy, top<k>_accuracy, loss, n} (histogram null for both). */
+  evaluate(model: string, records: DeviceRecord[], options?: { version?: number | null; k?: number }): Promise<{
+    model: string; version: number; metrics: Record<string, number>; histogram: ScoreHistogramJSON | null;
+    data: DataReport }>;
   /** Scores on the device, reports only counts per audience segment; resolves to the counts sent. */
   reportSegments(model: string, records: DeviceRecord[], options?: { cuts?: [string, number][]; signals?: ConsentSignals | null }): Promise<Record<string, number>>;
   personalize(model: string, records: DeviceRecord[], options?: { seed?: number | null; plan?: unknown }): Promise<DataReport>;

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 
+import { verbRefusal } from '../../../edge_sdk/web/src/families/index.js';
 import { Manifest } from '../../../edge_sdk/web/src/manifest.js';
 import { loadTrainer, readArtifactDir } from '../../../edge_sdk/web/src/node_artifact.js';
 import { Trainer } from '../../../edge_sdk/web/src/trainer.js';
@@ -30,8 +31,24 @@ for (const [task, s] of Object.entries(spec.cases)) {
     assert.equal(res.numExamples, rows);
     const pred = await trainer.predict(res.params, x.subarray(0, 10 * schema.width));
     await assert.rejects(trainer.train(old, { x, y: y.map(() => NaN) }), /NaN/);
+    for (const [slot, card, name] of trainer.protocol.indexSlots) { // an Embedding's index outside its table
+      const bad = Float32Array.from(x);
+      bad[3 * schema.width + slot] = card;
+      await assert.rejects(trainer.train(old, { x: bad, y }), new RegExp(`x slot ${slot} \\(column '${name}'\\) feeds an Embedding`));
+    }
+    assert.equal(trainer.protocol.indexSlots.length, task === 'regression' ? 1 : 0);
+    // the Client's evaluate() is the plug-in's: local holdout metrics of the artifact's initial parameters
+    const consented = s.records.map((r) => ({ ...r, consent: trainer.manifest.purpose }));
+    const ev = await trainer.protocol.evaluate(consented, { consentField: 'consent', k: 3 });
+    assert.equal(ev.histogram, null);
+    // what the Client refuses instead of branching on a family: a class distribution is not one score per record
+    const scoreRefusal = verbRefusal('m', trainer.manifest, 'score', 'score()');
+    if (task === 'multiclass') assert.match(scoreRefusal, /score\(\) needs a model that scores each record/);
+    else assert.equal(scoreRefusal, null);
+    assert.match(verbRefusal('m', trainer.manifest, 'recommend', 'recommend()'), /needs a recommender model/);
     await trainer.close();
-    results[task] = { x: hex(x), y: hex(y), params: res.params.map(hex), loss: res.loss, pred: hex(pred) };
+    results[task] = { x: hex(x), y: hex(y), params: res.params.map(hex), loss: res.loss, pred: hex(pred),
+      metrics: ev.metrics };
   });
 }
 

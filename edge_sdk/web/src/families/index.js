@@ -54,8 +54,29 @@ export class TrainingProtocol {
     }
   }
 
-  /** Client verbs the protocol supports ('train', 'score', 'recommend'). */
+  /**
+   * Client verbs the protocol supports: 'train', 'score' (one number per record), 'evaluate' (local holdout
+   * metrics), 'validate' (federated evaluation's histogram report), 'recommend' (recommend()/personalize()).
+   */
   get verbs() { return new Set(); }
+
+  // ---------------------------------------------------------------- device side (what the Client asks)
+  // The Client runs consent, sync, clipping and upload the same way for every protocol; what it feeds the
+  // Trainer and what it keeps afterwards are these methods' (the twin of edge_sdk/families/base.py).
+
+  /** Whether a run starts from device-only state (PersonalStore) that must be kept between runs. */
+  get needsPersonalState() { return false; }
+
+  /**
+   * The Trainer's input from consented records: {data, report}; `data` goes to Trainer.train as is.
+   * `opts`: {strict, consentField, allowed} (allowed = the per-record consent decision).
+   */
+  trainingInput(_rows, _opts) {
+    throw new TypeError(`protocol ${this.constructor.protocol} does not say how records become training input`);
+  }
+
+  /** Keep what stays on the device after a local run (nothing by default). */
+  async afterTraining(_store, _model, _data, _result, _history) {}
 }
 
 const REGISTRY = new Map();
@@ -84,4 +105,25 @@ export function protocolFor(manifest, trainer = null) {
 /** Whether a Client verb applies to a manifest's protocol (what the Client checks instead of the family). */
 export function supportsVerb(manifest, verb) {
   return protocolFor(manifest).verbs.has(verb);
+}
+
+/** What a Client verb needs, in words, for the error that refuses it. */
+const VERB_NEEDS = {
+  train: 'a model this SDK can train',
+  score: 'a model that scores each record',
+  evaluate: 'a model with a local evaluation',
+  validate: 'a binary model (federated validation reports a score histogram)',
+  recommend: 'a recommender model',
+};
+
+/**
+ * The reason a Client verb (`call`, e.g. 'score()') does not apply to `model`'s protocol, or null when it does:
+ * the one place the Client's "wrong kind of model" errors are worded.
+ */
+export function verbRefusal(model, manifest, verb, call) {
+  const plugin = protocolFor(manifest);
+  if (plugin.verbs.has(verb)) return null;
+  const other = plugin.verbs.has('recommend') ? ' — use recommend()' : '';
+  return `${call} needs ${VERB_NEEDS[verb] ?? verb}; '${model}' is a ${manifest.family} model (protocol `
+    + `${manifest.protocol}, which supports ${[...plugin.verbs].sort().join(', ')})${other}`;
 }

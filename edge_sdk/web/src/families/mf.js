@@ -2,7 +2,10 @@
 // edge_sdk/families/mf.py).  The device samples negatives, reconstructs its private user vector with the
 // items frozen (recon_epoch), then trains only the item rows it touched (train_epoch on gathered blocks).
 
+import { prepareInteractions } from '../data.js';
+import { SchemaError } from '../errors.js';
 import { permutation, seededRandom } from '../random.js';
+import { topK } from '../reports.js';
 import { TrainerError, TrainingProtocol, registerProtocol, scalar, tensor, weightedLoss } from './index.js';
 
 export class MFReconstruction extends TrainingProtocol {
@@ -11,6 +14,31 @@ export class MFReconstruction extends TrainingProtocol {
   static graphs = ['train_epoch', 'recon_epoch', 'infer'];
 
   get verbs() { return new Set(['train', 'recommend']); }
+
+  /** The user vector and the purchase history stay on the device between runs (federated reconstruction). */
+  get needsPersonalState() { return true; }
+
+  /** {data: the customer's item indices, report}; refuses records naming no item this model knows. */
+  trainingInput(rows, { strict = false, consentField, allowed = null } = {}) {
+    const { items, report } = prepareInteractions(rows, this.manifest, { strict, consentField, allowed });
+    if (!items.length) throw new SchemaError('none of the consented records names an item this model knows; nothing to train');
+    return { data: items, report };
+  }
+
+  /** Keep the new user vector and add the items trained on to the purchase history (nothing is uploaded). */
+  async afterTraining(store, model, items, result, history) {
+    const codes = this.manifest.features.items;
+    await store.save(model, result.local, [...history, ...Array.from(items, (i) => String(codes[i]))]);
+  }
+
+  /** Top-`k` item codes for the stored user vector `local`, excluding `seen` codes (history and exclusions). */
+  async recommend(local, k, seen) {
+    const items = this.manifest.features.items.map(String);
+    const index = new Map(items.map((c, i) => [c, i]));
+    const skip = [...new Set(seen.map(String))].filter((c) => index.has(c)).map((c) => index.get(c));
+    const scores = await this.predict(this.trainer.initialParams(), null, { local });
+    return topK(scores, k, skip).map((i) => items[i]);
+  }
 
   _positives(data) {
     const nItems = this.manifest.params[0].shape[0];

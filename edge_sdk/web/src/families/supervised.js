@@ -4,7 +4,9 @@
 // one-hot); infer returns probabilities [N], predictions [N] or class probabilities [N*C].
 
 import { ManifestError } from '../contract_errors.js';
+import { prepareTabular } from '../data.js';
 import { permutation, seededRandom } from '../random.js';
+import { evaluationEntry, logLoss, scoreHistogram } from '../reports.js';
 import {
   TrainerError, TrainingProtocol, allFinite, registerProtocol, scalar, tensor, weightedLoss,
 } from './index.js';
@@ -24,12 +26,29 @@ export class SupervisedTabular extends TrainingProtocol {
   }
 
   get verbs() {
-    return new Set(this.task === 'multiclass' ? ['train'] : ['train', 'score']);
+    const verbs = ['train', 'evaluate'];
+    if (this.task !== 'multiclass') verbs.push('score'); // one number per record, not a class distribution
+    if (this.task === 'binary') verbs.push('validate'); // the fleet's histogram report is for probabilities
+    return new Set(verbs);
   }
 
   /** Width of a tabular row (features.width, else the first parameter's input dimension). */
   get width() {
     return Number(this.manifest.features?.width ?? this.manifest.params[0].shape[0]);
+  }
+
+  /** [slot in x, cardinality, column] of each "index" column: what an Embedding inside the graph looks up. */
+  get indexSlots() {
+    if (this._indexSlots === undefined) {
+      const out = [];
+      let off = 0;
+      for (const c of this.schema.columns) {
+        if (c.kind === 'index') out.push([off, c.cardinality, c.name]);
+        off += c.width;
+      }
+      this._indexSlots = out;
+    }
+    return this._indexSlots;
   }
 
   /** Label columns of y as the graph takes it: C for multiclass (one-hot), else 1. */
@@ -46,6 +65,15 @@ export class SupervisedTabular extends TrainingProtocol {
     }
     if (!allFinite(xa)) throw new TrainerError('x contains NaN or Inf; the schema encoder fills missing values, use it');
     const n = xa.length / width;
+    for (const [slot, card, name] of this.indexSlots) {
+      for (let r = 0; r < n; r += 1) {
+        const id = xa[r * width + slot];
+        if (!(id >= 0 && id < card && Number.isInteger(id))) {
+          throw new TrainerError(`x slot ${slot} (column '${name}') feeds an Embedding and must hold category indices `
+            + `0..${card - 1}; encode records with manifest.schema().encode(records)`);
+        }
+      }
+    }
     if (y === undefined) return { x: xa, n };
     const ya = y instanceof Float32Array ? y : Float32Array.from(y);
     if (ya.length !== n) throw new TrainerError(`x has ${n} rows but y has ${ya.length} labels`);
@@ -144,6 +172,86 @@ export class SupervisedTabular extends TrainingProtocol {
     feeds.x = tensor(ort, xa, [n, this.width]);
     return (await this.trainer.run('infer', feeds))[0];
   }
+
+  // ---------------------------------------------------------------- device side
+  /** {data: {x, y}, report} from consented, labelled records. */
+  trainingInput(rows, { strict = false, consentField, allowed = null } = {}) {
+    const enc = prepareTabular(rows, this.manifest, { withLabel: true, strict, consentField, allowed });
+    return { data: { x: enc.x, y: enc.y }, report: enc.report };
+  }
+
+  /** One score per record (Float64Array); records refused by consent or the schema get NaN. */
+  async scores(rows, { consentField, allowed = null } = {}) {
+    const enc = prepareTabular(rows, this.manifest, { withLabel: false, consentField, allowed });
+    const out = new Float64Array(rows.length).fill(NaN);
+    if (enc.kept.length) {
+      const p = await this.predict(this.trainer.initialParams(), enc.x);
+      enc.kept.forEach((i, j) => { out[i] = p[j]; });
+    }
+    return out;
+  }
+
+  /**
+   * Metrics on a local holdout, aggregates only: binary {loss, n, positive_rate} and the per-label score
+   * histogram; regression {mae, rmse, n} in label units; multiclass {accuracy, top<k>_accuracy, loss, n}
+   * (the Python SDK's regression_metrics / multiclass_metrics).
+   */
+  async evaluate(rows, { consentField, allowed = null, k = 10 } = {}) {
+    const enc = prepareTabular(rows, this.manifest, { withLabel: true, consentField, allowed });
+    const out = await this.predict(this.trainer.initialParams(), enc.x);
+    const y = enc.y;
+    const n = y.length;
+    if (this.task === 'regression') return { metrics: regressionMetrics(y, out), histogram: null, report: enc.report };
+    if (this.task === 'multiclass') {
+      return { metrics: multiclassMetrics(y, out, this.schema.classes.length, k), histogram: null, report: enc.report };
+    }
+    const positiveRate = n ? y.reduce((a, b) => a + b, 0) / n : NaN;
+    return { metrics: { loss: logLoss(y, out), n, positive_rate: positiveRate }, histogram: scoreHistogram(y, out),
+      report: enc.report };
+  }
+
+  /** The federated-evaluation entry for `version` on consented records (null when none is usable). */
+  async validationEntry(version, rows, { consentField, allowed = null } = {}) {
+    const enc = prepareTabular(rows, this.manifest, { withLabel: true, consentField, allowed });
+    const p = await this.predict(this.trainer.initialParams(), enc.x);
+    return evaluationEntry(version, enc.y, p);
+  }
+}
+
+/** MAE, RMSE and n in label units (NaN when empty), as edge_sdk/families/supervised.py. */
+export function regressionMetrics(y, pred) {
+  const n = y.length;
+  if (!n) return { mae: NaN, rmse: NaN, n: 0 };
+  let abs = 0;
+  let sq = 0;
+  for (let i = 0; i < n; i += 1) {
+    const e = pred[i] - y[i];
+    abs += Math.abs(e);
+    sq += e * e;
+  }
+  return { mae: abs / n, rmse: Math.sqrt(sq / n), n };
+}
+
+/** Top-1 and top-k accuracy (k capped at the number of classes), log loss and n, as the Python SDK. */
+export function multiclassMetrics(y, probs, classes, k) {
+  const n = y.length;
+  const kk = Math.max(1, Math.min(Math.trunc(k), classes));
+  const name = `top${kk}_accuracy`;
+  if (!n) return { accuracy: NaN, [name]: NaN, loss: NaN, n: 0 };
+  let top1 = 0;
+  let topk = 0;
+  let loss = 0;
+  for (let i = 0; i < n; i += 1) {
+    const row = Array.from(probs.subarray(i * classes, (i + 1) * classes));
+    const truth = y[i];
+    // rank of the true class under a stable descending sort: classes ahead of it score higher, or tie earlier
+    let ahead = 0;
+    for (let c = 0; c < classes; c += 1) if (row[c] > row[truth] || (row[c] === row[truth] && c < truth)) ahead += 1;
+    if (ahead === 0) top1 += 1;
+    if (ahead < kk) topk += 1;
+    loss -= Math.log(Math.min(1, Math.max(1e-7, row[truth])));
+  }
+  return { accuracy: top1 / n, [name]: topk / n, loss: loss / n, n };
 }
 
 registerProtocol(SupervisedTabular);
