@@ -45,7 +45,7 @@ function consented(records, manifest, field, purposes, allowed = null) {
 }
 
 /**
- * Consent-filter and encode records for the propensity family.
+ * Consent-filter and encode records for any supervised tabular family (binary, regression, multiclass).
  * Returns {x, y, rows, width, kept, report}: `kept` holds the caller's index of each row of x.
  * `purposes`: what a record's consent must cover — a task's `requiredPurposes(manifest.purpose)`;
  * null outside a task (scoring): the manifest's purpose.  `allowed`: the per-record consent decision, which then
