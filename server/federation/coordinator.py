@@ -130,7 +130,10 @@ def model_info(store: Store, model: str, region: str, now: float) -> dict[str, A
         conn.execute(update(schema.federation_regions).where(schema.federation_regions.c.region == region)
                      .values(last_seen=now))
         rnd = _open_round(conn, model)
-    return {"model": model, "version": v.version, "num_params": manifest_of(v).num_params, "epsilon": v.epsilon,
+    # An admin-published version holds no device data: its guarantee is epsilon 0, so a region's first
+    # sub-round on it accounts a finite epsilon (a version without any guarantee stays None).
+    eps = 0.0 if v.kind == "publish" and v.epsilon is None else v.epsilon
+    return {"model": model, "version": v.version, "num_params": manifest_of(v).num_params, "epsilon": eps,
             "delta": v.delta, "round": _round_json(rnd), "server_time": now}
 
 

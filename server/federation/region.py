@@ -157,7 +157,7 @@ class RegionAgent:
         r, v = schema.rounds, schema.versions
         with self.store.read() as conn:
             rows = conn.execute(
-                select(r.id, r.version, r.aggregate_sha, v.contributors, v.epsilon, v.delta, v.metrics)
+                select(r.c.id, r.c.version, r.c.aggregate_sha, v.c.contributors, v.c.epsilon, v.c.delta, v.c.metrics)
                 .select_from(r.join(v, and_(v.c.model == r.c.model, v.c.version == r.c.result_version)))
                 .where(r.c.model == model, r.c.state == CLOSED, v.c.status == HELD,
                        r.c.id.not_in(select(fp.c.round_id))).order_by(r.c.created_at)).all()
