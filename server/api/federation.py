@@ -2,9 +2,10 @@
 
 Two kinds of caller:
 
-* the coordinator's **admin** issues region credentials, makes a model
-  federated and reads the federation status (``/v1/federation/status`` also
-  answers on a regional server: its links and push outbox);
+* the coordinator's **admin** issues region credentials and makes a model
+  federated; admins and marketers read the federation status for the
+  dashboard (``/v1/federation/status``: regions and the counts they pushed,
+  which are at least k; on a regional server its links and push outbox);
 * a **regional server**, with its region credential, reads the model it
   follows, downloads global parameters and pushes its regional aggregate.
   These server-to-server routes do not go through the model access decision
@@ -118,7 +119,7 @@ def push(model: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/federation/status")
-@requires("admin")
+@requires("marketer")  # the dashboard's view: regions and k-thresholded counts, nothing of a device
 def status():  # type: ignore[no-untyped-def]
     return jsonify(get_federation().status())
 

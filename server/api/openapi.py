@@ -112,7 +112,7 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
      "Idempotency-Key (coordinator)", ["region"], "application/octet-stream",
      {"201": "stored", "200": "stored before (duplicate)"}),
     ("/v1/federation/status", "get", "Regions and their contributions (coordinator) or links and pushes (region)",
-     ["admin"], None, {"200": "status"}),
+     ["admin", "marketer"], None, {"200": "status"}),
     ("/v1/federation/tick", "post", "Run the role's federation pass now", ["admin"], None, {"200": "what it did"}),
 ]
 

@@ -179,6 +179,8 @@ def accept(store: Store, blobs: BlobStore, model: str, region: str, key: str, me
         dup = conn.execute(select(fa).where(fa.c.idem_key == key)).first()
         if dup is not None:
             return _duplicate(dup, region)
+        if config_for(conn, model) is None:
+            raise ApiError(404, "not_federated", f"model {model!r} runs no global rounds on this coordinator")
         m = require_model(conn, model)
         num = manifest_of(version_row(conn, model, m.current_version)).num_params
     if len(body) != 4 * num:

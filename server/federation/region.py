@@ -47,7 +47,7 @@ from server.federation.coordinator import FINAL_REFUSALS
 from server.federation.upstream import Refused, Upstream, UpstreamError
 from server.governance import audit
 from server.governance.policy import current_policy
-from server.registry.service import add_round_version, version_row
+from server.registry.service import add_round_version, manifest_of, version_row
 from server.rounds.state import CLOSED, abandon_open
 from server.storage import BlobStore, Store, schema
 
@@ -133,6 +133,10 @@ class RegionAgent:
                 return None  # installed before (another process, or a rollback here): nothing to do
             m = conn.execute(select(schema.models).where(schema.models.c.name == model)).one()
             base = version_row(conn, model, m.current_version)
+        local_n = manifest_of(base).num_params
+        if int(info["num_params"]) != local_n:
+            raise UpstreamError(f"model {model!r} has {local_n} parameters here and {info['num_params']} on the "
+                                "coordinator: publish the coordinator's artifact on this regional server")
         _, data = self.upstream.call("GET", f"/v1/federation/models/{model}/versions/{gv}/params")
         params = np.frombuffer(data, dtype="<f4")
         now = self.now
