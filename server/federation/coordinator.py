@@ -289,8 +289,14 @@ def close_round(store: Store, blobs: BlobStore, round_id: str, now: float) -> in
             return None
         aggs = conn.execute(select(fa).where(fa.c.global_round == round_id).order_by(fa.c.region)).all()
         left_out = sorted(_active_regions(conn) - {a.region for a in aggs})
-        if len(aggs) < rnd.min_regions:
+        current = conn.execute(select(schema.models.c.current_version).where(schema.models.c.name == rnd.model)
+                               ).scalar_one()
+        reason = None
+        if current != rnd.version:  # an admin published or rolled back meanwhile: these deltas are for another base
+            reason = f"the model's current version changed to v{current} during the round (trained on v{rnd.version})"
+        elif len(aggs) < rnd.min_regions:
             reason = f"{len(aggs)} regional aggregate(s), fewer than min_regions={rnd.min_regions}"
+        if reason is not None:
             conn.execute(update(fr).where(fr.c.id == round_id).values(reason=reason))
             conn.execute(update(fa).where(fa.c.global_round == round_id).values(used=False))
             audit.append_one(conn, now, "federation.round.closed", model=rnd.model, code="nothing_published",

@@ -93,12 +93,27 @@ def test_three_regions_on_postgres_only_aggregates_cross_and_a_killed_region_is_
             states = _rows(ap_url, "SELECT state FROM rounds ORDER BY created_at")
             assert states[-1][0] == "abandoned"
 
+            # ---- global round 3: the coordinator is SIGKILLed while eu and us push; restarted, it stores each
+            # push exactly once (regions retry with the same key) and publishes at the round's deadline
+            for r in ("eu", "us"):
+                topo.wait_linked(r, 3)
+                sent += run_region_round(topo, r, 4, 3)
+            topo.coordinator.kill()  # type: ignore[union-attr]
+            topo.coordinator.restart()  # type: ignore[union-attr]
+            v4 = topo.wait_global(4, timeout=40)["versions"][-1]
+            assert sorted(v4["metrics"]["regions"]) == ["eu", "us"], v4["metrics"]
+            per_round = _rows(g_url, f"SELECT region, count(*) FROM federation_aggregates WHERE global_round = "
+                                     f"'{v4['metrics']['global_round']}' GROUP BY region ORDER BY region")
+            assert per_round == [("eu", 1), ("us", 1)]
+            for url in (eu_url, us_url):
+                assert [s[0] for s in _rows(url, "SELECT state FROM federation_pushes")] == ["acked"] * 3
+
             # ---- what the coordinator holds: regional aggregates only
             text = _all_text(g_url)
             assert "-dev-" not in text
             for table in ("devices", "tasks", "updates", "receipts", "round_sums", "contributions"):
                 assert _count(g_url, table) == 0, table
-            assert _count(g_url, "federation_aggregates") == 5
+            assert _count(g_url, "federation_aggregates") == 7
             log = topo.coordinator.log()  # type: ignore[union-attr]
             assert "-dev-" not in log and "global round" in log
             stored = {p.read_bytes() for p in blobs.rglob("*") if p.is_file()}
