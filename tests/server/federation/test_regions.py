@@ -8,6 +8,7 @@ published when a region is SIGKILLed mid-round (the others, at the deadline) and
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_three_regions_on_postgres_only_aggregates_cross_and_a_killed_region_is_
     names = ["global", "eu", "us", "apac"]
     with pg_database() as g_url, pg_database() as eu_url, pg_database() as us_url, pg_database() as ap_url:
         urls = dict(zip(names, [g_url, eu_url, us_url, ap_url]))
-        with Topology(tmp_path, database_urls=urls, goal=4, deadline_s=8.0, min_regions=2) as topo:
+        with Topology(tmp_path, database_urls=urls, goal=4, deadline_s=6.0, min_regions=2) as topo:
             sent: list[np.ndarray] = []
             # ---- global round 1: every region trains its own devices and pushes one aggregate
             for r in topo.regions:
@@ -97,6 +98,8 @@ def test_three_regions_on_postgres_only_aggregates_cross_and_a_killed_region_is_
             # push exactly once (regions retry with the same key) and publishes at the round's deadline
             for r in ("eu", "us"):
                 topo.wait_linked(r, 3)
+            _fresh_global_round(topo, min_left_s=4.0)
+            for r in ("eu", "us"):
                 sent += run_region_round(topo, r, 4, 3)
             topo.coordinator.kill()  # type: ignore[union-attr]
             topo.coordinator.restart()  # type: ignore[union-attr]
@@ -120,8 +123,23 @@ def test_three_regions_on_postgres_only_aggregates_cross_and_a_killed_region_is_
             assert not any(u.astype("<f4").tobytes() in stored for u in sent)
             # and the held regional results never became a region's current version
             for r, url in (("eu", eu_url), ("us", us_url)):
-                kinds = _rows(url, f"SELECT kind, status FROM versions WHERE model='{MODEL}' ORDER BY version")
-                assert [k for k in kinds if k[1] == "regional"] and kinds[-1][0] == "federated", (r, kinds)
+                topo.wait_linked(r, 4)
+                held = _rows(url, f"SELECT count(*) FROM versions WHERE model='{MODEL}' AND status='regional'")
+                current = _rows(url, f"SELECT v.kind FROM versions v JOIN models m ON m.name = v.model AND "
+                                     f"m.current_version = v.version WHERE m.name = '{MODEL}'")
+                assert held == [(3,)] and current == [("federated",)], (r, held, current)
+
+
+def _fresh_global_round(topo: Topology, min_left_s: float) -> None:
+    """Wait until the open global round has at least ``min_left_s`` before its deadline (a round that
+    opened while the test restarted a region may be nearly over: it closes unpublished, the next one opens)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        rounds = [r for r in topo.status()["rounds"] if r["state"] == "open"]
+        if rounds and rounds[0]["deadline"] - time.time() >= min_left_s:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no fresh global round: {topo.status()['rounds'][:2]}")
 
 
 def _blob(root: Path, sha: str) -> bytes:
