@@ -49,6 +49,12 @@ class Topology:
     deadline_s: float = 8.0
     min_regions: int = 2
     sync_s: float = 0.2
+    #: A real trainer artifact (its manifest names the model) and a training configuration for the regions;
+    #: None: a synthetic MODEL of ``num_params`` and the DP config above.  ``server_optimizer``: the coordinator's.
+    artifact: Path | None = None
+    training: dict[str, Any] | None = None
+    server_optimizer: dict[str, Any] | None = None
+    model: str = MODEL
     coordinator: ServerProcess | None = None
     servers: dict[str, ServerProcess] = field(default_factory=dict)
     fleets: dict[str, Fleet] = field(default_factory=dict)
@@ -64,12 +70,14 @@ class Topology:
 
     def start(self) -> "Topology":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        art = make_artifact(self.workdir / "artifact", MODEL, ((self.num_params,),), seed=7)
+        art = self.artifact or make_artifact(self.workdir / "artifact", MODEL, ((self.num_params,),), seed=7)
         self.coordinator = self._start("global", ["--role", "global"], {})
         coord = Fleet(self.coordinator.base_url, self.coordinator.admin_token)
-        coord.publish_dir(art, MODEL)
-        coord.ok(coord.admin("PUT", f"/v1/federation/models/{MODEL}",
-                             json={"deadline_s": self.deadline_s, "min_regions": self.min_regions}))
+        coord.publish_dir(art, self.model)
+        fed: dict[str, Any] = {"deadline_s": self.deadline_s, "min_regions": self.min_regions}
+        if self.server_optimizer is not None:
+            fed["server_optimizer"] = self.server_optimizer
+        coord.ok(coord.admin("PUT", f"/v1/federation/models/{self.model}", json=fed))
         for region in self.regions:
             self.credentials[region] = coord.ok(coord.admin("POST", "/v1/federation/regions",
                                                             json={"region": region}), 201)["credential"]
@@ -77,9 +85,10 @@ class Topology:
                                        self.coordinator.base_url], {"FEDMARK_UPSTREAM_TOKEN": self.credentials[region]})
             self.servers[region] = srv
             f = Fleet(srv.base_url, srv.admin_token)
-            f.publish_dir(art, MODEL)
-            f.train(MODEL, goal=self.goal, min_clients=max(1, self.goal - 1), deadline_s=60.0,
-                    noise_multiplier=self.noise_multiplier, clip={"norm": 1.0, "adaptive": False})
+            f.publish_dir(art, self.model)
+            f.train(self.model, **(self.training or dict(
+                goal=self.goal, min_clients=max(1, self.goal - 1), deadline_s=60.0,
+                noise_multiplier=self.noise_multiplier, clip={"norm": 1.0, "adaptive": False})))
             self.fleets[region] = f
         for region in self.regions:
             self.wait_linked(region, 1)
@@ -107,9 +116,9 @@ class Topology:
     def linked(self, region: str) -> int | None:
         """The global version the region's current local version holds (None before its first pull)."""
         f = self.fleets[region]
-        cur = f.model(MODEL)["current_version"]
+        cur = f.model(self.model)["current_version"]
         for link in self.status(region)["links"]:
-            if link["model"] == MODEL and link["local_version"] == cur:
+            if link["model"] == self.model and link["local_version"] == cur:
                 return int(link["global_version"])
         return None
 
@@ -122,7 +131,7 @@ class Topology:
             time.sleep(0.1)
 
     def wait_global(self, version: int, timeout: float = 60.0) -> dict[str, Any]:
-        return self.coord.wait_version(MODEL, version, timeout)
+        return self.coord.wait_version(self.model, version, timeout)
 
 
 def run_region_round(topo: Topology, region: str, n: int, round_no: int, upload: int | None = None,
