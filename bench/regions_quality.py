@@ -43,6 +43,13 @@ def _training(goal: int, n_devices: int, z: float, opt: dict[str, Any]) -> dict[
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"rows": args.rows, "rounds": args.rounds, "goal_per_region": args.goal, "runs": []}
+    for seed in args.seed:
+        out["runs"] += run_seed(args, seed)
+    return out
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     from edge_sdk.trainer import Trainer
     from examples.demo.fleet import AppKeys, published_params, run_sync_round
     from examples.demo.propensity import PropensityConfig, make_devices
@@ -54,13 +61,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from server.testing import running_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-regions-quality-"))
-    rng = np.random.default_rng(args.seed)
-    train, test = data_mod.stratified_split(data_mod.load_bank(), seed=args.seed)
+    rng = np.random.default_rng(seed)
+    train, test = data_mod.stratified_split(data_mod.load_bank(), seed=seed)
     keep = int(args.rows * 0.75)
     train = [train[i] for i in sorted(rng.choice(len(train), keep, replace=False))]
     test = [test[i] for i in sorted(rng.choice(len(test), args.rows - keep, replace=False))]
     artifact = work / "artifact"
-    export("propensity", artifact, train_records=train, seed=args.seed, epochs=5, learning_rate=0.1)
+    export("propensity", artifact, train_records=train, seed=seed, epochs=5, learning_rate=0.1)
     manifest = load_artifact_manifest(artifact)
     x_test, y_test, _ = manifest.schema().encode(test)
     trainer = Trainer(artifact)
@@ -71,11 +78,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         params = published_params(admin, manifest.model, version, manifest)
         return float(roc_auc(y_test, np.asarray(trainer.predict(params, x_test)).ravel()))
 
-    out: dict[str, Any] = {"rows": args.rows, "rounds": args.rounds, "goal_per_region": args.goal, "runs": []}
+    runs: list[dict[str, Any]] = []
     for z in args.noise:
         for system in ("federated", "single"):
             root = work / f"{system}-{z}"
-            devices = make_devices(train, cfg, manifest.purpose, root / "devices", np.random.default_rng(args.seed))
+            devices = make_devices(train, cfg, manifest.purpose, root / "devices", np.random.default_rng(seed))
             by_region = {r: [d for d in devices if d.region == r] for r in REGIONS}
             curve = []
             if system == "federated":
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for r in REGIONS:  # each region's DP sampling rate is that of its own devices
                         topo.fleets[r].train(manifest.model, **configs[r])
                     keys = {r: AppKeys(topo.fleets[r]) for r in REGIONS}
-                    rngs = {r: np.random.default_rng(args.seed + i) for i, r in enumerate(REGIONS)}
+                    rngs = {r: np.random.default_rng(seed + i) for i, r in enumerate(REGIONS)}
                     for k in range(1, args.rounds + 1):
                         threads = [threading.Thread(target=run_sync_round, args=(
                             topo.fleets[r], manifest.model, by_region[r], keys[r], rngs[r]), kwargs={"goal": args.goal})
@@ -108,28 +115,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     admin.publish_dir(artifact, manifest.model)
                     admin.train(manifest.model, **_training(3 * args.goal, len(devices), z, opt))
                     keys_one = AppKeys(admin)
-                    rr = np.random.default_rng(args.seed)
+                    rr = np.random.default_rng(seed)
                     for k in range(1, args.rounds + 1):
                         run_sync_round(admin, manifest.model, devices, keys_one, rr, goal=3 * args.goal)
                         admin.wait_version(manifest.model, k + 1, timeout=300)
                         curve.append(auc(admin, k + 1))
-            out["runs"].append({"system": system, "noise_multiplier": z, "auc": curve,
-                                "devices": {r: len(v) for r, v in by_region.items()}})
-            print(json.dumps(out["runs"][-1]), flush=True)
+            runs.append({"system": system, "noise_multiplier": z, "seed": seed, "auc": curve,
+                         "devices": {r: len(v) for r, v in by_region.items()}})
+            print(json.dumps(runs[-1]), flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    return out
+    return runs
 
 
 def report(res: dict[str, Any]) -> str:
+    """Per noise multiplier: the last round's held-out AUC, mean over seeds, and the per-seed differences."""
     rows = []
     for z in sorted({r["noise_multiplier"] for r in res["runs"]}):
-        got = {r["system"]: r["auc"] for r in res["runs"] if r["noise_multiplier"] == z}
-        f, s = got.get("federated", []), got.get("single", [])
-        rows.append([z, res["rounds"], f"3 x {res['goal_per_region']}", round(f[-1], 4) if f else None,
-                     round(s[-1], 4) if s else None, round(f[-1] - s[-1], 4) if f and s else None,
-                     round(max(f), 4) if f else None, round(max(s), 4) if s else None])
-    return table(["z", "rounds", "devices / round", "federated AUC (last)", "single AUC (last)", "difference",
-                  "federated AUC (best)", "single AUC (best)"], rows)
+        seeds = sorted({r.get("seed", 0) for r in res["runs"] if r["noise_multiplier"] == z})
+        last = {(r["system"], r.get("seed", 0)): r["auc"][-1] for r in res["runs"] if r["noise_multiplier"] == z}
+        half = {(r["system"], r.get("seed", 0)): r["auc"][len(r["auc"]) // 2 - 1] for r in res["runs"]
+                if r["noise_multiplier"] == z}
+        diffs = [last["federated", s] - last["single", s] for s in seeds if ("federated", s) in last and ("single", s) in last]
+        mids = [half["federated", s] - half["single", s] for s in seeds if ("federated", s) in half and ("single", s) in half]
+        rows.append([z, res["rounds"], f"3 x {res['goal_per_region']}", len(seeds),
+                     round(float(np.mean([last["federated", s] for s in seeds])), 4),
+                     round(float(np.mean([last["single", s] for s in seeds])), 4),
+                     " / ".join(f"{d:+.3f}" for d in diffs), " / ".join(f"{d:+.3f}" for d in mids)])
+    return table(["z", "rounds", "devices / round", "seeds", "federated AUC (last, mean)", "single AUC (last, mean)",
+                  "difference per seed (last round)", "difference per seed (half-way)"], rows)
 
 
 def main() -> int:
@@ -139,7 +152,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--goal", type=int, default=10, help="devices per region per round")
     ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.7])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2], help="seeds (split, devices, sampling)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.report:
