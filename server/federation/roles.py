@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from server.errors import ApiError
 
 __all__ = ["SINGLE", "REGION", "GLOBAL", "ROLES", "role_of", "DEVICE_PATHS", "refuse_device_route",
-           "require_role", "app_key_region", "holds_folds", "check_region_config"]
+           "require_role", "app_key_region", "holds_folds", "check_region_config", "sync_only_on_region"]
 
 SINGLE, REGION, GLOBAL = "single", "region", "global"
 ROLES = (SINGLE, REGION, GLOBAL)
@@ -55,6 +55,15 @@ def app_key_region(config: Mapping[str, Any], region: str | None) -> str | None:
         raise ApiError(400, "wrong_region", f"this is the server of region {own!r}: it issues app keys for {own!r} "
                                             f"only. Ask the server of region {region!r}, or leave 'region' out")
     return own
+
+
+def sync_only_on_region(config: Mapping[str, Any], body: Any) -> None:
+    """400 for ``mode: async`` on a regional server: a FedBuff fold never closes its round, so there is no
+    sub-round result to hold and push - the region would publish on its own and silently leave the federation."""
+    if role_of(config) == REGION and isinstance(body, Mapping) and body.get("mode", "sync") != "sync":
+        raise ApiError(400, "bad_training_config", "a regional server (--role region) trains in sync rounds only: "
+                                                   "each closed sub-round is one regional aggregate for the "
+                                                   "coordinator; set \"mode\": \"sync\"", extra={"field": "mode"})
 
 
 def holds_folds(config: Mapping[str, Any]) -> bool:

@@ -126,6 +126,8 @@ def test_a_region_trains_holds_pushes_and_resyncs(tmp_path: Path):
         assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_region"
         assert region.admin("POST", "/v1/admin/app-keys", json={"partner": "p"}).json()["region"] == "eu"
         region.publish("toy")
+        r = region.admin("PUT", "/v1/models/toy/training", json={"mode": "async", "goal": 3})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "mode"  # a FedBuff fold has no sub-round to push
         region.train("toy", goal=3, min_clients=3, noise_multiplier=0.5, clip={"norm": 1.0, "adaptive": False})
         coord.admin("POST", "/v1/federation/tick")
         region.admin("POST", "/v1/federation/tick")
