@@ -53,16 +53,21 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["fedmark_blobs"] = blobs
     app.extensions["fedmark_limiter"] = RateLimits.from_config(app.config)
     app.extensions["fedmark_token_cache"] = TokenCache(float(app.config.get("AUTH_CACHE_S") or 0))
-    RoundService().init_app(app, store, blobs)
+    rounds = RoundService()
+    rounds.init_app(app, store, blobs)
+    from server.federation.service import FederationService  # --role region / global (server/federation)
+
+    FederationService().init_app(app, store, blobs, rounds)
     from server.governance import monitor
 
     monitor.init_app(app, store)
 
-    from server.api import activation, admin, consent, devices, evaluation, governance, health, models, openapi, training
+    from server.api import activation, admin, consent, devices, evaluation, federation, governance, health, models
     from server.api import monitor as monitor_api
+    from server.api import openapi, training
 
     for module in (health, openapi, admin, devices, models, training, governance, evaluation, activation, consent,
-                   monitor_api):
+                   monitor_api, federation):
         app.register_blueprint(module.bp)
     from server.api import web  # the browser trainer page (/train) and the files it loads
 

@@ -117,6 +117,13 @@ def register(subparsers: Any) -> None:
                         "default, and secrets in query strings are redacted")
     p.add_argument("--dev", action="store_true",
                    help="run werkzeug's single-process development server instead of gunicorn")
+    p.add_argument("--role", choices=["single", "region", "global"], default=None,
+                   help="federation role (FEDMARK_ROLE; default: single): 'region' serves one region's devices and "
+                        "pushes its noised aggregate to --upstream; 'global' is the coordinator (docs/GOVERNANCE.md)")
+    p.add_argument("--region", default=None, help="the region a --role region server serves (FEDMARK_REGION)")
+    p.add_argument("--upstream", default=None,
+                   help="the coordinator's URL for --role region (FEDMARK_UPSTREAM); its credential is read from "
+                        "FEDMARK_UPSTREAM_TOKEN, never from the command line")
     p.set_defaults(func=_serve)
 
     def client_args(sp: argparse.ArgumentParser, marketer: bool = False) -> None:
@@ -296,7 +303,14 @@ def _serve(args: argparse.Namespace) -> int:
     check_database_url(args.database_url or os.environ.get("FEDMARK_DATABASE_URL"),
                        "--database-url" if args.database_url else "FEDMARK_DATABASE_URL")
     cfg = Config.from_env(DATA_DIR=args.data_dir, DATABASE_URL=args.database_url, ADMIN_TOKEN=args.admin_token,
-                          TICK_SECONDS=args.tick_seconds).finalize()
+                          TICK_SECONDS=args.tick_seconds, ROLE=getattr(args, "role", None),
+                          REGION=getattr(args, "region", None), UPSTREAM_URL=getattr(args, "upstream", None)).finalize()
+    from server.federation.roles import check_region_config
+
+    try:
+        check_region_config(cfg.as_flask())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if args.dev:
         return _serve_dev(args, cfg)
     from server.serving import ProductionServer, default_workers

@@ -95,6 +95,20 @@ class Config:
     METRICS_TOKEN: str | None = None
     #: Refuse enrolment of devices the verifier does not attest (403 attestation_required).
     ATTESTATION_REQUIRED: bool = False
+    #: Federation (server/federation, docs/GOVERNANCE.md): this server's role - ``single`` (devices, rounds and
+    #: publishing in one server), ``region`` (serves one region's devices, pushes its noised aggregate up) or
+    #: ``global`` (the coordinator: combines regional aggregates, serves no device).
+    ROLE: str = "single"
+    #: The region a ``--role region`` server serves (its app keys are issued for it alone).
+    REGION: str | None = None
+    #: The coordinator a regional server pushes to and pulls from, and its region credential (issued by the
+    #: coordinator's admin: POST /v1/federation/regions).
+    UPSTREAM_URL: str | None = None
+    UPSTREAM_TOKEN: str | None = None
+    #: Seconds between a regional server's pulls/pushes and the coordinator's global-round checks; 0: on demand only.
+    FEDERATION_SYNC_S: float = 1.0
+    #: A regional aggregate of fewer devices than this (or the policy's k_min, if larger) never leaves the region.
+    FEDERATION_K_MIN: int = 3
     TESTING: bool = False
     #: Time source; tests inject a :class:`server.clock.ManualClock`.
     CLOCK: Clock = SystemClock()
@@ -128,6 +142,12 @@ class Config:
         "FEDMARK_ATTESTATION_VERIFIER": ("ATTESTATION_VERIFIER", str),
         "FEDMARK_ATTESTATION_REQUIRED": ("ATTESTATION_REQUIRED", boolean),
         "FEDMARK_METRICS_TOKEN": ("METRICS_TOKEN", str),
+        "FEDMARK_ROLE": ("ROLE", str),
+        "FEDMARK_REGION": ("REGION", str),
+        "FEDMARK_UPSTREAM": ("UPSTREAM_URL", str),
+        "FEDMARK_UPSTREAM_TOKEN": ("UPSTREAM_TOKEN", str),
+        "FEDMARK_FEDERATION_SYNC_S": ("FEDERATION_SYNC_S", float),
+        "FEDMARK_FEDERATION_K_MIN": ("FEDERATION_K_MIN", int),
     }
 
     def __init__(self, **overrides: Any) -> None:

@@ -133,7 +133,8 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]
     def _worker_exit(_arbiter: Any, worker: Any) -> None:
         app = getattr(worker, "wsgi", None)
         ext = getattr(app, "extensions", None) or {}
-        if "fedmark_rounds" in ext:
-            ext["fedmark_rounds"].stop()
+        for name in ("fedmark_federation", "fedmark_rounds"):
+            if name in ext:
+                ext[name].stop()
         if "fedmark_store" in ext:
             ext["fedmark_store"].dispose()

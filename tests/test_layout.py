@@ -47,6 +47,7 @@ SERVER_FLOORS: list[set[str]] = [
     {"server.registry"},     # versions, artifacts, lineage
     {"server.rounds"},       # round state, tasks, ingestion, the fold
     {"server.lifecycle"},    # use cases that change versions or end rounds: policy, gate, publish, rollback
+    {"server.federation"},   # roles region/global: pull versions, push regional aggregates, global rounds
     {"server.api"},          # one blueprint per resource
     {"server.app"},
     {"server.wsgi", "server.serving"},   # what runs the app: gunicorn or werkzeug

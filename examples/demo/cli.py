@@ -13,10 +13,17 @@ def register(subparsers: Any) -> None:
                     "HTML report with plots and the figures as JSON.")
     p.add_argument("--out", default="out/demo", help="directory for artifacts, server data and the report (default: out/demo)")
     p.add_argument("--fast", action="store_true", help="small slices and few rounds (about a minute); what the test suite runs")
+    p.add_argument("--regions", action="store_true",
+                   help="instead: one server per region (eu, us, apac) under a global coordinator, each on its own "
+                        "SQLite database; one region is killed mid-round (examples/demo/regions.py)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "regions", False):
+        from examples.demo.regions import main as regions_main
+
+        return regions_main(args.out, args.fast)
     from examples.demo.run import main
 
     return main(args.out, args.fast)

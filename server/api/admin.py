@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from server.api.common import json_body, now
 from server.auth import principal, requires
@@ -14,6 +14,7 @@ from server.auth.accounts import (issue_app_key, issue_token, reset_device, revo
                                   set_consent_withdrawn)
 from server.auth.tokens import forget_verified_tokens, token_ttl
 from server.errors import ApiError
+from server.federation.roles import app_key_region
 from server.governance import audit
 from server.rounds.service import get_rounds
 from server.storage import get_store
@@ -25,7 +26,8 @@ bp = Blueprint("admin", __name__)
 @requires("admin")
 def create_app_key():  # type: ignore[no-untyped-def]
     body = json_body()
-    return jsonify(issue_app_key(get_store(), body.get("partner", "default"), now(), body.get("region"))), 201
+    region = app_key_region(current_app.config, body.get("region"))  # a regional server: its own region only
+    return jsonify(issue_app_key(get_store(), body.get("partner", "default"), now(), region)), 201
 
 
 @bp.post("/v1/admin/tokens")

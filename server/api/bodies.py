@@ -24,8 +24,9 @@ from server.errors import ApiError
 
 __all__ = ["apply_default_cap", "read_body", "json_body", "OWN_CAP_ENDPOINTS"]
 
-#: Views that set their own body limit before reading (an update's exact size; an artifact archive).
-OWN_CAP_ENDPOINTS = frozenset({"training.upload", "models.publish"})
+#: Views that set their own body limit before reading (an update's exact size; an artifact archive; a regional
+#: aggregate).
+OWN_CAP_ENDPOINTS = frozenset({"training.upload", "models.publish", "federation.push"})
 
 
 def apply_default_cap() -> None:

@@ -9,6 +9,7 @@ from server.api.bodies import read_body
 from server.api.common import json_body, now
 from server.auth import principal, requires
 from server.errors import ApiError
+from server.federation.roles import sync_only_on_region
 from server.governance import access
 from server.lifecycle import training, versions
 from server.registry import service as registry
@@ -151,6 +152,7 @@ def rollback(name: str):  # type: ignore[no-untyped-def]
 def put_training(name: str):  # type: ignore[no-untyped-def]
     body = json_body()
     _bounded_training(body)
+    sync_only_on_region(current_app.config, body)  # a regional server pushes closed sync sub-rounds only
     return jsonify(training.set_training(get_store(), name, body, principal().name, now()))
 
 

@@ -99,6 +99,21 @@ ENDPOINTS: list[tuple[str, str, str, list[str] | None, str | None, dict[str, str
      {"200": "JavaScript"}),
     ("/train/ort/{name}", "get", "onnxruntime-web module / WebAssembly (allow-listed)", None, None,
      {"200": "JavaScript or application/wasm", "503": "web_sdk_unavailable"}),
+    # federation (server/federation): "region" is a region credential of the coordinator, not a token role
+    ("/v1/federation/regions", "post", "Issue a region credential (coordinator)", ["admin"], "application/json",
+     {"201": "credential issued"}),
+    ("/v1/federation/models/{model}", "put", "Run global rounds of a model (coordinator)", ["admin"],
+     "application/json", {"200": "federation configuration"}),
+    ("/v1/federation/models/{model}", "get", "The current global version and open global round (coordinator)",
+     ["region"], None, {"200": "model info"}),
+    ("/v1/federation/models/{model}/versions/{version}/params", "get", "A global version's parameters (coordinator)",
+     ["region"], None, {"200": "little-endian float32 vector"}),
+    ("/v1/federation/models/{model}/aggregates", "post", "Push a noised regional aggregate, exactly once per "
+     "Idempotency-Key (coordinator)", ["region"], "application/octet-stream",
+     {"201": "stored", "200": "stored before (duplicate)"}),
+    ("/v1/federation/status", "get", "Regions and their contributions (coordinator) or links and pushes (region)",
+     ["admin", "marketer"], None, {"200": "status"}),
+    ("/v1/federation/tick", "post", "Run the role's federation pass now", ["admin"], None, {"200": "what it did"}),
 ]
 
 _PARAM_TYPES = {"version": {"type": "integer"}, "target": {"type": "integer"}, "token_id": {"type": "integer"}}

@@ -34,7 +34,7 @@ from server.errors import ApiError
 from server.storage import Store, schema
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-_REGION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REGION_RE = REGION_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # also a federation region's name
 #: A device secret: base64url of at least 32 random bytes (43 characters) .. 96 bytes.
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{43,128}$")
 DEFAULT_REGION = "default"

@@ -112,7 +112,7 @@ def insert_version(conn: Connection, name: str, m: Manifest, kind: str, parent: 
         epsilon=lineage.get("epsilon"), delta=lineage.get("delta"), status=status))
     if status in PUBLISHABLE:
         conn.execute(update(schema.models).where(schema.models.c.name == name).values(current_version=nxt))
-    elif status == "candidate":
+    elif status in ("candidate", "regional"):  # regional: held for the coordinator (server.federation)
         conn.execute(update(schema.models).where(schema.models.c.name == name).values(candidate=nxt))
     return nxt, digest
 
@@ -164,11 +164,13 @@ def abandoned_entries(model: str, actor: str, code: str, round_ids: list[str]) -
 
 def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, new_params: np.ndarray, *,
                       round_id: str, contributors: int, metrics: dict[str, Any], epsilon: float | None,
-                      delta: float | None, now: float, status: str | None = None) -> tuple[int, str]:
+                      delta: float | None, now: float, status: str | None = None,
+                      kind: str = "round") -> tuple[int, str]:
     """Write the version a round produced: the base's graphs with new parameters (inside the caller's transaction).
 
-    ``status``: None (current at once), ``"candidate"`` (awaits its publish gate) or ``"variant"``
-    (a leave-one-partner-out model for evaluation only; no lineage event)."""
+    ``status``: None (current at once), ``"candidate"`` (awaits its publish gate), ``"regional"`` (a regional
+    server's held result, pushed to its coordinator) or ``"variant"`` (a leave-one-partner-out model for
+    evaluation only; no lineage event).  ``kind`` ``"federated"``: a regional server's copy of a global version."""
     m = manifest_of(base)
     pname = params_file(m)
     data = np.ascontiguousarray(new_params, dtype="<f4").tobytes()
@@ -178,11 +180,11 @@ def add_round_version(conn: Connection, blobs: BlobStore, name: str, base: Any, 
     files = dict(m.files)
     files[pname] = digest_params
     new_m = dataclasses.replace(m, files=files)
-    version, digest = insert_version(conn, name, new_m, "round", base.version, now, status=status,
+    version, digest = insert_version(conn, name, new_m, kind, base.version, now, status=status,
                                       round_id=round_id, contributors=contributors, metrics=metrics, epsilon=epsilon,
                                       delta=delta)
     if status != "variant":
-        record_event(conn, name, "round", version, "server", {"round_id": round_id, "parent": base.version,
+        record_event(conn, name, kind, version, "server", {"round_id": round_id, "parent": base.version,
                                                               "contributors": contributors, "status": status}, now)
     return version, digest
 

@@ -85,7 +85,7 @@ def _all_rows(conn: Connection):  # type: ignore[no-untyped-def]
 
 
 def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float,
-         trace_path: str | None = None) -> FoldResult | None:
+         trace_path: str | None = None, hold: bool = False) -> FoldResult | None:
     """Aggregate the round's stored updates into a new version, exactly once across processes.
 
     Returns None when there is nothing to do (round not open, another process
@@ -115,13 +115,14 @@ def fold(store: Store, blobs: BlobStore, round_id: str, secret: str, now: float,
             ids = [r[0] for r in conn.execute(q)]
             if not ids or (k is not None and len(ids) < k):
                 raise _NotReady()
-            return _fold(conn, blobs, rnd, cfg, strategy, ids, secret, now, trace_path)
+            return _fold(conn, blobs, rnd, cfg, strategy, ids, secret, now, trace_path,
+                         hold and strategy.closes_round)
     except _NotReady:
         return None
 
 
 def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, strategy: Strategy, ids: list[int],
-          secret: str, now: float, trace_path: str | None) -> FoldResult | None:
+          secret: str, now: float, trace_path: str | None, hold: bool = False) -> FoldResult | None:
     """The one fold loop: every part (the whole round, or each released cell of a governed model) in turn."""
     model = conn.execute(select(schema.models).where(schema.models.c.name == rnd.model)).one()
     base = version_row(conn, rnd.model, rnd.version)
@@ -215,7 +216,7 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     version, digest = add_round_version(
         conn, blobs, rnd.model, base, new_params, round_id=rnd.id, contributors=contributors, metrics=metrics,
         epsilon=epsilon, delta=cfg.delta if dp else None, now=now,
-        status=None if policy is None else ("candidate" if gated else "published"))
+        status="regional" if hold else None if policy is None else ("candidate" if gated else "published"))
     variant_versions: dict[str, int] = {}
     if policy is not None:
         for partner, vparams in _variants(pipe, parted, state, params, released, policy, num_params).items():
@@ -244,8 +245,8 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     if policy is None:
         entries = [audit.Entry(closed, rnd.model, code="released", subject=rnd.id,
                                detail=detail | {"epsilon": epsilon, "policy_version": None, "aggregate_sha": agg_sha}),
-                   audit.Entry("version.published", rnd.model, code="round", subject=f"v{version}",
-                               detail={"version": version, "digest": digest, "epsilon": epsilon})]
+                   audit.Entry("version.regional" if hold else "version.published", rnd.model, code="round",
+                               subject=f"v{version}", detail={"version": version, "digest": digest, "epsilon": epsilon})]
     else:
         regions: dict[str, int] = {}
         for r in released:
@@ -255,7 +256,8 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
         entries.append(audit.Entry(closed, rnd.model, code="released", subject=rnd.id, detail=detail | {
             "regions": regions, "cells": len(released), "epsilon": epsilon, "policy_version": policy.version,
             "aggregate_sha": agg_sha}))
-        entries.append(audit.Entry("version.candidate" if gated else "version.published", rnd.model, code="round",
+        kind = "version.regional" if hold else "version.candidate" if gated else "version.published"
+        entries.append(audit.Entry(kind, rnd.model, code="round",
                                    subject=f"v{version}", detail={"version": version, "digest": digest,
                                                                   "epsilon": epsilon, "variants": variant_versions}))
         if stop_reason:

@@ -73,6 +73,8 @@ class RoundService:
         self.secret = ""
         self.no_task_retry = 30
         self.trace_path: str | None = None
+        #: A regional server (set by ``server.federation``) holds each closed round's result for its coordinator.
+        self.hold_folds = False
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
         self.committer: GroupCommitter | None = None
@@ -241,10 +243,12 @@ class RoundService:
                 raise ApiError(409, "no_task", f"model {model!r} has no version yet", retry_after=self.no_task_retry,
                                extra={"reason": "no_version"})
             if m.candidate is not None:
-                raise ApiError(409, "no_task", f"version {m.candidate} of {model!r} awaits its publish gate (federated "
-                                               "evaluation: POST /v1/evaluations/tasks); training resumes after the "
-                                               "decision", retry_after=self.no_task_retry,
-                               extra={"reason": "awaiting_gate"})
+                why = ("awaits the global coordinator (this regional server pushed its aggregate); training resumes "
+                       "with the next global round") if self.hold_folds else (
+                    "awaits its publish gate (federated evaluation: POST /v1/evaluations/tasks); training resumes "
+                    "after the decision")
+                raise ApiError(409, "no_task", f"version {m.candidate} of {model!r} {why}",
+                               retry_after=self.no_task_retry, extra={"reason": "awaiting_gate"})
             base = version_row(conn, model, m.current_version)
         if m.stopped:
             raise ApiError(409, "privacy_budget_exhausted", m.stopped)
@@ -330,7 +334,7 @@ class RoundService:
     def run_fold(self, round_id: str, model: str) -> aggregate.FoldResult | None:
         try:
             return aggregate.fold(self._st(), self.blobs, round_id, self.secret, self.now,  # type: ignore[arg-type]
-                                  self.trace_path)
+                                  self.trace_path, hold=self.hold_folds and not residency.is_line(model))
         except PrivacyBudgetExceeded as exc:
             self._stop_training(model, str(exc))
             return None

@@ -202,6 +202,37 @@
       ca.value === null ? null : ca.value >= 0.9 ? 'good' : 'warn');
   }
 
+  // ------------------------------------------------------------------ federation (server/federation)
+  // A coordinator lists its regions and what each pushed per global round (counts are >= k, the only
+  // thing a region sends besides its noised aggregate and epsilon); a regional server its links and pushes.
+  function drawFederation(fed, model) {
+    const show = fed && fed.role !== 'single';
+    $('federation-regions').hidden = !show;
+    $('federation-rounds').hidden = !show;
+    if (!show) return;
+    const when = (t) => (t ? new Date(1000 * t).toISOString().replace('T', ' ').slice(0, 19) : null);
+    if (fed.role === 'global') {
+      const rounds = fed.rounds.filter((r) => r.model === model);
+      const last = rounds.find((r) => r.state !== 'open');
+      $('federation-title').textContent = `Regions · ${fed.regions.length} under this coordinator`;
+      table($('federation'), [['region'], ['last seen'], ['devices contributed', true], ['last global round'], ['ε', true]],
+        fed.regions.map((g) => {
+          const agg = last ? last.aggregates.find((a) => a.region === g.region) : null;
+          return [g.region, when(g.last_seen), g.contributors_total,
+            !last ? null : agg ? `${agg.contributors} devices` : 'left out', agg && agg.epsilon !== null ? fmt(agg.epsilon) : null];
+        }));
+      table($('federation-log'), [['round'], ['state'], ['version', true], ['result', true], ['regions (devices)'], ['reason']],
+        rounds.map((r) => [r.id, { pill: r.state }, r.version, r.result_version === null ? null : `v${r.result_version}`,
+          r.aggregates.map((a) => `${a.region} ${a.contributors}`).join(' · ') || null, r.reason]));
+    } else {
+      $('federation-title').textContent = `Region ${fed.region} · coordinator ${fed.upstream}${fed.last_error ? ' · unreachable' : ''}`;
+      table($('federation'), [['model'], ['global version', true], ['local version', true]],
+        fed.links.filter((l) => l.model === model).reverse().map((l) => [l.model, `v${l.global_version}`, `v${l.local_version}`]));
+      table($('federation-log'), [['sub-round'], ['push'], ['global round'], ['at']],
+        fed.pushes.filter((p) => p.model === model).map((p) => [p.round_id, p.state, p.global_round, when(p.at)]));
+    }
+  }
+
   // ------------------------------------------------------------------ load
   async function load() {
     window.dashboardReady = false;
@@ -214,11 +245,12 @@
     const sel = $('model');
     sel.replaceChildren(...listing.map((m) => { const o = document.createElement('option'); o.value = m.name; o.textContent = m.name; return o; }));
     sel.value = model;
-    const [detail, rounds, kpis, evaluation] = await Promise.all([
+    const [detail, rounds, kpis, evaluation, federation] = await Promise.all([
       api(`/v1/models/${encodeURIComponent(model)}`),
       api(`/v1/models/${encodeURIComponent(model)}/rounds`),
       api(`/v1/kpis?model=${encodeURIComponent(model)}`),
       api(`/v1/models/${encodeURIComponent(model)}/evaluations`).catch((e) => { if (e.status === 404) return null; throw e; }),
+      api('/v1/federation/status'),
     ]);
     $('subtitle').textContent = `${model} · current version ${detail.current_version ?? '–'}${detail.candidate ? ` · candidate v${detail.candidate} awaiting its gate` : ''}${kpis.lines.length ? ` · regional lines: ${kpis.lines.join(', ')}` : ''}`;
     drawKpis(kpis);
@@ -232,6 +264,7 @@
       detail.versions.slice().reverse().map((v) => [`v${v.version}`, { pill: v.status }, v.kind, v.contributors, v.epsilon === null ? null : fmt(v.epsilon), (v.created_at || '').replace('T', ' ').slice(0, 19)]));
     table($('rounds'), [['round'], ['state'], ['version', true], ['accepted', true], ['goal', true], ['result', true], ['reason']],
       rounds.rounds.slice().reverse().map((r) => [`#${r.seq}`, { pill: r.state }, r.version, r.accepted, r.goal, r.result_version === null ? null : `v${r.result_version}`, r.reason]));
+    drawFederation(federation, model);
     status(`Loaded ${model} at ${new Date().toLocaleTimeString()}.`);
     window.dashboardReady = true;
   }

@@ -372,3 +372,83 @@ round_sums = Table(
     Column("state", LargeBinary, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# ---------------------------------------------------------------- federation (server.federation, migration 0009)
+#: Coordinator side: one credential per regional server (``--role region``), issued by the coordinator's
+#: admin.  Only the SHA-256 of the secret is kept; ``proof_key`` (= SHA-256 of the secret, hex) is the key
+#: the coordinator proves itself with (HMAC of the region's nonce), so the region knows it talks to its
+#: coordinator and not to any server that answers.
+federation_regions = Table(
+    "federation_regions", metadata,
+    Column("region", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=True),
+    Column("last_version", Integer, nullable=True),
+)
+
+#: Coordinator side: which models run global rounds, and how (``deadline_s``, ``min_regions``).
+federation_models = Table(
+    "federation_models", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: Coordinator side: global rounds.  ``open_key`` (= model while open) makes one open round per model.
+federation_rounds = Table(
+    "federation_rounds", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("open_key", String(128), nullable=True, unique=True),
+    Column("deadline", Float, nullable=False),
+    Column("min_regions", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    Column("result_version", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+#: Coordinator side: the regional aggregates pushed into a global round - the only thing that crosses a
+#: region's border.  ``idem_key`` makes a push exactly-once; one aggregate per (round, region).
+federation_aggregates = Table(
+    "federation_aggregates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idem_key", String(200), nullable=False, unique=True),
+    Column("global_round", String(40), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("contributors", Integer, nullable=False),
+    Column("clip_bits", Float, nullable=True),
+    Column("epsilon", Float, nullable=True),
+    Column("delta", Float, nullable=True),
+    Column("aggregate_sha", String(71), nullable=False),
+    Column("used", Boolean, nullable=True),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("global_round", "region", name="uq_federation_aggregates_round_region"),
+)
+
+#: Region side: which local version holds which global version (``model`` is the local model name).
+federation_links = Table(
+    "federation_links", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("global_version", Integer, primary_key=True),
+    Column("local_version", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+#: Region side: the outbox of regional aggregates - one row per local sub-round whose push ended
+#: (``state``: acked / late / withheld); a closed held round without a row is still to be pushed.
+federation_pushes = Table(
+    "federation_pushes", metadata,
+    Column("round_id", String(40), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("global_round", String(40), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("at", Float, nullable=False),
+)
