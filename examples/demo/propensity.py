@@ -51,6 +51,8 @@ class PropensityConfig:
     eval_rows_per_device: int = 500   # the held-out split spread over evaluating devices
     gate_max_regression: float = 0.01
     k_min: int = 5
+    curve_bootstrap: int = 100         # resamples of the held-out rows per learning-curve point (its band)
+    bootstrap: int = 300               # resamples for the headline runs' AUC interval
     # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
     server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.01})
 
@@ -130,7 +132,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                 base_policy = gov.policy(manifest.purpose, [d.region for d in devices], PARTNERS, k_min=cfg.k_min)
                 gov.set_policy(admin, manifest.model, base_policy)
             admin.train(manifest.model, **_training_config(cfg, len(devices), noise))
-            curve = [(0, roc_auc(y_test, score(init)))]
+            curve = [_banded(0, y_test, score(init), cfg.curve_bootstrap, cfg.seed)]
             bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
             stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
             round_rng = np.random.default_rng(cfg.seed + 1)
@@ -142,7 +144,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                 if r % cfg.eval_every == 0 or r == cfg.rounds:
                     info = admin.model(manifest.model)
                     params = published_params(admin, manifest.model, info["current_version"], manifest)
-                    curve.append((r, roc_auc(y_test, score(params))))
+                    curve.append(_banded(r, y_test, score(params), cfg.curve_bootstrap, cfg.seed))
                     bar.set_postfix(auc=f"{curve[-1][1]:.3f}")
                 bar.update(1)
             bar.close()
@@ -160,7 +162,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
             info = admin.model(manifest.model)
             params = published_params(admin, manifest.model, info["current_version"], manifest)
             scores = score(params)
-            report = binary_report(y_test, scores)
+            report = _report(y_test, scores, cfg)
             eps = [(v["version"], v["epsilon"]) for v in info["versions"] if v.get("epsilon") is not None]
             report.update(stats, version=info["current_version"], epsilon=eps[-1][1] if eps else None,
                           devices=len(devices), participating=sum(d.contributed > 0 for d in devices),
@@ -177,7 +179,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
     x_tr, y_tr, _ = schema.encode(consented)
     central = prop.train_centralized(x_tr, y_tr, hidden=int(manifest.hyperparams["hidden"]),
                                      epochs=cfg.central_epochs, lr=cfg.learning_rate, seed=cfg.seed, params=init)
-    results["runs"]["centralized"] = binary_report(y_test, score(central))
+    results["runs"]["centralized"] = _report(y_test, score(central), cfg)
     # Local-only: each device trains alone on its own consented rows; AUCs averaged.
     aucs, lifts = [], []
     pick = np.random.default_rng(cfg.seed).choice(len(devices), min(cfg.local_only_devices, len(devices)), replace=False)
@@ -198,6 +200,25 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
     results["train_rows"] = len(train)
     results["consented_train_rows"] = len(consented)
     return results
+
+
+def _banded(r: int, y: np.ndarray, scores: np.ndarray, resamples: int, seed: int) -> tuple[int, float, float, float]:
+    """A learning-curve point ``(round, AUC, low, high)``: the band is a stratified bootstrap over the
+    held-out rows, so the report shows which round-to-round moves are noise."""
+    from simulate.stats import bootstrap_auc
+
+    auc, lo, hi = bootstrap_auc(y, scores, resamples=resamples, seed=seed + r)
+    return r, auc, lo, hi
+
+
+def _report(y: np.ndarray, scores: np.ndarray, cfg: PropensityConfig) -> dict[str, Any]:
+    """The held-out metrics plus a 95 % bootstrap interval of the AUC (``auc_ci``)."""
+    from simulate.stats import bootstrap_auc
+
+    out = dict(binary_report(y, scores))
+    _auc, lo, hi = bootstrap_auc(y, scores, resamples=cfg.bootstrap, seed=cfg.seed)
+    out["auc_ci"] = [lo, hi]
+    return out
 
 
 def _auc_by_region(test: list[dict[str, Any]], x: np.ndarray, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:

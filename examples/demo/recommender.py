@@ -49,6 +49,7 @@ class RecommenderConfig:
     server_lr_later: float = 30.0
     lr_drop_round: int = 25
     bootstrap: int = 1000          # resamples of the held-out users for the intervals
+    curve_bootstrap: int = 200     # resamples of the curve's evaluation users per point (its band)
 
 
 def _records(data: Any, c: int, purpose: str, consent: bool) -> list[dict[str, Any]]:
@@ -90,6 +91,12 @@ def evaluate(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Seque
     (``resamples`` > 0: with a bootstrap interval of HR@k over ``users``)."""
     recs, truth = _hits(trainer, params, data, users, k, seed)
     return _with_interval(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
+
+
+def _point(r: int, metrics: dict[str, Any], k: int) -> tuple[int, float, float, float]:
+    """A learning-curve point ``(round, HR@k, low, high)``, the band a bootstrap over the curve's users."""
+    lo, hi = metrics[f"hr@{k}_ci"]
+    return r, metrics[f"hr@{k}"], lo, hi
 
 
 def popularity(data: Any, users: Sequence[int], train_users: Sequence[int], k: int, resamples: int = 0,
@@ -141,7 +148,7 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
                     "hyperparams": {"epochs": cfg.local_epochs}, "encoding": "q8"}
 
         admin.train(manifest.model, **training(cfg.server_lr))
-        results["curve"].append((0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
+        results["curve"].append(_point(0, evaluate(trainer, init, data, eval_users, cfg.k, cfg.seed, cfg.curve_bootstrap), cfg.k))
         stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0}
         bar = progress(total=cfg.rounds, desc="recommender federated", unit="round")
         round_rng = np.random.default_rng(cfg.seed + 1)
@@ -155,7 +162,8 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
             if r % cfg.eval_every == 0 or r == cfg.rounds:
                 info = admin.model(manifest.model)
                 params = published_params(admin, manifest.model, info["current_version"], manifest)
-                results["curve"].append((r, evaluate(trainer, params, data, eval_users, cfg.k, cfg.seed)[f"hr@{cfg.k}"]))
+                results["curve"].append(_point(r, evaluate(trainer, params, data, eval_users, cfg.k, cfg.seed,
+                                                           cfg.curve_bootstrap), cfg.k))
                 bar.set_postfix(hr=f"{results['curve'][-1][1]:.3f}")
             bar.update(1)
         bar.close()

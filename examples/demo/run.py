@@ -99,6 +99,11 @@ def _governance_rows(g: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _bands(runs: dict[str, Any], names: dict[str, str], metric: str) -> dict[str, list[float]]:
+    """Each baseline line's 95 % interval (``{label: [low, high]}``), drawn as a band under the line."""
+    return {label: runs[run][f"{metric}_ci"] for label, run in names.items() if f"{metric}_ci" in runs.get(run, {})}
+
+
 def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     from examples.demo import propensity as prop_exp
     from examples.demo import recommender as rec_exp
@@ -141,9 +146,12 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
         },
         "curves": {
             "propensity AUC": {"metric": "AUC", "runs": prop["curves"],
-                               "baselines": {"centralized": central_auc}},
+                               "baselines": {"centralized": central_auc},
+                               "baseline_bands": _bands(prop["runs"], {"centralized": "centralized"}, "auc")},
             "recommender HR@10": {"metric": "HR@10", "runs": {"federated": rec["curve"]},
-                                  "baselines": {"centralized": central_hr, "popularity": pop_hr}},
+                                  "baselines": {"centralized": central_hr, "popularity": pop_hr},
+                                  "baseline_bands": _bands(rec["runs"], {"centralized": "centralized",
+                                                                         "popularity": "popularity"}, "hr@10")},
         },
         "by_region": {f"propensity AUC by region ({name})": {"metric": "AUC", "values": vals}
                       for name, vals in prop["by_region"].items()},
