@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fedmark.contract import (UPDATE_CONTENT_TYPE, ProtocolError, UploadHeaders, WireError, decode_update,
                               encoded_size, parse_upload_headers, sha256_bytes)
+from fedmark.contract.wire import wire_error_code
 from server.auth.tokens import Principal
 from server.errors import ApiError
 from server.governance import audit, decisions
@@ -126,12 +127,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
     try:
         vec, enc = decode_update(body, manifest.num_params)
     except WireError as exc:
-        msg = str(exc)
-        if "NaN" in msg or "Inf" in msg:
-            raise ApiError(400, "non_finite", f"update rejected: {msg}; check the local training (learning rate, data)") from exc
-        if "encoding" in msg:
-            raise ApiError(400, "bad_encoding", f"update rejected: {msg}") from exc
-        raise ApiError(400, "bad_update", f"update rejected: {msg}") from exc
+        code = wire_error_code(exc)
+        hint = "; check the local training (learning rate, data)" if code == "non_finite" else ""
+        raise ApiError(400, code, f"update rejected: {exc}{hint}") from exc
     if enc not in ("f32", cfg.encoding):
         raise ApiError(400, "bad_encoding", f"the task asked for encoding {cfg.encoding!r} (or lossless 'f32'); "
                                             f"the update is {enc!r}")

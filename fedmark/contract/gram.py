@@ -1,0 +1,75 @@
+"""One device's contribution to an item-item Gram sum: the statistic a federated EASE model is solved from.
+
+Why a Gram sum: EASE (Steck 2019) needs only G = X'X = sum over customers of x_u x_u', where x_u is
+a customer's 0/1 purchase vector.  Each device can compute its own x_u x_u' and the server's
+aggregation sums them, so the purchase history itself (quantities, dates, prices, baskets) never
+leaves the device.  What does leave is honest to state: without secure aggregation or DP noise,
+one device's contribution shows the server *which* catalogue items that device bought (its
+diagonal), and the k-threshold applies only to what is published.
+
+Layout (device and server must agree, so it lives here): the symmetric Gram over ``n`` items is
+sent as its upper triangle, row-major, ``n (n + 1) / 2`` values; entry (i, j), i <= j, sits at
+``i n - i (i - 1) / 2 + (j - i)``.  A device sends only the entries it touches (a sparse body,
+:func:`fedmark.contract.wire.encode_sparse_update`): m items give m (m + 1) / 2 ones.
+
+Clipping: a device with more than ``cap`` items contributes a seeded sample of ``cap`` of them,
+so every contribution is a 0/1 vector of norm <= :func:`clip_norm_for` (cap), and the server's
+re-clip to that norm never changes an honest one.  Sampling (instead of scaling the ones down)
+keeps every summed entry an integer count of devices, which is what the k-threshold reads.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["triu_size", "triu_index", "capped_items", "gram_contribution", "gram_from_triu", "clip_norm_for"]
+
+
+def triu_size(n: int) -> int:
+    """Values in the upper triangle (diagonal included) of an n x n symmetric matrix."""
+    return n * (n + 1) // 2
+
+
+def triu_index(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Flat position of entries (i, j), i <= j, in the row-major upper triangle."""
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    if np.any(i > j) or np.any(i < 0) or np.any(j >= n):
+        raise ValueError(f"entries must satisfy 0 <= i <= j < {n}")
+    return i * n - i * (i - 1) // 2 + (j - i)
+
+
+def capped_items(items: Sequence[int], cap: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The sorted distinct items a device contributes: all of them, or a sample of ``cap``."""
+    uniq = np.unique(np.asarray(items, np.int64))
+    if cap is not None and uniq.size > cap:
+        uniq = np.sort(rng.choice(uniq, cap, replace=False))
+    return uniq
+
+
+def gram_contribution(items: Sequence[int], n: int, *, cap: int | None = None,
+                      rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted flat indices, float32 ones) of x x' over the device's (capped) items, upper triangle."""
+    chosen = capped_items(items, cap, rng or np.random.default_rng())
+    if chosen.size and (chosen[0] < 0 or chosen[-1] >= n):
+        raise ValueError(f"item indices must lie in [0, {n})")
+    ii, jj = np.triu_indices(chosen.size)
+    idx = triu_index(chosen[ii], chosen[jj], n)  # chosen is sorted, so idx comes out sorted too
+    return idx.astype(np.uint32 if triu_size(n) < 2 ** 32 else np.int64), np.ones(idx.size, np.float32)
+
+
+def gram_from_triu(vec: np.ndarray, n: int) -> np.ndarray:
+    """The dense symmetric n x n matrix (float64) from its flat upper triangle."""
+    v = np.asarray(vec, np.float64).ravel()
+    if v.size != triu_size(n):
+        raise ValueError(f"an upper triangle of {n} items has {triu_size(n)} values, got {v.size}")
+    g = np.zeros((n, n), np.float64)
+    g[np.triu_indices(n)] = v
+    return g + np.triu(g, 1).T
+
+
+def clip_norm_for(cap: int) -> float:
+    """The L2 norm of an honest contribution of ``cap`` items (all ones on cap (cap + 1) / 2 entries)."""
+    return math.sqrt(triu_size(cap))
