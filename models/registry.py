@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fedmark.contract import PROTOCOL_MF, PROTOCOL_SUPERVISED
+from fedmark.contract.gram import PROTOCOL_EASE
 
 __all__ = ["FamilyEntry", "register_family", "families", "entry", "exporter"]
 
@@ -57,6 +58,8 @@ register_family(FamilyEntry("propensity", "Bank Marketing conversion MLP (binary
                             "models.export:export_propensity", PROTOCOL_SUPERVISED))
 register_family(FamilyEntry("recommender", "Online Retail matrix factorisation (Federated Reconstruction)",
                             "models.export:export_recommender", PROTOCOL_MF))
+register_family(FamilyEntry("ease", "Online Retail item-item EASE from a federated Gram sum (k-thresholded)",
+                            "models.ease:export_ease", PROTOCOL_EASE))
 register_family(FamilyEntry("tabular", "an MLP on any CSV/Parquet table: binary, regression or multiclass",
                             "models.export:export_tabular", PROTOCOL_SUPERVISED))
 register_family(FamilyEntry("keras", "your own Keras model builder (PATH.py:FUNCTION) on a feature schema",

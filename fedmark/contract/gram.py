@@ -20,11 +20,18 @@ keeps every summed entry an integer count of devices, which is what the k-thresh
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["triu_size", "triu_index", "capped_items", "gram_contribution", "gram_from_triu", "clip_norm_for"]
+from fedmark.contract.errors import ManifestError
+
+#: The training protocol of Gram-trained models (federated EASE): devices send counts, the server solves.
+PROTOCOL_EASE = "ease-gram/1"
+
+__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "gram_contribution", "gram_from_triu", "clip_norm_for",
+           "GramSpace", "gram_space"]
 
 
 def triu_size(n: int) -> int:
@@ -73,3 +80,44 @@ def gram_from_triu(vec: np.ndarray, n: int) -> np.ndarray:
 def clip_norm_for(cap: int) -> float:
     """The L2 norm of an honest contribution of ``cap`` items (all ones on cap (cap + 1) / 2 entries)."""
     return math.sqrt(triu_size(cap))
+
+
+@dataclass(frozen=True)
+class GramSpace:
+    """What a Gram-trained model's manifest declares (``hyperparams["gram"]``): the catalogue size
+    (``items``, the first ``items`` entries of the item vocabulary), the device cap, and how the
+    server turns the sum into the published factors (``lam``, ``k_min``, ``rank``)."""
+
+    items: int
+    cap: int
+    lam: float
+    k_min: int
+    rank: int
+
+    @property
+    def num_values(self) -> int:
+        """Length of the summed upper triangle (the round's accumulator)."""
+        return triu_size(self.items)
+
+    @property
+    def max_nnz(self) -> int:
+        """The most pairs one honest body holds."""
+        return triu_size(self.cap)
+
+    @property
+    def clip_norm(self) -> float:
+        return clip_norm_for(self.cap)
+
+
+def gram_space(hyperparams: Mapping[str, Any]) -> GramSpace | None:
+    """The manifest's Gram space, or None for a model trained by parameter deltas."""
+    g = hyperparams.get("gram") if isinstance(hyperparams, Mapping) else None
+    if g is None:
+        return None
+    try:
+        space = GramSpace(int(g["items"]), int(g["cap"]), float(g["lambda"]), int(g.get("k_min", 1)), int(g["rank"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"hyperparams.gram needs integer items, cap, rank and a number lambda: {exc}") from exc
+    if not (1 <= space.cap <= space.items and 1 <= space.rank <= space.items and space.lam > 0 and space.k_min >= 1):
+        raise ManifestError(f"hyperparams.gram is out of range: {g}")
+    return space

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["threshold_counts", "nearest_psd", "ease_weights", "low_rank_factors"]
+from fedmark.contract.gram import GramSpace, gram_from_triu
+
+__all__ = ["threshold_counts", "nearest_psd", "ease_weights", "low_rank_factors", "gram_sum_of", "published_factors"]
 
 
 def threshold_counts(gram: np.ndarray, k_min: int) -> np.ndarray:
@@ -63,3 +65,17 @@ def low_rank_factors(b: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"rank must be in [1, {min(b.shape)}], got {rank}")
     u, s, vt = np.linalg.svd(b, full_matrices=False)
     return (u[:, :rank] * s[:rank]).astype(np.float32), vt[:rank].astype(np.float32)
+
+
+def gram_sum_of(mean: np.ndarray, weight: float, exact_counts: bool) -> np.ndarray:
+    """The round's Gram sum from the released mean (``sum / weight``, float32): with uniform 0/1
+    contributions and no noise every entry is an integer count, recovered exactly by rounding."""
+    s = np.asarray(mean, np.float64) * float(weight)
+    return np.rint(s) if exact_counts else s
+
+
+def published_factors(space: GramSpace, gram_triu: np.ndarray) -> np.ndarray:
+    """The flat parameters a Gram round publishes: L (items x rank), then R (rank x items), float32."""
+    b = ease_weights(gram_from_triu(gram_triu, space.items), space.lam, space.k_min)
+    left, right = low_rank_factors(b, space.rank)
+    return np.concatenate([left.ravel(), right.ravel()]).astype(np.float32)
