@@ -19,7 +19,7 @@ import numpy as np
 from edge_sdk.families.base import TrainerError, TrainingProtocol, TrainResult, register
 from edge_sdk.families.mf import MFReconstruction
 from fedmark.contract import l2_norm
-from fedmark.contract.gram import PROTOCOL_EASE, gram_contribution, gram_space
+from fedmark.contract.gram import PROTOCOL_EASE, gram_contribution, gram_space, history_seed
 from fedmark.contract.wire import encode_sparse_update
 
 __all__ = ["EaseGram", "history_vector", "contribution_body", "scores", "recommend"]
@@ -34,10 +34,11 @@ def history_vector(history: Sequence[str], item_index: Mapping[str, int], n: int
 
 
 def contribution_body(history: Sequence[str], item_index: Mapping[str, int], n: int, *, cap: int,
-                      seed: int) -> bytes:
-    """The sparse upload body of this device's capped Gram contribution (seeded sample beyond ``cap``)."""
+                      seed: int | None = None) -> bytes:
+    """The sparse upload body of this device's capped Gram contribution (beyond ``cap``: a sample seeded
+    by ``seed``, default the history's own seed, as the protocol sends it)."""
     items = sorted({item_index[i] for i in history if i in item_index})
-    idx, val = gram_contribution(items, n, cap=cap, rng=np.random.default_rng(seed))
+    idx, val = gram_contribution(items, n, cap=cap, rng=np.random.default_rng(history_seed(items) if seed is None else seed))
     return encode_sparse_update(idx, val, n * (n + 1) // 2)
 
 
@@ -86,11 +87,13 @@ class EaseGram(TrainingProtocol):
         return TrainResult(params=list(params), local={}, loss=0.0, num_examples=int(self._items(data).size))
 
     def prepare_update(self, data: Any, *, seed: int) -> Any:
-        """The upload: this device's capped Gram contribution as a sparse body (weight 1: one device, one count)."""
+        """The upload: this device's capped Gram contribution as a sparse body (weight 1: one device, one count).
+        The cap's sample is seeded by the history itself (``history_seed``), not by ``seed``."""
         from edge_sdk.update import PreparedUpdate
 
-        idx, val = gram_contribution(self._items(data), self.space.items, cap=self.space.cap,
-                                     rng=np.random.default_rng(seed))
+        items = self._items(data)
+        idx, val = gram_contribution(items, self.space.items, cap=self.space.cap,
+                                     rng=np.random.default_rng(history_seed(items)))
         body = encode_sparse_update(idx, val, self.space.num_values)
         norm = l2_norm(val)
         return PreparedUpdate(val, body, "f32", norm, norm <= self.space.clip_norm, self.space.clip_norm, 1)

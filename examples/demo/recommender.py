@@ -48,6 +48,15 @@ class RecommenderConfig:
     server_lr: float = 120.0
     server_lr_later: float = 30.0
     lr_drop_round: int = 25
+    # Which recommender the demo trains: "ease" (federated EASE from a k-thresholded Gram sum, the
+    # headline: sweeps/recommender_ease.py chose its settings) or "mf" (Federated Reconstruction MF).
+    model: str = "ease"
+    ease_rounds: int = 4           # rounds of fresh devices; the server's Gram sum runs across them
+    ease_items: int = 1000
+    ease_cap: int = 100
+    ease_lambda: float = 400.0
+    ease_k_min: int = 5
+    ease_rank: int = 256
     bootstrap: int = 1000          # resamples of the held-out users for the intervals
     curve_bootstrap: int = 200     # resamples of the curve's evaluation users per point (its band)
 
@@ -110,17 +119,32 @@ def popularity(data: Any, users: Sequence[int], train_users: Sequence[int], k: i
 
 
 def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
+    """The configured recommender's runs (``cfg.model``)."""
+    if cfg.model == "ease":
+        from examples.demo.recommender_ease import run_ease
+
+        return run_ease(out, artifact, cfg, progress)
+    return run_mf(out, artifact, cfg, progress)
+
+
+def customers(data: Any, cfg: RecommenderConfig) -> tuple[list[int], np.ndarray]:
+    """The demo's customers (all, or a seeded subset) with a training history, and who consented."""
+    rng = np.random.default_rng(cfg.seed)
+    users = np.arange(len(data.customers))
+    if cfg.customers:
+        users = np.sort(rng.choice(users, min(cfg.customers, users.size), replace=False))
+    consent = np.random.default_rng(cfg.seed + 3).random(len(data.customers)) >= cfg.no_consent
+    return [int(u) for u in users if len(data.train[u]) > 0], consent
+
+
+def run_mf(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
     from edge_sdk.trainer import Trainer
     from models import data as data_mod
     from models.export import export
     from server.testing import running_server
 
-    rng = np.random.default_rng(cfg.seed)
     data = data_mod.load_retail()
-    users = np.arange(len(data.customers))
-    if cfg.customers:
-        users = np.sort(rng.choice(users, min(cfg.customers, users.size), replace=False))
-    users = [int(u) for u in users if len(data.train[u]) > 0]
+    users, consent = customers(data, cfg)
     export("recommender", artifact, items=data.items, seed=cfg.seed, epochs=cfg.local_epochs,
            negatives=cfg.negatives, learning_rate=cfg.learning_rate, recon_steps=cfg.recon_steps)
     manifest = load_artifact_manifest(artifact)
@@ -129,7 +153,6 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
     held = [u for u in users if len(data.test[u]) > 0]
     eval_users = [int(u) for u in np.random.default_rng(cfg.seed + 7).choice(held, min(cfg.eval_users, len(held)), replace=False)]
 
-    consent = np.random.default_rng(cfg.seed + 3).random(len(data.customers)) >= cfg.no_consent
     shutil.rmtree(out / "rec-devices", ignore_errors=True)
     devices = [SimDevice(f"cust-{data.customers[u]}", region_of(data.countries[u]), PARTNER,
                          _records(data, u, manifest.purpose, bool(consent[u])), out / "rec-devices" / str(u))

@@ -20,6 +20,7 @@ keeps every summed entry an integer count of devices, which is what the k-thresh
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +31,7 @@ from fedmark.contract.errors import ManifestError
 #: The training protocol of Gram-trained models (federated EASE): devices send counts, the server solves.
 PROTOCOL_EASE = "ease-gram/1"
 
-__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "gram_contribution", "gram_from_triu", "clip_norm_for",
+__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "history_seed", "gram_contribution", "gram_from_triu", "clip_norm_for",
            "GramSpace", "gram_space"]
 
 
@@ -54,6 +55,13 @@ def capped_items(items: Sequence[int], cap: int | None, rng: np.random.Generator
     if cap is not None and uniq.size > cap:
         uniq = np.sort(rng.choice(uniq, cap, replace=False))
     return uniq
+
+
+def history_seed(items: Sequence[int]) -> int:
+    """The cap's sampling seed, a function of the (distinct) items alone: the same history always sends
+    the same sample, so a device that retries sends the same body and a central run can rebuild the
+    exact sum.  (Sampling here bounds a contribution; it is not a privacy mechanism.)"""
+    return zlib.crc32(np.unique(np.asarray(items, np.int64)).astype("<i8").tobytes())
 
 
 def gram_contribution(items: Sequence[int], n: int, *, cap: int | None = None,

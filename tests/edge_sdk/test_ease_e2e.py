@@ -50,20 +50,26 @@ def test_a_round_of_sparse_counts_publishes_central_ease(artifact, tmp_path):
     with running_server(tmp_path / "srv") as srv:
         admin = Fleet(srv.base_url, srv.admin_token)
         admin.publish_dir(artifact, manifest.model)
-        admin.train(manifest.model, mode="sync", goal=DEVICES, min_clients=DEVICES, deadline_s=60.0,
+        half = DEVICES // 2  # two rounds of fresh devices: the server's Gram sum runs across rounds
+        admin.train(manifest.model, mode="sync", goal=half, min_clients=half, deadline_s=60.0,
                     clip={"norm": clip_norm_for(10), "adaptive": False}, noise_multiplier=0.0,
                     server_optimizer={"name": "fedavg", "lr": 1.0})
         devices = [SimDevice(f"shopper-{u}", "eu", "retailer",
                              [{"CustomerID": u, "StockCode": f"SKU{i}", "consent": "recommendations"} for i in h]
                              + [{"CustomerID": u, "StockCode": "NOT-IN-CATALOGUE", "consent": "recommendations"}],
                              tmp_path / "dev" / str(u)) for u, h in enumerate(hist)]
-        out = run_sync_round(admin, manifest.model, devices, AppKeys(admin), np.random.default_rng(0), goal=DEVICES)
-        assert out.state == "closed" and out.accepted == DEVICES and out.version == 2
-        assert out.upload_bytes == sum(20 + 8 * triu_size(len(h)) for h in hist), "one sparse body per device"
+        keys = AppKeys(admin)
+        first = run_sync_round(admin, manifest.model, devices[:half], keys, np.random.default_rng(0), goal=half)
+        after_one = published_params(admin, manifest.model, first.version, manifest)
+        out = run_sync_round(admin, manifest.model, devices[half:], keys, np.random.default_rng(1), goal=half)
+        assert (first.state, out.state) == ("closed", "closed") and (first.version, out.version) == (2, 3)
+        assert first.accepted + out.accepted == DEVICES
+        assert first.upload_bytes + out.upload_bytes == sum(20 + 8 * triu_size(len(h)) for h in hist), \
+            "one sparse body per device"
         params = published_params(admin, manifest.model, out.version, manifest)
 
         # a body the protocol cannot hold is refused with a code, before it is read
-        dev = devices[0].connect(srv.base_url, AppKeys(admin).of(devices[0]))
+        dev = devices[0].connect(srv.base_url, keys.of(devices[0]))
         admin.train(manifest.model, mode="sync", goal=DEVICES, min_clients=1, deadline_s=60.0,
                     clip={"norm": clip_norm_for(10), "adaptive": False}, noise_multiplier=0.0)
         task = dev.get_task(manifest.model)
@@ -88,4 +94,7 @@ def test_a_round_of_sparse_counts_publishes_central_ease(artifact, tmp_path):
     for u in (0, 5, 17):
         device_scores = trainer.predict(params, np.array(hist[u]), local=None)
         np.testing.assert_allclose(device_scores, central[u], atol=2e-4)
+    # after the first round alone the model is central EASE of the first half only
+    np.testing.assert_allclose(trainer.predict(after_one, np.array(hist[0]), local=None),
+                               central_scores(hist[:half])[0], atol=2e-4)
     np.testing.assert_allclose((left.astype(np.float64) @ right).diagonal(), 0.0, atol=1e-4)

@@ -125,3 +125,21 @@ def test_k_threshold_zeroes_rare_pairs_and_the_solve_stays_well_posed(setup):
     b = ease_weights(g, 20.0, k_min=k)
     assert np.isfinite(b).all() and not np.diag(b).any()
     assert ease_weights(g, 20.0, k_min=1) is not None and np.array_equal(threshold_counts(g, 1), g)
+
+
+def test_the_cap_sample_depends_on_the_history_alone_and_the_space_is_validated():
+    from fedmark.contract import ManifestError
+    from fedmark.contract.gram import capped_items, gram_space, history_seed
+
+    items = list(range(0, 120, 2))
+    a = capped_items(items, 10, np.random.default_rng(history_seed(items)))
+    b = capped_items(items[::-1] + items[:5], 10, np.random.default_rng(history_seed(items[::-1] + items[:5])))
+    assert a.tolist() == b.tolist() and a.size == 10  # same distinct history, same body (a retry is identical)
+    assert history_seed(items) != history_seed(items[1:])
+    assert gram_space({}) is None
+    space = gram_space({"gram": {"items": 50, "cap": 10, "lambda": 3, "k_min": 2, "rank": 8}})
+    assert (space.num_values, space.max_nnz, space.clip_norm) == (triu_size(50), triu_size(10), clip_norm_for(10))
+    for bad in ({"items": 5, "cap": 10, "lambda": 1, "rank": 2}, {"items": 5, "cap": 2, "lambda": 0, "rank": 2},
+                {"items": 5, "cap": 2, "lambda": 1}, {"items": "x", "cap": 2, "lambda": 1, "rank": 1}):
+        with pytest.raises(ManifestError):
+            gram_space({"gram": bad})
