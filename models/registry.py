@@ -58,9 +58,9 @@ register_family(FamilyEntry("propensity", "Bank Marketing conversion MLP (binary
                             "models.export:export_propensity", PROTOCOL_SUPERVISED))
 register_family(FamilyEntry("recommender", "Online Retail matrix factorisation (Federated Reconstruction)",
                             "models.export:export_recommender", PROTOCOL_MF))
-register_family(FamilyEntry("ease", "Online Retail item-item EASE from a federated Gram sum (k-thresholded)",
-                            "models.ease:export_ease", PROTOCOL_EASE))
 register_family(FamilyEntry("tabular", "an MLP on any CSV/Parquet table: binary, regression or multiclass",
                             "models.export:export_tabular", PROTOCOL_SUPERVISED))
 register_family(FamilyEntry("keras", "your own Keras model builder (PATH.py:FUNCTION) on a feature schema",
                             "models.export:export_keras", PROTOCOL_SUPERVISED))
+register_family(FamilyEntry("ease", "Online Retail item-item EASE from a federated Gram sum (k-thresholded)",
+                            "models.ease:export_ease", PROTOCOL_EASE))

@@ -179,9 +179,18 @@ def verdicts(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append({"model": "Product recommendations (Online Retail)", "better": better,
                     "headline": "Better than best-sellers" if better else "Not better than recommending best-sellers",
                     "text": (f"For {100 * f:.1f} % of customers the next basket contains one of its 10 suggestions, "
-                             f"against {100 * p:.1f} % for the 10 best-sellers ({ratio:.2f}×). Customers' own "
-                             "vectors never leave their devices.")})
+                             f"against {100 * p:.1f} % for the 10 best-sellers ({ratio:.2f}×). " + _rec_privacy(results))})
     return out
+
+
+def _rec_privacy(results: Mapping[str, Any]) -> str:
+    """What leaves a device, for the recommender the run trained."""
+    model = results.get("recommender", {}).get("model") if isinstance(results.get("recommender"), Mapping) else None
+    if isinstance(model, Mapping) and model.get("family") == "ease":
+        return (f"Purchase histories never leave the devices: each sends once which of its items were bought "
+                f"together (up to {model.get('cap')}), and a pair of items counts only once at least "
+                f"{model.get('k_min')} customers bought it.")
+    return "Customers' own vectors never leave their devices."
 
 
 def kpi_cards(results: Mapping[str, Any]) -> list[dict[str, str]]:

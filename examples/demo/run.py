@@ -121,11 +121,14 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     central_auc = prop["runs"]["centralized"]["auc"]
     fed_auc = prop["runs"]["federated"]["auc"]
     fed_hr, central_hr, pop_hr = (rec["runs"][k]["hr@10"] for k in ("federated", "centralized", "popularity"))
+    # MF: the centralized run at the federated run's number of user steps; EASE is one pass over the same
+    # data by construction, so its centralized run is the same-model, same-data comparison.
     equal_hr = rec["runs"].get("centralized, equal user steps", {}).get("hr@10", central_hr)
+    same = "equal user steps" if "centralized, equal user steps" in rec["runs"] else "same model and data"
     # The targets of issue 13 (docs/SIMULATE.md has the sweeps behind the settings).
     targets = {
         "propensity: federated within 0.005 AUC of centralized": {"value": fed_auc - central_auc, "met": fed_auc >= central_auc - 0.005},
-        "recommender: federated >= centralized at equal user steps (HR@10)": {"value": fed_hr - equal_hr, "met": fed_hr >= equal_hr},
+        f"recommender: federated >= centralized at {same} (HR@10)": {"value": fed_hr - equal_hr, "met": fed_hr >= equal_hr},
         "recommender: federated >= 1.6x popularity HR@10": {"value": fed_hr / max(pop_hr, 1e-12), "met": fed_hr >= 1.6 * pop_hr},
     }
     kpis = _kpis(prop, rec)
