@@ -31,7 +31,7 @@ from fedmark.contract.errors import ManifestError
 #: The training protocol of Gram-trained models (federated EASE): devices send counts, the server solves.
 PROTOCOL_EASE = "ease-gram/1"
 
-__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "history_seed", "gram_contribution", "gram_from_triu", "clip_norm_for",
+__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "history_seed", "gram_contribution", "check_contribution", "gram_from_triu", "clip_norm_for",
            "GramSpace", "gram_space"]
 
 
@@ -73,6 +73,28 @@ def gram_contribution(items: Sequence[int], n: int, *, cap: int | None = None,
     ii, jj = np.triu_indices(chosen.size)
     idx = triu_index(chosen[ii], chosen[jj], n)  # chosen is sorted, so idx comes out sorted too
     return idx.astype(np.uint32 if triu_size(n) < 2 ** 32 else np.int64), np.ones(idx.size, np.float32)
+
+
+def check_contribution(indices: np.ndarray, values: np.ndarray, n: int) -> int:
+    """Raise ValueError unless (indices, values) is an honest contribution: ones on exactly every pair
+    (i <= j) of one item set.  Returns the set's size.
+
+    Why the server checks it: a body that put 70 on one pair (still inside the clip norm) would lift a
+    pair seen by one customer over the k-threshold by itself; with every body a full 0/1 triangle,
+    each published count is a number of devices (of Sybils too: counts need attestation to mean people).
+    """
+    idx = np.asarray(indices, np.int64)
+    if idx.size and not np.all(np.asarray(values) == 1.0):
+        raise ValueError("a Gram contribution's values are all 1 (one co-purchase each)")
+    offsets = np.arange(n, dtype=np.int64) * n - np.arange(n, dtype=np.int64) * (np.arange(n, dtype=np.int64) - 1) // 2
+    i = np.searchsorted(offsets, idx, side="right") - 1
+    j = idx - offsets[i] + i
+    items = i[i == j]
+    m = items.size
+    if idx.size != triu_size(m) or not (np.isin(i, items).all() and np.isin(j, items).all()):
+        raise ValueError(f"a Gram contribution holds every pair of one item set: {m} items need "
+                         f"{triu_size(m)} pairs, the body has {idx.size} that do not match")
+    return m
 
 
 def gram_from_triu(vec: np.ndarray, n: int) -> np.ndarray:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fedmark.contract import (UPDATE_CONTENT_TYPE, ProtocolError, UploadHeaders, WireError, decode_update,
                               encoded_size, parse_upload_headers, sha256_bytes)
-from fedmark.contract.gram import gram_space
+from fedmark.contract.gram import check_contribution, gram_space
 from fedmark.contract.wire import decode_sparse_update, sparse_size, wire_error_code
 from server.auth.tokens import Principal
 from server.errors import ApiError
@@ -132,6 +132,10 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
             vec, enc = decode_update(body, manifest.num_params)
         else:
             vec, enc = decode_sparse_update(body, space.num_values, space.max_nnz), "f32"
+            try:
+                check_contribution(*vec, space.items)
+            except ValueError as exc:
+                raise ApiError(400, "bad_update", f"update rejected: {exc}") from exc
     except WireError as exc:
         code = wire_error_code(exc)
         hint = "; check the local training (learning rate, data)" if code == "non_finite" else ""
@@ -169,6 +173,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
                                              "a device may only upload for its own task (POST /v1/tasks)")
         matching = [t for t in open_tasks if t.version == hdr.version] or open_tasks
         task = matching[-1]
+        if space is not None and task.policy_version is not None:
+            raise ApiError(400, "bad_update", "a Gram-trained model cannot yet fold per governance cell: train it "
+                                              "without a policy (PUT /v1/models/{name}/policy)")
         try:
             strategy.check_version(svc._view(cur), task.version, hdr.version)
         except StaleUpdate as exc:

@@ -13,7 +13,7 @@ from bench.fleet import Fleet
 from examples.demo.fleet import AppKeys, SimDevice, published_params, run_sync_round
 from edge_sdk.trainer import Trainer
 from fedmark.contract import load_artifact_manifest
-from fedmark.contract.gram import clip_norm_for, triu_size
+from fedmark.contract.gram import clip_norm_for, gram_contribution, triu_size
 from fedmark.contract.wire import encode_sparse_update
 from server.testing import running_server
 
@@ -87,6 +87,11 @@ def test_a_round_of_sparse_counts_publishes_central_ease(artifact, tmp_path):
             dev._request("POST", task.upload_url, body=bad, headers={**headers, "Idempotency-Key": "bad-count"},
                          accept=(200, 202))
         assert err.value.code == "bad_update" and "parameters" in str(err.value), str(err.value)
+        idx, val = gram_contribution([1, 2, 3], N)
+        with pytest.raises(ApiRefused) as err:  # inside the clip norm, but one device posing as 70
+            dev._request("POST", task.upload_url, body=encode_sparse_update(idx, val * 70, triu_size(N)),
+                         headers={**headers, "Idempotency-Key": "inflated"}, accept=(200, 202))
+        assert err.value.code == "bad_update" and "values are all 1" in str(err.value), str(err.value)
 
     trainer = Trainer(artifact)
     left, right = params

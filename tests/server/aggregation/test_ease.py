@@ -143,3 +143,19 @@ def test_the_cap_sample_depends_on_the_history_alone_and_the_space_is_validated(
                 {"items": 5, "cap": 2, "lambda": 1}, {"items": "x", "cap": 2, "lambda": 1, "rank": 1}):
         with pytest.raises(ManifestError):
             gram_space({"gram": bad})
+
+
+def test_only_a_full_triangle_of_ones_is_an_honest_contribution():
+    from fedmark.contract.gram import check_contribution
+
+    idx, val = gram_contribution([4, 9, 30], N_ITEMS)
+    assert check_contribution(idx, val, N_ITEMS) == 3
+    assert check_contribution(*gram_contribution([0, N_ITEMS - 1], N_ITEMS), N_ITEMS) == 2
+    with pytest.raises(ValueError, match="values are all 1"):
+        check_contribution(idx, val * 70, N_ITEMS)  # inside the clip norm, but one device posing as many
+    with pytest.raises(ValueError, match="every pair"):
+        check_contribution(idx[1:], val[1:], N_ITEMS)  # a pair without its items' diagonal
+    other, ones = gram_contribution([4, 9, 31], N_ITEMS)
+    mixed = np.union1d(idx[:3], other[3:])
+    with pytest.raises(ValueError, match="every pair"):
+        check_contribution(mixed, np.ones(mixed.size, np.float32), N_ITEMS)
