@@ -7,8 +7,10 @@ devices a round reaches 0.795); the demo runs its rounds over real HTTP, where o
 so it can afford about 60-120.  This sweep keeps that fleet (the demo's job x month devices, 10 %
 without consent, 10 % dropout, adaptive clip at the 0.9 quantile, no noise) and crosses, at a
 120-round horizon (the curve gives every shorter budget): local epochs 1 / 2 / 3, FedAdam server
-lr 0.03 / 0.05 and 0.05 dropped x0.3 at round 60 (a decay), 50 / 100 devices a round.  The
-target is the same: >= 0.79 and within 0.005 of the same MLP trained centrally (30 epochs).
+lr 0.03 / 0.05 and 0.05 dropped x0.3 at round 60 (a decay), 50 / 100 devices a round; then,
+around the best, FedAdam 0.1 and a device learning rate of 0.2.  The
+target is the same: >= 0.79 and within 0.005 of the same MLP trained centrally (30 epochs).  The
+first point is the demo's schedule before this sweep (5 local epochs, FedAdam 0.01, 50 a round).
 """
 from __future__ import annotations
 
@@ -21,7 +23,18 @@ import propensity as base  # type: ignore[import-not-found]
 from simulate.engines import ProcessEngine
 from simulate.run import Options, prepare
 
-base.OPTIMIZERS.update({"fedadam-0.05": {"name": "fedadam", "lr": 0.05}})
+base.OPTIMIZERS.update({"fedadam-0.05": {"name": "fedadam", "lr": 0.05}, "fedadam-0.1": {"name": "fedadam", "lr": 0.1}})
+_config = base.config
+
+
+def config(p: dict[str, Any]) -> dict[str, Any]:
+    """propensity.config with the device's learning rate as a swept value (``local_lr``, default 0.1)."""
+    c = _config(p)
+    c["hyperparams"]["learning_rate"] = p.get("local_lr", 0.1)
+    return c
+
+
+base.config = config
 
 
 def main() -> None:
@@ -39,10 +52,16 @@ def main() -> None:
     log("centralized 30 epochs", doc["centralized_30"])
     engine = ProcessEngine(art, prep.workload.data, args.workers)
     try:
-        points = [dict(p) for p in grid(epochs=[1, 2, 3], optimizer=["fedadam-0.03", "fedadam-0.05"],
+        base.OPTIMIZERS.setdefault("fedadam-0.01", {"name": "fedadam", "lr": 0.01})
+        points = [{"epochs": 5, "optimizer": "fedadam-0.01", "per_round": 50, "quantile": 0.9, "reference": "demo before"}]
+        points += [dict(p) for p in grid(epochs=[1, 2, 3], optimizer=["fedadam-0.03", "fedadam-0.05"],
                                         per_round=[50, 100], quantile=[0.9])]
         points += [dict(p, drop_at=args.rounds // 2, drop_factor=0.3)
                    for p in grid(epochs=[1, 2, 3], optimizer=["fedadam-0.05"], per_round=[100], quantile=[0.9])]
+        # stage 2: around the best of stage 1 (2 epochs, FedAdam 0.05, 50 a round), a larger server or device step
+        points += [dict(p) for p in grid(epochs=[1, 2], optimizer=["fedadam-0.05", "fedadam-0.1"], per_round=[50],
+                                         quantile=[0.9], local_lr=[0.2])]
+        points += [dict(p) for p in grid(epochs=[1, 2], optimizer=["fedadam-0.1"], per_round=[50], quantile=[0.9])]
         for p in points:
             r = base.run_point(engine, prep, p, args.rounds, args.every)
             r["gap_to_centralized_30"] = doc["centralized_30"] - r["auc"]

@@ -103,6 +103,22 @@ def models(doc: Any) -> list[str]:
     return out + [""]
 
 
+def demo_budget(doc: Any) -> list[str]:
+    out = ["### Propensity within the demo's budget (`sweeps/propensity_demo_budget.py`)", "",
+           f"The demo's fleet ({doc['fleet']['devices']} job x month devices), {doc['rounds']} rounds; centralized "
+           f"(30 epochs) {doc['centralized_30']:.4f}; target >= 0.79 and within 0.005 of it.", "",
+           "| local epochs | device lr | server optimizer | devices a round | lr decay | AUC at 60 / 100 / 120 rounds | "
+           "final AUC [95% CI] | meets target |", "|---|---|---|---|---|---|---|---|"]
+    for p in doc["points"]:
+        at = dict((r, a) for r, a in p["curve"])
+        decay = f"x{p['drop_factor']} at {p['drop_at']}" if p.get("drop_at") else "-"
+        name = p["optimizer"] + (f" ({p['reference']})" if p.get("reference") else "")
+        out.append(f"| {p['epochs']} | {p.get('local_lr', 0.1)} | {name} | {p['per_round']} | {decay} | "
+                   + " / ".join(f"{at[r]:.4f}" if r in at else "-" for r in (60, 100, 120))
+                   + f" | {_ci(p['auc'], p['auc_ci'])} | {'yes' if p['meets_target'] else 'no'} |")
+    return out + [""]
+
+
 def ease(doc: Any) -> list[str]:
     par = doc["production_path_parity"]
     pop = doc["popularity"]
@@ -140,7 +156,8 @@ def assessment(doc: Any) -> list[str]:
 def main() -> None:
     parts: list[str] = []
     for name, fn in (("bench_simulate_vs_flower", bench), ("simulate_propensity", assessment),
-                     ("propensity", propensity), ("propensity_cross_device", cross_device),
+                     ("propensity", propensity), ("propensity_demo_budget", demo_budget),
+                     ("propensity_cross_device", cross_device),
                      ("recommender_models", models), ("recommender_ease", ease), ("recommender", recommender)):
         doc = _load(name)
         if doc is not None:

@@ -35,15 +35,19 @@ PARTNERS = ("retail-bank", "insurer")
 class PropensityConfig:
     rows: int | None = None            # use a stratified subset (fast variant); None = all 45,211
     max_device_rows: int = 100
-    rounds: int = 60
+    # From sweeps/propensity_demo_budget.py (fedmark simulate, the demo's fleet, a 120-round horizon): 2 local
+    # epochs at FedAdam lr 0.05 beat the earlier 5 epochs at 0.01 at every budget (5 epochs drift); no schedule
+    # there reaches the target (>= 0.79 and within 0.005 of centralized) inside 120 rounds.
+    rounds: int = 100
+    dp_rounds: int | None = 60         # the DP run keeps 60 rounds: its epsilon grows with every release
     goal: int = 50
-    local_epochs: int = 5
+    local_epochs: int = 2
     clip_quantile: float = 0.9
     learning_rate: float = 0.1
     dropout: float = 0.1
     no_consent: float = 0.1
     noise_multiplier: float = 0.7
-    central_epochs: int = 10
+    central_epochs: int = 30           # to convergence (sweeps/propensity.py: 0.790 at 10 epochs, 0.795 at 30)
     local_only_devices: int = 60
     local_only_epochs: int = 20
     eval_every: int = 5
@@ -54,7 +58,7 @@ class PropensityConfig:
     curve_bootstrap: int = 100         # resamples of the held-out rows per learning-curve point (its band)
     bootstrap: int = 300               # resamples for the headline runs' AUC interval
     # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
-    server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.01})
+    server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.05})
 
 
 def make_devices(train: list[dict[str, Any]], cfg: PropensityConfig, purpose: str, root: Path,
@@ -133,15 +137,16 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
                 gov.set_policy(admin, manifest.model, base_policy)
             admin.train(manifest.model, **_training_config(cfg, len(devices), noise))
             curve = [_banded(0, y_test, score(init), cfg.curve_bootstrap, cfg.seed)]
-            bar = progress(total=cfg.rounds, desc=f"propensity {name}", unit="round")
+            rounds = cfg.dp_rounds if noise and cfg.dp_rounds else cfg.rounds
+            bar = progress(total=rounds, desc=f"propensity {name}", unit="round")
             stats = {"accepted": 0, "dropped": 0, "late": 0, "excluded_records": 0, "upload_bytes": 0, "rounds_closed": 0}
             round_rng = np.random.default_rng(cfg.seed + 1)
-            for r in range(1, cfg.rounds + 1):
+            for r in range(1, rounds + 1):
                 o = run_sync_round(admin, manifest.model, devices, keys, round_rng, dropout=cfg.dropout, goal=cfg.goal)
                 for k in ("accepted", "dropped", "late", "excluded_records", "upload_bytes"):
                     stats[k] += getattr(o, k)
                 stats["rounds_closed"] += o.state == "closed"
-                if r % cfg.eval_every == 0 or r == cfg.rounds:
+                if r % cfg.eval_every == 0 or r == rounds:
                     info = admin.model(manifest.model)
                     params = published_params(admin, manifest.model, info["current_version"], manifest)
                     curve.append(_banded(r, y_test, score(params), cfg.curve_bootstrap, cfg.seed))

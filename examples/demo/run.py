@@ -25,7 +25,7 @@ class DemoConfig:
     @staticmethod
     def fast() -> "DemoConfig":
         return DemoConfig(
-            PropensityConfig(rows=6000, rounds=6, goal=20, eval_every=3, central_epochs=3,
+            PropensityConfig(rows=6000, rounds=6, dp_rounds=None, goal=20, eval_every=3, central_epochs=3,
                              local_only_devices=8, local_only_epochs=10),
             RecommenderConfig(customers=500, rounds=4, goal=30, eval_users=150, eval_every=2, central_epochs=1,
                               ease_rounds=2, ease_items=300, ease_k_min=2, ease_rank=64))
