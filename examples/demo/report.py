@@ -188,8 +188,8 @@ def _rec_privacy(results: Mapping[str, Any]) -> str:
     model = results.get("recommender", {}).get("model") if isinstance(results.get("recommender"), Mapping) else None
     if isinstance(model, Mapping) and model.get("family") == "ease":
         return (f"Purchase histories never leave the devices: each sends once which of its items were bought "
-                f"together (up to {model.get('cap')}), and a pair of items counts only once at least "
-                f"{model.get('k_min')} customers bought it.")
+                f"together (up to {model.get('cap')}), and a pair of items counts only when at least "
+                f"{model.get('k_min')} customers bought it together.")
     return "Customers' own vectors never leave their devices."
 
 

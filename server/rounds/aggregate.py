@@ -204,7 +204,9 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     else:  # a Gram round publishes the solve of the running sum, not a step (server.aggregation.ease)
         opt_state = state.optimizer
         weight = res.metrics["denominator"] if parted.dp else res.metrics["total_weight"]
-        gram = _running_gram(conn, blobs, rnd, space) + gram_sum_of(res.delta, weight, exact_counts=not parted.dp)
+        # Counts are whole numbers only without noise and with a clip that leaves an honest body unscaled.
+        exact = not parted.dp and (rnd.clip_norm is None or rnd.clip_norm >= space.clip_norm)
+        gram = _running_gram(conn, blobs, rnd, space) + gram_sum_of(res.delta, weight, exact_counts=exact)
         new_params = published_factors(space, gram)
         res = replace(res, delta=gram.astype(np.float32))  # the round's aggregate: the running sum, kept server-side
     new_state = PipelineState(res.state, opt_state)
