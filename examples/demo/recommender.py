@@ -1,5 +1,9 @@
 """Recommendations on Online Retail: each customer is a device, each country a region.
 
+Two models: ``RecommenderConfig.model = "ease"`` (the default, federated EASE from a k-thresholded
+Gram sum; ``examples/demo/recommender_ease.py``) and ``"mf"``, the Federated-Reconstruction matrix
+factorisation below, which tops out near 1.47x popularity even centrally.  For ``"mf"``:
+
 Compared on the same held-out last baskets: the federated model (item table
 trained from devices' clipped updates; user vectors never leave the device),
 centralized matrix factorisation of the same model (the same per-user steps
