@@ -11,8 +11,8 @@ any ONNX Runtime, the browser's included.
 
 The settings come from sweeps/recommender_ease.py (results in sweeps/results/recommender_ease.json):
 1,000 items cost nothing against all 3,659, a cap of 100 items keeps bodies under 40 kB, k = 5 with
-the PSD repair and lambda 400 keeps 1.70x popularity, and rank 256 loses 0.002 HR@10 against the
-dense B at half its size.
+the PSD repair and lambda 400 keeps 1.69x popularity (800: 1.72x, within noise), and rank 256 loses
+0.003 HR@10 against the dense B at half its size.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from scipy import sparse
 
 from common import RETAIL, data_file, log, save  # type: ignore[import-not-found]
 
-from fedmark.contract.gram import capped_items, clip_norm_for, gram_from_triu, triu_size
+from fedmark.contract.gram import capped_items, clip_norm_for, gram_from_triu, history_seed, triu_size
 from fedmark.contract.wire import decode_sparse_update, sparse_size
 from edge_sdk.families.ease import contribution_body
 from server.aggregation.accumulator import Accumulator
@@ -64,7 +64,8 @@ def device_matrix(data: Any, users: list[int], cat: np.ndarray, cap: int | None)
     rows, cols, sizes = [], [], []
     for r, u in enumerate(users):
         local = pos[np.unique(data.train[u])]
-        chosen = capped_items(local[local >= 0], cap, np.random.default_rng(SEED + u))
+        mine = local[local >= 0]
+        chosen = capped_items(mine, cap, np.random.default_rng(history_seed(mine)))  # the protocol's own sample
         rows.append(np.full(chosen.size, r))
         cols.append(chosen)
         sizes.append(chosen.size)
@@ -96,7 +97,7 @@ def production_sum_matches(data: Any, devices: list[int], cat: np.ndarray, cap: 
     nbytes = []
     t0 = time.time()
     for u in devices:
-        body = contribution_body([data.items[i] for i in data.train[u]], index, n, cap=cap or n, seed=SEED + u)
+        body = contribution_body([data.items[i] for i in data.train[u]], index, n, cap=cap or n)
         nbytes.append(len(body))
         idx, val = decode_sparse_update(body, triu_size(n))
         acc.add_sparse(idx, val)

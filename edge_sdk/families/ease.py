@@ -38,7 +38,8 @@ def contribution_body(history: Sequence[str], item_index: Mapping[str, int], n: 
     """The sparse upload body of this device's capped Gram contribution (beyond ``cap``: a sample seeded
     by ``seed``, default the history's own seed, as the protocol sends it)."""
     items = sorted({item_index[i] for i in history if i in item_index})
-    idx, val = gram_contribution(items, n, cap=cap, rng=np.random.default_rng(history_seed(items) if seed is None else seed))
+    rng = np.random.default_rng(history_seed(items) if seed is None else seed)
+    idx, val = gram_contribution(items, n, cap=cap, rng=rng)
     return encode_sparse_update(idx, val, n * (n + 1) // 2)
 
 

@@ -31,8 +31,8 @@ from fedmark.contract.errors import ManifestError
 #: The training protocol of Gram-trained models (federated EASE): devices send counts, the server solves.
 PROTOCOL_EASE = "ease-gram/1"
 
-__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "history_seed", "gram_contribution", "check_contribution", "gram_from_triu", "clip_norm_for",
-           "GramSpace", "gram_space"]
+__all__ = ["PROTOCOL_EASE", "triu_size", "triu_index", "capped_items", "history_seed", "gram_contribution",
+           "check_contribution", "gram_from_triu", "clip_norm_for", "GramSpace", "gram_space"]
 
 
 def triu_size(n: int) -> int:
@@ -86,7 +86,8 @@ def check_contribution(indices: np.ndarray, values: np.ndarray, n: int) -> int:
     idx = np.asarray(indices, np.int64)
     if idx.size and not np.all(np.asarray(values) == 1.0):
         raise ValueError("a Gram contribution's values are all 1 (one co-purchase each)")
-    offsets = np.arange(n, dtype=np.int64) * n - np.arange(n, dtype=np.int64) * (np.arange(n, dtype=np.int64) - 1) // 2
+    rows = np.arange(n, dtype=np.int64)
+    offsets = rows * n - rows * (rows - 1) // 2  # where each row of the triangle starts (triu_index(i, i))
     i = np.searchsorted(offsets, idx, side="right") - 1
     j = idx - offsets[i] + i
     items = i[i == j]
