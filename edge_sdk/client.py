@@ -169,9 +169,9 @@ class Client:
         with converted("local training"):
             result = trainer.train(old, train_data, local=local, epochs=task.hyperparams.get("epochs"),
                                    lr=task.hyperparams.get("learning_rate"), seed=seed)
-        prepared = build_update(result.params, old, manifest.params, clip_norm=task.clip_norm,
-                                num_examples=result.num_examples, encoding=task.encoding,
-                                local_noise=task.local_noise)
+        prepared = families.prepared_update(trainer, train_data, seed) or build_update(
+            result.params, old, manifest.params, clip_norm=task.clip_norm, num_examples=result.num_examples,
+            encoding=task.encoding, local_noise=task.local_noise)
         if callable(signals):
             consent_mod.ensure_unchanged(rows, requirement, decided, signals(), self.consent_field, self._withdrawn())
         families.after_training(self.personal, model, manifest, train_data, result, history)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fedmark.contract import PROTOCOL_MF, PROTOCOL_SUPERVISED
+from fedmark.contract.gram import PROTOCOL_EASE
 
 __all__ = ["FamilyEntry", "register_family", "families", "entry", "exporter"]
 
@@ -61,3 +62,5 @@ register_family(FamilyEntry("tabular", "an MLP on any CSV/Parquet table: binary,
                             "models.export:export_tabular", PROTOCOL_SUPERVISED))
 register_family(FamilyEntry("keras", "your own Keras model builder (PATH.py:FUNCTION) on a feature schema",
                             "models.export:export_keras", PROTOCOL_SUPERVISED))
+register_family(FamilyEntry("ease", "Online Retail item-item EASE from a federated Gram sum (k-thresholded)",
+                            "models.ease:export_ease", PROTOCOL_EASE))

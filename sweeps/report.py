@@ -103,6 +103,42 @@ def models(doc: Any) -> list[str]:
     return out + [""]
 
 
+def demo_budget(doc: Any) -> list[str]:
+    out = ["### Propensity within the demo's budget (`sweeps/propensity_demo_budget.py`)", "",
+           f"The demo's fleet ({doc['fleet']['devices']} job x month devices), {doc['rounds']} rounds; centralized "
+           f"(30 epochs) {doc['centralized_30']:.4f}; target >= 0.79 and within 0.005 of it.", "",
+           "| local epochs | device lr | server optimizer | devices a round | lr decay | AUC at 60 / 100 / 120 rounds | "
+           "final AUC [95% CI] | meets target |", "|---|---|---|---|---|---|---|---|"]
+    for p in doc["points"]:
+        at = dict((r, a) for r, a in p["curve"])
+        decay = f"x{p['drop_factor']} at {p['drop_at']}" if p.get("drop_at") else "-"
+        name = p["optimizer"] + (f" ({p['reference']})" if p.get("reference") else "")
+        out.append(f"| {p['epochs']} | {p.get('local_lr', 0.1)} | {name} | {p['per_round']} | {decay} | "
+                   + " / ".join(f"{at[r]:.4f}" if r in at else "-" for r in (60, 100, 120))
+                   + f" | {_ci(p['auc'], p['auc_ci'])} | {'yes' if p['meets_target'] else 'no'} |")
+    return out + [""]
+
+
+def ease(doc: Any) -> list[str]:
+    par = doc["production_path_parity"]
+    pop = doc["popularity"]
+    out = ["### Federated EASE: catalogue, device cap, k-threshold, lambda, rank (`sweeps/recommender_ease.py`)", "",
+           f"{doc['devices']} consented devices, {doc['items']} items, all {doc['held_out_users']} held-out users; "
+           f"popularity {_ci(pop['hr@10'], pop['hr@10_ci'])}.  Production path (sparse bodies -> "
+           f"`Accumulator.add_sparse`, {par['items']} items, cap {par['cap']}): the summed Gram "
+           f"{'equals' if par['equal'] else 'DIFFERS from'} the central X'X (max |difference| "
+           f"{par['max_abs_difference']:g}).  k > 1 projects the thresholded Gram onto the PSD cone; the rows "
+           "without it show why.", "",
+           "| items | cap | k | lambda | rank | PSD repair | HR@10 [95% CI] | x popularity | body bytes mean / max | "
+           "published floats |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in doc["points"]:
+        out.append(f"| {p['items']} | {p['cap'] or 'none'} | {p['k']} | {p['lambda']:g} | {p['rank'] or 'dense'} | "
+                   f"{'yes' if p['psd_repair'] else 'no'} | {_ci(p['hr@10'], p['hr@10_ci'])} | "
+                   f"{p['vs_popularity']:.2f} | {p['body_bytes_mean']:,.0f} / {p['body_bytes_max']:,} | "
+                   f"{p['published_floats']:,} |")
+    return out + [""]
+
+
 def assessment(doc: Any) -> list[str]:
     r = doc["runs"]
     f, c, lo = r["federated"], r["centralized"], r["local_only"]
@@ -120,8 +156,9 @@ def assessment(doc: Any) -> list[str]:
 def main() -> None:
     parts: list[str] = []
     for name, fn in (("bench_simulate_vs_flower", bench), ("simulate_propensity", assessment),
-                     ("propensity", propensity), ("propensity_cross_device", cross_device),
-                     ("recommender_models", models), ("recommender", recommender)):
+                     ("propensity", propensity), ("propensity_demo_budget", demo_budget),
+                     ("propensity_cross_device", cross_device),
+                     ("recommender_models", models), ("recommender_ease", ease), ("recommender", recommender)):
         doc = _load(name)
         if doc is not None:
             parts += fn(doc)

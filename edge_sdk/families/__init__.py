@@ -14,14 +14,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_sdk.families import mf, supervised  # noqa: F401  (importing registers the protocols)
+from edge_sdk.families import ease, mf, supervised  # noqa: F401  (importing registers the protocols)
 from edge_sdk.families.base import (TrainerError, TrainingProtocol, TrainResult, known_protocols, protocol_for,
                                     register)
 from fedmark.contract import Manifest
 
 __all__ = ["TrainerError", "TrainResult", "TrainingProtocol", "register", "protocol_for", "known_protocols",
            "PROPENSITY", "RECOMMENDER", "VALIDATE", "require_family", "personal_state", "training_state", "training_input",
-           "after_training", "evaluate"]
+           "after_training", "evaluate", "prepared_update"]
 
 #: Client verbs a protocol may support: one score per record (score()), a ranking (recommend()/personalize()),
 #: federated validation's per-label score histogram (validate(): binary models).
@@ -84,3 +84,9 @@ def evaluate(store: Any, model: str, manifest: Manifest, trainer: Any, rows: Seq
     """Metrics on a local holdout, aggregates only (see :meth:`edge_sdk.Client.evaluate`)."""
     return protocol_for(manifest, trainer).evaluate(store, model, rows, k=k, consent_field=consent_field,
                                                     purposes=purposes)
+
+
+def prepared_update(trainer: Any, train_data: Any, seed: int) -> Any:
+    """The upload a protocol builds itself (Gram counts: ``ease-gram/1``), or None for the usual
+    clipped parameter delta (:func:`edge_sdk.update.build_update`)."""
+    return trainer.protocol.prepare_update(train_data, seed=seed)

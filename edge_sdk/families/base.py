@@ -81,6 +81,11 @@ class TrainingProtocol:
                  purposes: Sequence[str] | None) -> Any:
         raise NotImplementedError
 
+    def prepare_update(self, data: Any, *, seed: int) -> Any:
+        """The upload this protocol builds itself (an ``edge_sdk.update.PreparedUpdate``), or None for the usual
+        clipped parameter delta that :func:`edge_sdk.update.build_update` makes (every gradient protocol)."""
+        return None
+
 
 _REGISTRY: dict[str, type[TrainingProtocol]] = {}
 

@@ -70,6 +70,7 @@ class SimDevice:
     storage: Path
     client: Client | None = None
     contributed: int = 0
+    rounds: list[str] = field(default_factory=list)  # the rounds its accepted updates landed in
 
     @property
     def raw_bytes(self) -> int:
@@ -165,6 +166,7 @@ def run_sync_round(admin: Fleet, model: str, devices: Sequence[SimDevice], app_k
             if report.status in ("accepted", "duplicate"):
                 st["accepted"] += not moved_on
                 dev.contributed += 1
+                dev.rounds.append(report.round_id)
                 st["bytes"] += report.upload_bytes
                 st["excluded"] += report.data.excluded_no_consent
                 losses.append(report.loss)

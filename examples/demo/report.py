@@ -30,6 +30,11 @@ def _save(fig: Any, path: Path) -> bool:
 
 
 def _plot_learning_curves(results: Mapping[str, Any], path: Path) -> bool:
+    """Each run's curve with its 95 % band, and each baseline's line with its interval.
+
+    A point is ``[round, value]`` or ``[round, value, low, high]``; without the band a reader
+    cannot tell a round-to-round wiggle (±0.014 HR@10 on 1,000 users) from progress.
+    """
     import matplotlib.pyplot as plt
 
     curves = results.get("curves", {})
@@ -38,11 +43,19 @@ def _plot_learning_curves(results: Mapping[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(6 * max(1, len(curves)), 4), squeeze=False)
     for ax, (title, series) in zip(axes[0], curves.items()):
         for name, pts in series.get("runs", {}).items():
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name)
-        for name, val in series.get("baselines", {}).items():
-            ax.axhline(val, linestyle="--", linewidth=1, label=f"{name} ({val:.3f})", color="grey")
+            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name)
+            banded = [p for p in pts if len(p) >= 4]
+            if banded:  # [round, value, low, high]: the 95 % bootstrap band of that evaluation
+                ax.fill_between([p[0] for p in banded], [p[2] for p in banded], [p[3] for p in banded],
+                                color=line.get_color(), alpha=0.18, linewidth=0)
+        bands = series.get("baseline_bands", {})
+        for i, (name, val) in enumerate(series.get("baselines", {}).items()):
+            color = ("black", "grey", "tab:brown")[i % 3]
+            ax.axhline(val, linestyle="--", linewidth=1, label=f"{name} ({val:.3f})", color=color)
+            if name in bands:
+                ax.axhspan(bands[name][0], bands[name][1], color=color, alpha=0.08, linewidth=0)
         ax.set_title(title)
-        ax.set_xlabel("round")
+        ax.set_xlabel("round (shaded: 95 % bootstrap interval)")
         ax.set_ylabel(series.get("metric", ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -166,9 +179,18 @@ def verdicts(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append({"model": "Product recommendations (Online Retail)", "better": better,
                     "headline": "Better than best-sellers" if better else "Not better than recommending best-sellers",
                     "text": (f"For {100 * f:.1f} % of customers the next basket contains one of its 10 suggestions, "
-                             f"against {100 * p:.1f} % for the 10 best-sellers ({ratio:.2f}×). Customers' own "
-                             "vectors never leave their devices.")})
+                             f"against {100 * p:.1f} % for the 10 best-sellers ({ratio:.2f}×). " + _rec_privacy(results))})
     return out
+
+
+def _rec_privacy(results: Mapping[str, Any]) -> str:
+    """What leaves a device, for the recommender the run trained."""
+    model = results.get("recommender", {}).get("model") if isinstance(results.get("recommender"), Mapping) else None
+    if isinstance(model, Mapping) and model.get("family") == "ease":
+        return (f"Purchase histories never leave the devices: each sends once which of its items were bought "
+                f"together (up to {model.get('cap')}), and a pair of items counts only when at least "
+                f"{model.get('k_min')} customers bought it together.")
+    return "Customers' own vectors never leave their devices."
 
 
 def kpi_cards(results: Mapping[str, Any]) -> list[dict[str, str]]:

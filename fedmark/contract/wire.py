@@ -20,7 +20,8 @@ HDR_WITHIN_CLIP = "X-Fedmark-Within-Clip"  # "1" if ||delta|| <= C before clippi
 HDR_IDEMPOTENCY = "Idempotency-Key"
 UPDATE_CONTENT_TYPE = "application/vnd.fedmark.update"
 
-__all__ = ["HDR_ROUND", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_WITHIN_CLIP", "HDR_IDEMPOTENCY", "UPDATE_CONTENT_TYPE", "ENCODINGS", "encode_update", "encoded_size", "decode_update"]
+__all__ = ["HDR_ROUND", "HDR_MODEL_VERSION", "HDR_NUM_EXAMPLES", "HDR_WITHIN_CLIP", "HDR_IDEMPOTENCY", "UPDATE_CONTENT_TYPE", "ENCODINGS", "encode_update", "encoded_size", "decode_update",
+           "encode_sparse_update", "sparse_size", "decode_sparse_update", "wire_error_code"]
 
 
 _MAGIC = b"FMU1"
@@ -92,3 +93,71 @@ def decode_update(body: bytes, expected_count: int | None = None) -> tuple[np.nd
     if not np.all(np.isfinite(vec)):
         raise WireError("update contains NaN or Inf values")
     return vec, name
+
+
+# ---------------------------------------------------------------------- the sparse body (FMS1)
+# Why a second body: a contribution that touches few of many values (a device's share of an
+# item-item Gram sum, fedmark.contract.gram) is sent as (index, value) pairs.  A dense body of
+# the 6.7M-value Gram triangle would be 27 MB per device; 100 items make 5,050 pairs, 40 kB.
+_SPARSE_MAGIC = b"FMS1"
+_SPARSE_HEADER = struct.Struct("<4sBBHIII")  # magic, encoding (0 = f32), flags, reserved, nnz, count, crc32
+
+
+def encode_sparse_update(indices: np.ndarray, values: np.ndarray, count: int) -> bytes:
+    """Sparse body: 20-byte header, then ``nnz`` uint32 indices (strictly increasing, < count) and
+    ``nnz`` float32 values, little-endian."""
+    idx = np.asarray(indices).ravel()
+    val = np.asarray(values, dtype=np.float32).ravel()
+    if idx.size != val.size:
+        raise WireError(f"{idx.size} indices but {val.size} values")
+    if idx.size and (idx.min() < 0 or int(idx.max()) >= count or np.any(np.diff(idx.astype(np.int64)) <= 0)):
+        raise WireError(f"indices must be strictly increasing and in [0, {count})")
+    if count >= 2 ** 32:
+        raise WireError(f"a sparse body addresses at most 2**32 - 1 values, not {count}")
+    if not np.all(np.isfinite(val)):
+        raise WireError("update contains NaN or Inf; refusing to encode")
+    payload = idx.astype("<u4").tobytes() + val.astype("<f4").tobytes()
+    return _SPARSE_HEADER.pack(_SPARSE_MAGIC, 0, 0, 0, idx.size, count, zlib.crc32(payload)) + payload
+
+
+def sparse_size(nnz: int) -> int:
+    return _SPARSE_HEADER.size + 8 * nnz
+
+
+def decode_sparse_update(body: bytes, expected_count: int | None = None,
+                         max_nnz: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_sparse_update`: (uint32 indices, float32 values); raises WireError
+    naming what is wrong (``max_nnz`` caps the pairs a body may hold, e.g. the clip's cap)."""
+    if len(body) < _SPARSE_HEADER.size:
+        raise WireError(f"body is {len(body)} bytes, shorter than the {_SPARSE_HEADER.size}-byte sparse header")
+    magic, enc, _flags, _res, nnz, count, crc = _SPARSE_HEADER.unpack_from(body)
+    if magic != _SPARSE_MAGIC:
+        raise WireError("body does not start with the sparse update magic 'FMS1': not a fedmark sparse update")
+    if enc != 0:
+        raise WireError(f"unknown sparse encoding id {enc}; only f32 values (0)")
+    if expected_count is not None and count != expected_count:
+        raise WireError(f"update addresses {count} values, the model version has {expected_count} parameters")
+    if max_nnz is not None and nnz > max_nnz:
+        raise WireError(f"update holds {nnz} pairs, more than the {max_nnz} this model accepts")
+    if len(body) != sparse_size(nnz):
+        raise WireError(f"body is {len(body)} bytes, a sparse update of {nnz} pairs is {sparse_size(nnz)}")
+    payload = memoryview(body)[_SPARSE_HEADER.size:]
+    if zlib.crc32(payload) != crc:
+        raise WireError("payload checksum mismatch: the body was truncated or altered in transit")
+    idx = np.frombuffer(payload, dtype="<u4", count=nnz).astype(np.uint32)
+    val = np.frombuffer(payload, dtype="<f4", count=nnz, offset=4 * nnz).astype(np.float32)
+    if nnz and (int(idx[-1]) >= count or np.any(np.diff(idx.astype(np.int64)) <= 0)):
+        raise WireError(f"indices must be strictly increasing and in [0, {count})")
+    if not np.all(np.isfinite(val)):
+        raise WireError("update contains NaN or Inf values")
+    return idx, val
+
+
+def wire_error_code(exc: WireError) -> str:
+    """The machine-readable code (fedmark.contract.codes) for a body that failed to decode."""
+    msg = str(exc)
+    if "NaN" in msg or "Inf" in msg:
+        return "non_finite"
+    if "encoding" in msg:
+        return "bad_encoding"
+    return "bad_update"

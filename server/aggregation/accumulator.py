@@ -101,13 +101,7 @@ class Accumulator:
         if self.full:
             raise BufferFull(f"this robust round already holds its capacity of {self.capacity} updates; "
                              f"close the round (Accumulator.full) or raise robust.capacity")
-        norm = l2_norm(v)
-        if not math.isfinite(norm):
-            raise UpdateRejected("update contains NaN or Inf values")
-        bit = unclipped_bit(norm, self.clip_norm, self.boundary_rtol)
-        clipped = not bit
-        scale = clip_scale(norm, self.clip_norm)
-        mismatch = within_clip is not None and bool(within_clip) != bool(bit)
+        norm, bit, scale, mismatch = self._judge(v, within_clip)
 
         if self.capacity is None:
             assert self.sum is not None
@@ -119,12 +113,48 @@ class Accumulator:
         else:
             self.buffer.append((v.astype(np.float64) * scale).astype(np.float32) if scale != 1.0
                                else v.astype(np.float32))
+        return self._count(norm, bit, w, mismatch)
+
+    def _judge(self, values: np.ndarray, within_clip: bool | None) -> tuple[float, int, float, bool]:
+        """The server's own view of one update: (norm, unclipped bit, clip scale, claim mismatch)."""
+        norm = l2_norm(values)
+        if not math.isfinite(norm):
+            raise UpdateRejected("update contains NaN or Inf values")
+        bit = unclipped_bit(norm, self.clip_norm, self.boundary_rtol)
+        mismatch = within_clip is not None and bool(within_clip) != bool(bit)
+        return norm, bit, clip_scale(norm, self.clip_norm), mismatch
+
+    def _count(self, norm: float, bit: int, w: float, mismatch: bool) -> Contribution:
         self.total_weight += w
         self.count += 1
         self.unclipped += bit
         self.mismatches += int(mismatch)
         self.max_norm = max(self.max_norm, norm)
-        return Contribution(norm=norm, clipped=clipped, unclipped_bit=bit, weight=w, claim_mismatch=mismatch)
+        return Contribution(norm=norm, clipped=not bit, unclipped_bit=bit, weight=w, claim_mismatch=mismatch)
+
+    def add_sparse(self, indices: np.ndarray, values: np.ndarray, weight: float = 1.0,
+                   within_clip: bool | None = None) -> Contribution:
+        """Fold one sparse update (``fedmark.contract.wire.decode_sparse_update``): the same re-clip, bit
+        and weight as :meth:`add`, added only at ``indices`` (strictly increasing, < ``num_params``).
+
+        Why: a device's share of a Gram sum touches thousands of its millions of values; densifying it
+        would cost O(parameters) per update.  The norm of the values is the norm of the dense update.
+        """
+        idx = np.asarray(indices)
+        v = np.asarray(values)
+        if idx.ndim != 1 or v.shape != idx.shape or idx.dtype.kind not in "iu" or v.dtype.kind != "f":
+            raise UpdateRejected(f"a sparse update needs matching 1-D integer indices and float values, got "
+                                 f"{idx.shape} {idx.dtype} and {v.shape} {v.dtype}")
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.num_params
+                         or np.any(np.diff(idx.astype(np.int64)) <= 0)):
+            raise UpdateRejected(f"sparse indices must be strictly increasing and in [0, {self.num_params})")
+        if self.capacity is not None:
+            raise UpdateRejected("robust (buffered) rounds keep dense updates; send a dense body")
+        w = self._weight(weight)
+        norm, bit, scale, mismatch = self._judge(v, within_clip)
+        assert self.sum is not None
+        self.sum[idx] += v.astype(np.float64) * (scale * w)
+        return self._count(norm, bit, w, mismatch)
 
     # ------------------------------------------------------------------ combining partial tallies
     def copy(self) -> "Accumulator":

@@ -32,15 +32,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, update
 
 from fedmark.contract import decode_update
+from fedmark.contract.gram import GramSpace, gram_space
 from server.aggregation import (BufferFull, PartitionedAggregator, PipelineState, PrivacyBudgetExceeded,
                                 PrivacyLedger, StateError)
+from server.aggregation.ease import gram_sum_of, published_factors
 from server.governance import audit
 from server.governance.policy import Policy, current_policy
 from server.registry.service import add_round_version, load_params, manifest_of, version_row
@@ -144,7 +146,11 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
             seed_for=lambda cell: round_seed(secret, f"{rnd.id}|{cell.key}", rnd.folds), trace_path=trace_path,
             fold_label=f"{rnd.id}#{rnd.folds}")
 
-    num_params = manifest.num_params
+    space = gram_space(manifest.hyperparams)
+    if space is not None and policy is not None:
+        raise StateError(f"model {rnd.model}: a Gram-trained model cannot fold per governance cell yet; train it "
+                         "without a policy")
+    num_params = manifest.num_params if space is None else space.num_values  # the size of what devices sum
     arrival = folds_on_arrival(cfg)
     released: list[Folded] = []
     staleness_sum = 0
@@ -194,7 +200,16 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     if not released:
         return _release_nothing(conn, rnd, strategy, ids, withheld, now)
     res, worst_eps = parted.combine(state.aggregator, [r.release for r in released], ledgers, cfg.delta, num_params)
-    opt_state, new_params = pipe.optimizer.next(state.optimizer, params, res.delta)
+    if space is None:
+        opt_state, new_params = pipe.optimizer.next(state.optimizer, params, res.delta)
+    else:  # a Gram round publishes the solve of the running sum, not a step (server.aggregation.ease)
+        opt_state = state.optimizer
+        weight = res.metrics["denominator"] if parted.dp else res.metrics["total_weight"]
+        # Counts are whole numbers only without noise and with a clip that leaves an honest body unscaled.
+        exact = not parted.dp and (rnd.clip_norm is None or rnd.clip_norm >= space.clip_norm)
+        gram = _running_gram(conn, blobs, rnd, space) + gram_sum_of(res.delta, weight, exact_counts=exact)
+        new_params = published_factors(space, gram)
+        res = replace(res, delta=gram.astype(np.float32))  # the round's aggregate: the running sum, kept server-side
     new_state = PipelineState(res.state, opt_state)
     metrics = res.public_metrics()
     metrics["delta_norm"] = float(np.linalg.norm(res.delta.astype(np.float64)))
@@ -267,6 +282,19 @@ def _fold(conn: Connection, blobs: BlobStore, rnd: Any, cfg: TrainingConfig, str
     log.info("round %s (%s%s) -> %s v%d from %d updates in %d part(s), epsilon=%s", rnd.id, cfg.mode,
              "" if policy is None else ", governed", rnd.model, version, contributors, len(released), epsilon)
     return FoldResult(rnd.id, version, digest, contributors, epsilon)
+
+
+def _running_gram(conn: Connection, blobs: BlobStore, rnd: Any, space: GramSpace) -> np.ndarray:
+    """The Gram summed by the rounds before this one (the aggregate of the round that made the base
+    version), or zeros for the first round."""
+    sha = conn.execute(select(schema.rounds.c.aggregate_sha).where(
+        schema.rounds.c.model == rnd.model, schema.rounds.c.result_version == rnd.version)).scalar_one_or_none()
+    if sha is None:
+        return np.zeros(space.num_values, np.float64)
+    prev = np.frombuffer(blobs.get(sha), dtype="<f4").astype(np.float64)
+    if prev.size != space.num_values:
+        raise StateError(f"model {rnd.model}: the base version's aggregate has {prev.size} values, the Gram {space.num_values}")
+    return prev
 
 
 def _variants(pipe: Any, parted: PartitionedAggregator, state: PipelineState, params: np.ndarray,

@@ -37,6 +37,8 @@ from sqlalchemy.exc import IntegrityError
 
 from fedmark.contract import (UPDATE_CONTENT_TYPE, ProtocolError, UploadHeaders, WireError, decode_update,
                               encoded_size, parse_upload_headers, sha256_bytes)
+from fedmark.contract.gram import check_contribution, gram_space
+from fedmark.contract.wire import decode_sparse_update, sparse_size, wire_error_code
 from server.auth.tokens import Principal
 from server.errors import ApiError
 from server.governance import audit, decisions
@@ -112,7 +114,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
     if found is None:
         raise ApiError(404, "unknown_round", f"no round {round_id!r}; request a task (POST /v1/tasks)")
     rnd, manifest = found
-    limit = min(max_update_bytes, encoded_size(manifest.num_params, "f32"))
+    space = gram_space(manifest.hyperparams)  # a Gram-trained model (federated EASE) takes sparse bodies
+    size = encoded_size(manifest.num_params, "f32") if space is None else sparse_size(space.max_nnz)
+    limit = min(max_update_bytes, size)
     set_limit(limit)
     body: bytes = read_body()  # raises 413 (body_too_large) beyond the limit
     body_sha = sha256_bytes(body)
@@ -124,14 +128,18 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         raise ApiError(409, "round_closed", f"round {round_id} is {rnd.state}; request a new task (POST /v1/tasks)")
     cfg = config_of(rnd.config)
     try:
-        vec, enc = decode_update(body, manifest.num_params)
+        if space is None:
+            vec, enc = decode_update(body, manifest.num_params)
+        else:
+            vec, enc = decode_sparse_update(body, space.num_values, space.max_nnz), "f32"
+            try:
+                check_contribution(*vec, space.items)
+            except ValueError as exc:
+                raise ApiError(400, "bad_update", f"update rejected: {exc}") from exc
     except WireError as exc:
-        msg = str(exc)
-        if "NaN" in msg or "Inf" in msg:
-            raise ApiError(400, "non_finite", f"update rejected: {msg}; check the local training (learning rate, data)") from exc
-        if "encoding" in msg:
-            raise ApiError(400, "bad_encoding", f"update rejected: {msg}") from exc
-        raise ApiError(400, "bad_update", f"update rejected: {msg}") from exc
+        code = wire_error_code(exc)
+        hint = "; check the local training (learning rate, data)" if code == "non_finite" else ""
+        raise ApiError(400, code, f"update rejected: {exc}{hint}") from exc
     if enc not in ("f32", cfg.encoding):
         raise ApiError(400, "bad_encoding", f"the task asked for encoding {cfg.encoding!r} (or lossless 'f32'); "
                                             f"the update is {enc!r}")
@@ -141,6 +149,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         svc.maintain_quietly(rnd.model)
         raise ApiError(409, "round_closed", f"round {round_id} passed its deadline; request a new task")
     arrival = folds_on_arrival(cfg)
+    if space is not None and not arrival:
+        raise ApiError(400, "bad_update", "a Gram-trained model folds sparse bodies on arrival: its training must be "
+                                          "mode 'sync' without a robust combiner (PUT /v1/models/{name}/training)")
 
     def store_update(conn: Any) -> tuple[int, Any]:
         """The durable part, run in the process's next group-commit transaction (server.storage.group)."""
@@ -162,6 +173,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
                                              "a device may only upload for its own task (POST /v1/tasks)")
         matching = [t for t in open_tasks if t.version == hdr.version] or open_tasks
         task = matching[-1]
+        if space is not None and task.policy_version is not None:
+            raise ApiError(400, "bad_update", "a Gram-trained model cannot yet fold per governance cell: train it "
+                                              "without a policy (PUT /v1/models/{name}/policy)")
         try:
             strategy.check_version(svc._view(cur), task.version, hdr.version)
         except StaleUpdate as exc:
@@ -186,8 +200,11 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         if arrival:  # last but the audit entry: nothing after it may fail (see RoundSums.add)
             weight = min(float(hdr.num_examples), cfg.max_examples_weight) * strategy.weight_factor(
                 rnd.version - task.version)
+            if space is not None:
+                weight = 1.0  # one device, one count: what the k-threshold reads
             part = cell.key if task.policy_version is not None else FLAT_PART
-            svc.sums.add(conn, round_id, part, lambda: svc.start_accumulator(conn, rnd, manifest.num_params),
+            size = manifest.num_params if space is None else space.num_values
+            svc.sums.add(conn, round_id, part, lambda: svc.start_accumulator(conn, rnd, size),
                          vec, weight, hdr.within_clip)
         # Only now, when nothing can roll this job back any more (see audit.BatchEntries):
         svc.batch_audit.add(now, audit.Entry(

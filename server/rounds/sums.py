@@ -56,8 +56,9 @@ class RoundSums:
 
     # ------------------------------------------------------------------ ingest side (committer thread)
     def add(self, conn: Connection, round_id: str, part: str, start: Callable[[], Accumulator],
-            vec: np.ndarray, weight: float, within_clip: bool | None) -> None:
-        """Clip and add one update to its part's sum (inside the batch that stores the update).
+            vec: np.ndarray | tuple[np.ndarray, np.ndarray], weight: float, within_clip: bool | None) -> None:
+        """Clip and add one update to its part's sum (inside the batch that stores the update);
+        ``vec`` is a dense vector or a sparse ``(indices, values)`` pair (Accumulator.add_sparse).
 
         Call it last in the job: what follows it in the same job must not fail, because the
         job's savepoint would roll back the row but not this addition.
@@ -71,7 +72,10 @@ class RoundSums:
                 base = self._load(conn, key) or start()
             acc = base.copy()
             self._pending[key] = acc
-        acc.add(vec, weight=weight, within_clip=within_clip)
+        if isinstance(vec, tuple):
+            acc.add_sparse(*vec, weight=weight, within_clip=within_clip)
+        else:
+            acc.add(vec, weight=weight, within_clip=within_clip)
 
     def before_commit(self, conn: Connection, now: float = 0.0) -> None:
         """Write every sum the batch changed (one row per part and process)."""

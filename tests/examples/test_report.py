@@ -41,7 +41,9 @@ def test_the_verdict_comes_first_and_answers_the_question(tmp_path):
     assert f"ε = {runs['federated + DP']['epsilon']:.1f}" in prop["text"]
     r = RESULTS["recommender"]["runs"]
     assert rec["better"] == (r["federated"]["hr@10"] > r["popularity"]["hr@10"])
-    assert "Not better than recommending best-sellers" in text  # this run's recommender loses to popularity
+    assert rec["better"] and "Better than best-sellers" in text  # this run's federated EASE beats popularity
+    model = RESULTS["recommender"]["model"]
+    assert f"up to {model['cap']}" in rec["text"] and f"at least {model['k_min']} customers" in rec["text"]
 
 
 def test_plain_units_and_the_data_movement_kpi(tmp_path):
@@ -70,3 +72,22 @@ def test_plain_units_and_the_data_movement_kpi(tmp_path):
 def test_report_skips_plots_without_data(tmp_path):
     write_report({"tables": {}}, tmp_path)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_learning_curves_carry_a_band_and_the_centralized_line(tmp_path):
+    """Every curve point of a demo run is [round, value, low, high] with low <= value <= high, each baseline
+    line has its interval, and the band is drawn: the plot changes when the bands are dropped."""
+    curves = RESULTS["curves"]
+    assert "centralized" in curves["propensity AUC"]["baselines"] and "centralized" in curves["recommender HR@10"]["baselines"]
+    for series in curves.values():
+        for pts in series["runs"].values():
+            assert pts and all(len(p) == 4 and p[2] <= p[1] <= p[3] and p[2] < p[3] for p in pts), pts
+        for name, (lo, hi) in series["baseline_bands"].items():
+            assert lo <= series["baselines"][name] <= hi
+    write_report(RESULTS, tmp_path / "banded")
+    bare = json.loads(json.dumps(RESULTS))
+    for series in bare["curves"].values():
+        series["runs"] = {n: [p[:2] for p in pts] for n, pts in series["runs"].items()}
+        series.pop("baseline_bands")
+    write_report(bare, tmp_path / "bare")
+    assert (tmp_path / "banded" / "learning_curves.png").read_bytes() != (tmp_path / "bare" / "learning_curves.png").read_bytes()
