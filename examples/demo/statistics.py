@@ -1,0 +1,91 @@
+"""The demo's *Prepare* step: fit the propensity schema federatedly, and assess the fleet's data.
+
+Before any model exists, the demo opens a statistics task for the bank
+declaration (:data:`BANK_DECLARATION`), every simulated device sends the
+sufficient statistics of its consented, rule-passing records through the
+real SDK (:meth:`edge_sdk.Client.report_statistics`), the server releases
+them with clipping, Gaussian noise and the k rule, and the fitted schema of
+that release is what the propensity model is exported with.  The readiness
+assessment of the same release goes into the report.
+
+The declared ranges are domain facts a bank team would write down (ages of
+adult customers, balances in euros, contacts per campaign), not fitted to
+the data; values outside them are clipped for the statistics only.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+from fedmark.contract import FeatureSchema
+
+__all__ = ["BANK_DECLARATION", "DEFAULT_CONFIG", "declaration", "fit_federated", "central_schema"]
+
+BANK_DECLARATION: dict[str, Any] = {
+    "label": "y", "task": "binary", "positive": "yes",
+    "columns": {
+        "age": {"kind": "numeric", "range": [18, 95], "required": True},
+        "balance": {"kind": "numeric", "range": [-3000, 15000]},
+        "day": {"kind": "numeric", "range": [1, 31], "range_rule": True},
+        "campaign": {"kind": "numeric", "range": [1, 20]},
+        "pdays": {"kind": "numeric", "range": [-1, 400]},
+        "previous": {"kind": "numeric", "range": [0, 10]},
+        "job": {"kind": "categorical", "max_vocab": 20}, "marital": {"kind": "categorical", "max_vocab": 20},
+        "education": {"kind": "categorical", "max_vocab": 20}, "default": {"kind": "categorical", "max_vocab": 20},
+        "housing": {"kind": "categorical", "max_vocab": 20}, "loan": {"kind": "categorical", "max_vocab": 20},
+        "contact": {"kind": "categorical", "max_vocab": 20}, "month": {"kind": "categorical", "max_vocab": 20},
+        "poutcome": {"kind": "categorical", "max_vocab": 20},
+    },
+}
+
+#: The statistics release's default privacy settings in the demo (see docs/GOVERNANCE.md).
+DEFAULT_CONFIG: dict[str, Any] = {"noise_multiplier": 1.0, "clip": 50.0, "k": 5, "delta": 1e-5}
+
+
+def declaration(extra_drop: Sequence[str] = ("consent",)) -> dict[str, Any]:
+    """The bank declaration as ``models.tabular.fit_schema`` reads it (the consent field is dropped)."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BANK_DECLARATION.items()}
+    d["drop"] = list(extra_drop)
+    return d
+
+
+def central_schema(rows: Sequence[Mapping[str, Any]]) -> FeatureSchema:
+    """The same declaration fitted centrally on pooled rows (the baseline the federated fit is compared with)."""
+    from models import tabular
+
+    drop = [c for c in rows[0] if c not in BANK_DECLARATION["columns"] and c != BANK_DECLARATION["label"]]
+    return tabular.fit_schema(rows, declaration(drop))
+
+
+def fit_federated(base_url: str, admin_token: str, devices: Sequence[Any], keys: Any, model: str,
+                  config: Mapping[str, Any] | None = None, purpose: str = "propensity_scoring") -> dict[str, Any]:
+    """Open a statistics task, let every device contribute, release; returns the release and the assessment.
+
+    ``devices`` are the demo's :class:`examples.demo.fleet.SimDevice`; ``keys`` its ``AppKeys``.
+    """
+    import requests
+
+    from edge_sdk.errors import ConsentError
+
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    r = requests.post(f"{base_url}/v1/models/{model}/statistics", headers=auth, timeout=30,
+                      json={"declaration": BANK_DECLARATION, "config": dict(config or DEFAULT_CONFIG),
+                            "purpose": purpose})
+    r.raise_for_status()
+    task = r.json()
+    def one(d: Any) -> int:
+        try:
+            d.connect(base_url, keys.of(d)).report_statistics(model, d.records)
+            return 1
+        except ConsentError:
+            return 0  # none of this device's records may be used: it sends nothing
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # a fleet reports in parallel
+        contributed = sum(pool.map(one, devices))
+    r = requests.post(f"{base_url}/v1/models/{model}/statistics/{task['task_id']}/release", headers=auth, timeout=60)
+    r.raise_for_status()
+    rel = r.json()
+    a = requests.get(f"{base_url}/v1/models/{model}/readiness", headers=auth, timeout=30)
+    a.raise_for_status()
+    return {"release": rel, "assessment": a.json(), "contributed": contributed,
+            "schema": FeatureSchema.from_json(rel["fitted_schema"])}
