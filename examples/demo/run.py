@@ -137,6 +137,7 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
                 for name, r in rec["runs"].items()],
             "Targets": [{"target": k, "value": v["value"], "met": "yes" if v["met"] else "NO"} for k, v in targets.items()],
             "Governance (propensity, no-DP run)": _governance_rows(prop.get("governance", {})),
+            "Prepare (propensity): federated statistics and readiness": prop.get("statistics", {}).get("rows", []),
             "KPIs": _kpi_rows(kpis),
         },
         "curves": {

@@ -15,11 +15,12 @@ the data; values outside them are clipped for the statistics only.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fedmark.contract import FeatureSchema
 
-__all__ = ["BANK_DECLARATION", "DEFAULT_CONFIG", "declaration", "fit_federated", "central_schema"]
+__all__ = ["BANK_DECLARATION", "DEFAULT_CONFIG", "declaration", "fit_federated", "central_schema", "prepare"]
 
 BANK_DECLARATION: dict[str, Any] = {
     "label": "y", "task": "binary", "positive": "yes",
@@ -89,3 +90,36 @@ def fit_federated(base_url: str, admin_token: str, devices: Sequence[Any], keys:
     a.raise_for_status()
     return {"release": rel, "assessment": a.json(), "contributed": contributed,
             "schema": FeatureSchema.from_json(rel["fitted_schema"])}
+
+
+def prepare(out: Path, devices: Sequence[Any], k: int, config: Mapping[str, Any] | None = None,
+            purpose: str = "propensity_scoring") -> tuple[FeatureSchema, dict[str, Any]]:
+    """The demo's Prepare step on its own server: (the fitted schema, a JSON-able summary with its quality
+    ``rules`` and the report's ``rows``)."""
+    import shutil
+
+    from bench.fleet import Fleet
+    from examples.demo.fleet import AppKeys
+    from fedmark.contract.statistics import rules_of
+    from server.testing import running_server
+
+    server_dir = out / "server-statistics"
+    shutil.rmtree(server_dir, ignore_errors=True)
+    cfg = dict(config or DEFAULT_CONFIG, k=k)
+    with running_server(server_dir) as srv:
+        res = fit_federated(srv.base_url, srv.admin_token, devices, AppKeys(Fleet(srv.base_url, srv.admin_token)),
+                            purpose, cfg, purpose=purpose)
+    for d in devices:  # the simulated devices' storage: nothing reads it now
+        shutil.rmtree(d.storage, ignore_errors=True)
+        d.client = None
+        if d.storage.parent.exists() and not any(d.storage.parent.iterdir()):
+            d.storage.parent.rmdir()
+    rel, a = res["release"], res["assessment"]
+    rows = [{"figure": "devices that contributed", "value": res["contributed"]},
+            {"figure": "clipped contributions", "value": rel["clipped_devices"]},
+            {"figure": "epsilon of the release (delta 1e-5)", "value": rel["epsilon"]},
+            {"figure": "category values withheld (< k devices)", "value": sum(rel["suppressed_values"].values())},
+            {"figure": "readiness", "value": " ".join(a["summary"])}]
+    return res["schema"], {"rules": rules_of(BANK_DECLARATION), "rows": rows,
+            "epsilon": rel["epsilon"], "assessment": a, "contributed": res["contributed"],
+            "schema_version": rel["schema_version"]}

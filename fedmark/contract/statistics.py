@@ -38,7 +38,7 @@ from fedmark.contract.features import Column, FeatureSchema, parse_bool, signed_
 
 __all__ = ["StatisticsError", "StatColumn", "StatisticsPlan", "Validation", "check_records", "local_statistics",
            "parse_contribution", "fit_from_totals", "DEFAULT_MAX_VALUES", "MAX_COLUMNS", "MAX_VALUE_CHARS",
-           "rule_names"]
+           "rule_names", "rules_of", "load_fitted"]
 
 DEFAULT_MAX_VALUES = 64
 MAX_COLUMNS = 256
@@ -395,3 +395,36 @@ def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any]) -> FeatureS
     if plan.label is None:
         return FeatureSchema(tuple(cols))
     return FeatureSchema(tuple(cols), label=plan.label.name, task=plan.task, **_label_rule(plan, totals))
+
+
+_RULE_KEYS = ("required", "allowed", "range_rule")
+
+
+def rules_of(decl: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quality rules of a declaration, as a manifest carries them in ``features.rules`` (None: no rules).
+
+    Only columns with a rule are kept, each with its kind and rule fields (``range`` only where
+    ``range_rule`` makes it a rule); the device reads them with ``StatisticsPlan.from_declaration(rules,
+    measuring=False)`` and refuses to train on records that break one.
+    """
+    cols: dict[str, Any] = {}
+    for name, raw in (decl.get("columns") or {}).items():
+        spec = {"kind": raw} if isinstance(raw, str) else dict(raw)
+        kept = {k: spec[k] for k in _RULE_KEYS if spec.get(k) not in (None, False)}
+        if kept:
+            kept["kind"] = spec.get("kind")
+            if kept.get("range_rule"):
+                kept["range"] = spec.get("range")
+            cols[str(name)] = kept
+    return {"columns": cols} if cols else None
+
+
+def load_fitted(doc: Mapping[str, Any]) -> tuple[FeatureSchema, dict[str, Any] | None]:
+    """A fitted schema and its quality rules from a statistics release (``fitted_schema`` + ``declaration``)
+    or from a fitted schema itself (a manifest's ``features``)."""
+    if "fitted_schema" in doc:
+        if not doc["fitted_schema"]:
+            raise StatisticsError(f"this statistics release has no fitted schema: {doc.get('fit_error')}",
+                                  "empty_release")
+        return FeatureSchema.from_json(doc["fitted_schema"]), rules_of(doc.get("declaration") or {})
+    return FeatureSchema.from_json(doc), dict(doc["rules"]) if isinstance(doc.get("rules"), Mapping) else None
