@@ -26,7 +26,8 @@ How one release is computed, and why:
 * **Category values** are released only if at least ``k`` distinct devices
   hold them (counted exactly: the server is trusted with the individual
   contributions, as with updates) *and* their noised total count reaches
-  ``3 z clip sqrt(cells)`` (three noise standard deviations), so that the
+  ``selection_sd * z * clip * sqrt(cells)`` (default three noise standard
+  deviations of the total), so that the
   presence of a rare value does not hinge on one device.  That threshold is
   the usual DP partition selection; its small extra delta is *not* in the RDP
   accountant's epsilon (docs/GOVERNANCE.md says so).
@@ -59,6 +60,8 @@ class StatisticsConfig:
     k: int = 5
     delta: float = 1e-5
     max_records: int = 100_000
+    #: how many noise standard deviations (of the fleet total) a category value's noised count must reach
+    selection_sd: float = 3.0
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "StatisticsConfig":
@@ -66,7 +69,8 @@ class StatisticsConfig:
         try:
             cfg = StatisticsConfig(float(d.get("noise_multiplier", base.noise_multiplier)),
                                    float(d.get("clip", base.clip)), int(d.get("k", base.k)),
-                                   float(d.get("delta", base.delta)), int(d.get("max_records", base.max_records)))
+                                   float(d.get("delta", base.delta)), int(d.get("max_records", base.max_records)),
+                                   float(d.get("selection_sd", base.selection_sd)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"statistics config: {exc}") from None
         if not (math.isfinite(cfg.noise_multiplier) and cfg.noise_multiplier >= 0):
@@ -79,11 +83,14 @@ class StatisticsConfig:
             raise ConfigError("delta must be in (0, 1)")
         if not 1 <= cfg.max_records <= 10_000_000:
             raise ConfigError("max_records must be from 1 to 10000000")
+        if not (math.isfinite(cfg.selection_sd) and 0 <= cfg.selection_sd <= 10):
+            raise ConfigError("selection_sd must be from 0 to 10 (noise standard deviations a category value's "
+                              "noised count must reach to be released)")
         return cfg
 
     def to_json(self) -> dict[str, Any]:
         return {"noise_multiplier": self.noise_multiplier, "clip": self.clip, "k": self.k, "delta": self.delta,
-                "max_records": self.max_records}
+                "max_records": self.max_records, "selection_sd": self.selection_sd}
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ def release(plan: StatisticsPlan, contributions: Sequence[DeviceContribution], c
     for flat in noised.values():
         for k, v in flat.items():
             total[k] = total.get(k, 0.0) + v
-    threshold = 3.0 * sigma * math.sqrt(max(len(noised), 1))
+    threshold = cfg.selection_sd * sigma * math.sqrt(max(len(noised), 1))
     released: dict[str, set[str]] = {}
     suppressed: dict[str, int] = {}
     for (col, value), who in holders.items():

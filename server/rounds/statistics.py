@@ -28,6 +28,7 @@ contributed.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -81,7 +82,7 @@ def open_task(svc: RoundService, model: str, body: Mapping[str, Any], actor: str
     with store.write() as conn:
         policy = _policy(conn, model)
         if policy is not None and cfg.k < decisions.k_min(policy):
-            cfg = StatisticsConfig(cfg.noise_multiplier, cfg.clip, decisions.k_min(policy), cfg.delta, cfg.max_records)
+            cfg = dataclasses.replace(cfg, k=decisions.k_min(policy))
         purpose = policy.purpose if policy is not None else body.get("purpose")
         if purpose is not None and not isinstance(purpose, str):
             raise ApiError(400, "bad_request", "purpose must be a string (the purpose records must consent to)")

@@ -59,6 +59,8 @@ try {
         partner_bars: data('chart-partners'),
         version_rows: count('#versions tbody tr'),
         round_rows: count('#rounds tbody tr'),
+        readiness_rows: [...document.querySelectorAll('#readiness tbody tr')].map((r) => r.cells[2].textContent),
+        readiness_summary: [...document.querySelectorAll('#readiness-summary li')].map((li) => li.textContent),
         kpis,
         scroll_width: document.documentElement.scrollWidth,
         inner_width: window.innerWidth,
