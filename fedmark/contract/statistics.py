@@ -19,8 +19,8 @@ Python + numpy.
   (the value must parse).  A record failing any rule is neither measured nor
   trained on; only counts per rule leave the device.
 * :func:`local_statistics` is the device's contribution: per numeric column
-  count, sum and sum of squares of the (transformed, clipped) values plus
-  the missing count; per categorical/boolean column counts per value and the
+  count, sum and sum of squares of the (clipped, transformed) values, as
+  offsets from the middle of the declared range, plus the missing count; per categorical/boolean column counts per value and the
   missing count; the label likewise.  :func:`parse_contribution` is the
   server's strict reading of that body.
 * :func:`fit_from_totals` turns (released) totals into the fitted schema with
@@ -74,22 +74,31 @@ class StatColumn:
     max_values: int = DEFAULT_MAX_VALUES
     spec: Mapping[str, Any] = field(default_factory=dict)  # the declaration's spec, for fitting
 
+    def _t(self, x: float) -> float:
+        return signed_log1p(x) if self.transform else x
+
+    @property
+    def center(self) -> float:
+        """The middle of the declared range (transformed units): values travel as offsets from it."""
+        return (self._t(self.lo) + self._t(self.hi)) / 2
+
     @property
     def bound(self) -> float:
-        """The largest |value| a record can add to the column's sum (transformed units)."""
-        t = signed_log1p if self.transform else float
-        return max(abs(t(self.lo)), abs(t(self.hi)), 1e-12)
+        """The largest |offset from the center| a record can add to the column's sum (transformed units)."""
+        return max((self._t(self.hi) - self._t(self.lo)) / 2, 1e-12)
 
     def value(self, v: Any) -> float | None:
-        """The measured value (clipped to the range, then transformed), None if it does not parse."""
+        """The measured value: clipped to the range, transformed, as an offset from the range's center
+        (None if it does not parse).  Why offsets: a sum of squares of raw values is dominated by the
+        mean², so after noise ``E[x²] - mean²`` could come out negative; around the center it cannot
+        be far off."""
         try:
             x = float(v)
         except (TypeError, ValueError):
             return None
         if not math.isfinite(x):
             return None
-        x = min(max(x, self.lo), self.hi)
-        return signed_log1p(x) if self.transform else x
+        return self._t(min(max(x, self.lo), self.hi)) - self.center
 
 
 def _column(name: str, raw: Any, *, label: bool = False, task: str = "binary", measuring: bool = True) -> StatColumn:
@@ -277,8 +286,8 @@ def parse_contribution(body: Any, plan: StatisticsPlan, max_records: int) -> dic
     """The server's strict reading of a device's statistics body; raises :class:`StatisticsError` with a code.
 
     Checks every count is whole and within the device's record count (at most ``max_records``), every
-    moment finite and consistent with the declared range (|sum| <= count * bound, 0 <= sumsq <= count *
-    bound², so a device cannot claim values outside the declared range), every column of the plan
+    moment finite and consistent with the declared range (offsets from its center: |sum| <= count *
+    bound, 0 <= sumsq <= count * bound², so a device cannot claim values outside it), every column of the plan
     present and no other, and the rule-violation counts named by the plan.
     """
     if not isinstance(body, Mapping):
@@ -338,7 +347,7 @@ def _label_rule(plan: StatisticsPlan, totals: Mapping[str, Any]) -> dict[str, An
     assert lab is not None
     t = totals[lab.name]
     if plan.task == "regression":
-        mean, std = _moments(t)
+        mean, std = _moments(t, lab)
         return {"label_mean": mean, "label_std": std, "label_transform": lab.transform}
     values = sorted(t["values"])
     if plan.task == "multiclass":
@@ -353,23 +362,31 @@ def _label_rule(plan: StatisticsPlan, totals: Mapping[str, Any]) -> dict[str, An
     return {"positive": positive}
 
 
-def _moments(t: Mapping[str, Any]) -> tuple[float, float]:
+def _moments(t: Mapping[str, Any], c: StatColumn, std_floor: float = 0.0) -> tuple[float, float]:
+    """Mean and population std from the sums of offsets (see :meth:`StatColumn.value`).
+
+    ``std_floor`` (a fraction of the half-range) replaces a std the noise pushed to or below it; 0, the
+    parity case, keeps the central rule (a zero std becomes 1)."""
     n = float(t["count"])
     if not n > 0:
-        return 0.0, 1.0
-    mean = float(t["sum"]) / n
-    var = max(float(t["sumsq"]) / n - mean * mean, 0.0)
-    std = math.sqrt(var)
-    return mean, std if std > 0 else 1.0
+        return c.center, 1.0
+    off = float(t["sum"]) / n
+    var = float(t["sumsq"]) / n - off * off
+    floor = std_floor * c.bound
+    std = math.sqrt(var) if var > 0 else 0.0
+    if floor > 0 and std < floor:
+        std = floor
+    return c.center + off, std if std > 0 else 1.0
 
 
-def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any]) -> FeatureSchema:
+def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any], *, std_floor: float = 0.0) -> FeatureSchema:
     """The fitted schema from released totals (``{column: {count,sum,sumsq} | {values}}``, or a release's
     ``totals`` with them under ``columns``).
 
     The rules of ``models.tabular.fit_schema``: numeric mean / population std over present values
     (``missing: indicator`` adds the indicator slot); categorical vocabulary = the ``max_vocab`` most
     frequent released values (ties by value), sorted; boolean fill 0; hash unchanged; the label rule.
+    ``std_floor``: see :func:`_moments` (the server passes a small one for noised releases).
     """
     if "columns" in totals and isinstance(totals["columns"], Mapping):
         totals = totals["columns"]  # a whole release's totals
@@ -378,7 +395,7 @@ def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any]) -> FeatureS
         spec = c.spec
         indicator = spec.get("missing") == "indicator"
         if c.kind == "numeric":
-            mean, std = _moments(totals[c.name])
+            mean, std = _moments(totals[c.name], c, std_floor)
             cols.append(Column(c.name, "numeric", mean=mean, std=std, indicator=indicator, transform=c.transform))
         elif c.kind == "boolean":
             cols.append(Column(c.name, "boolean", fill=0.0, indicator=indicator))

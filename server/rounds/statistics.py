@@ -54,6 +54,10 @@ __all__ = ["open_task", "task_for_device", "contribute", "release_task", "releas
 OPEN, RELEASED = "open", "released"
 _T, _R = schema.statistics_tasks, schema.statistics_reports
 MAX_KEY_CHARS = 200
+#: A noised release's std is kept at or above this fraction of the column's half-range: noise on the sum of
+#: squares can push a narrow column's variance to zero, and a std of 1 in raw units would then blow the
+#: standardised inputs up (it did: AUC 0.5 in sweeps/statistics_fit.py before this floor and the centring).
+STD_FLOOR = 0.05
 
 
 def _policy(conn: Any, model: str) -> Any:
@@ -226,7 +230,8 @@ def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
         out = release(plan, [DeviceContribution(r.device_id, f"{r.region}|{r.partner}", json.loads(r.body))
                              for r in reports], cfg, np.random.default_rng(_seed(svc.secret, task_id)), ledger)
         try:
-            fitted: dict[str, Any] | None = fit_from_totals(plan, out["totals"]).to_json()
+            fitted: dict[str, Any] | None = fit_from_totals(
+                plan, out["totals"], std_floor=STD_FLOOR if cfg.noise_multiplier > 0 else 0.0).to_json()
             out["fit_error"] = None
         except StatisticsError as exc:
             fitted, out["fit_error"] = None, str(exc)

@@ -93,4 +93,5 @@ def test_noise_has_the_configured_scale_and_is_seeded():
                      np.random.default_rng(7))["cells"] for _ in range(2)]
     assert draws[0] == draws[1]  # same seed, same release
     counts = np.array([c["columns"]["x"]["sum"] for c in draws[0].values()])
-    assert counts.std() == pytest.approx(6.0, rel=0.15)  # sigma = z * clip, sum in units of the bound (1)
+    # sigma = z * clip on the normalised sum; the sum of offsets is in units of the half-range (0.5)
+    assert counts.std() == pytest.approx(3.0, rel=0.15)

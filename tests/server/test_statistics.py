@@ -137,7 +137,8 @@ def test_non_consented_records_are_never_measured_and_withdrawn_devices_refused(
     rows = ([{"x": 1, "y": "yes", "consent": PURPOSE}] * 3 + [{"x": 99, "y": "no", "consent": "analytics"}] * 5)
     task_doc = {"declaration": decl, "purpose": PURPOSE, "consent_purposes": None, "consent_signals": None}
     m = edge_stats.measure(rows, task_doc)
-    assert m.body["records"] == 3 and m.body["columns"]["x"]["sum"] == 3.0 and m.excluded_no_consent == 5
+    # only the 3 consented x = 1 are summed (as offsets from the range's center, 50): never the 99s
+    assert m.body["records"] == 3 and m.body["columns"]["x"]["sum"] == 3 * (1 - 50) and m.excluded_no_consent == 5
     assert m.body["excluded"] == {"consent": 5, "rules": 0}
     with make_live() as lv:
         task = _open(lv, decl, noise_multiplier=0, k=1, clip=1e9)
