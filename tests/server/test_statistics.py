@@ -236,7 +236,7 @@ def test_device_only_roles_and_admin_only_opening(make_live):
         assert r.status_code == 409 and r.json()["error"]["code"] == "no_task"
 
 
-def test_readiness_names_the_cell_that_is_not_ready(make_live, tmp_path):
+def test_readiness_names_the_cell_that_is_not_ready(make_live, tmp_path, capsys):
     decl = {"label": "y", "positive": "yes", "columns": {"x": {"kind": "numeric", "range": [0, 10]},
                                                          "c": {"kind": "categorical"}}}
     with make_live() as lv:
@@ -259,3 +259,36 @@ def test_readiness_names_the_cell_that_is_not_ready(make_live, tmp_path):
         assert "drifted" in text  # column c went from a/b to all a in us
         assert cells["us"]["checks"]["psi"]["c"] > 0.25 and math.isclose(cells["eu"]["checks"]["psi"]["c"], 0.0,
                                                                           abs_tol=1e-9)
+        # the same assessment from the command line; exit status 1 while a cell is not ready
+        from fedmark_cli import main
+
+        assert main(["assess", "bank", "--server", lv.base_url, "--token", lv.admin_token]) == 1
+        printed = capsys.readouterr().out
+        assert "us / acme is not ready" in printed and "NOT READY" in printed and "readiness from statistics release v2" in printed
+
+
+def test_export_takes_the_released_schema(make_live, tmp_path, capsys):
+    """`fedmark statistics MODEL --out FILE` then `fedmark export tabular --fitted-schema FILE`: no pooled data."""
+    from edge_sdk.trainer import Trainer
+    from fedmark_cli import main
+
+    decl = {"label": "y", "positive": "yes", "columns": {"x": {"kind": "numeric", "range": [0, 10], "range_rule": True},
+                                                         "c": {"kind": "categorical", "required": True}}}
+    with make_live() as lv:
+        task = _open(lv, decl, noise_multiplier=0, k=1, clip=1e9)
+        for d in range(3):
+            rows = [{"x": (i + d) % 10, "c": ("a", "b")[i % 2], "y": ("yes", "no")[i % 3 == 0], "consent": PURPOSE}
+                    for i in range(20)]
+            _client(lv, tmp_path, f"x{d}").report_statistics("bank", rows)
+        rel = _release(lv, task)
+        saved = tmp_path / "release.json"
+        assert main(["statistics", "bank", "--server", lv.base_url, "--token", lv.admin_token,
+                     "--out", str(saved)]) == 0
+    out = tmp_path / "art"
+    rc = main(["export", "tabular", "--fitted-schema", str(saved), "--hidden", "4", "--name", "bank", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    m = Trainer(out).manifest
+    assert m.schema().to_json() == rel["fitted_schema"]
+    assert m.features["rules"] == {"columns": {"x": {"kind": "numeric", "range_rule": True, "range": [0, 10]},
+                                               "c": {"kind": "categorical", "required": True}}}
+    assert m.extra["data"]["schema"] == "federated statistics release v1"
