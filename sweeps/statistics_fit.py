@@ -13,8 +13,10 @@ consented training rows pooled.  For each setting it records
   demo's epochs / learning rate, seeds 0-2) on rows encoded with each schema,
   scored on the held-out split.  Same training, only the schema differs.
 
-Settings: noise off with k = 1 (must equal the central fit), and the
-defaults (``DEFAULT_CONFIG``) with the 3-SD value threshold and without it.
+Settings: noise off with k = 1 (differs from the central fit only where the
+declared ranges clip), then z = 1, k = 5 with the value threshold
+``selection_sd`` from 0 to 3 noise SDs at clip 50, and clip 20 / 150 at 2 SDs.
+The demo's ``DEFAULT_CONFIG`` was chosen from this grid (docs/GOVERNANCE.md §11).
 
     .venv/bin/python sweeps/statistics_fit.py      # writes sweeps/results/statistics_fit.json
 """
@@ -73,11 +75,11 @@ def main() -> int:
     cfg = demo_prop.PropensityConfig()
     records = data_mod.load_bank()
     train, test = data_mod.stratified_split(records, seed=cfg.seed)
-    settings = {
-        "noise off, k=1 (only the declared ranges clip)": {"noise_multiplier": 0.0, "clip": 1e12, "k": 1},
-        "default (z=1, clip=50, k=5, 3-SD value threshold)": dict(demo_stats.DEFAULT_CONFIG),
-        "z=1, clip=50, k=5, no value threshold": dict(demo_stats.DEFAULT_CONFIG, selection_sd=0.0),
-    }
+    settings: dict[str, dict[str, Any]] = {"noise off, k=1 (only the declared ranges clip)":
+                                           {"noise_multiplier": 0.0, "clip": 1e12, "k": 1}}
+    base = {"noise_multiplier": 1.0, "k": 5, "delta": 1e-5}
+    for clip, sd in ((50.0, 0.0), (50.0, 1.0), (50.0, 2.0), (50.0, 3.0), (20.0, 2.0), (150.0, 2.0)):
+        settings[f"z=1, k=5, clip={clip:g}, selection_sd={sd:g}"] = dict(base, clip=clip, selection_sd=sd)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         devices = demo_prop.make_devices(train, cfg, "propensity_scoring", Path(tmp) / "devices",

@@ -5,6 +5,8 @@ bodies within their caps, asks the one access decision, and answers.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify, request
 
 from server.api.bodies import read_body
@@ -14,12 +16,12 @@ from server.errors import ApiError
 from server.governance import access, readiness
 from server.rounds import statistics as stats
 from server.rounds.service import get_rounds
-from server.storage import get_store
+from server.storage import get_store, schema
 
 bp = Blueprint("statistics", __name__)
 
 
-def _model_arg(body: dict) -> str:  # type: ignore[type-arg]
+def _model_arg(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 128:
         raise ApiError(400, "bad_request", "body must be {\"model\": \"<model name>\"}")
@@ -59,7 +61,7 @@ def release_statistics(name: str, task_id: str):  # type: ignore[no-untyped-def]
     return jsonify(out)
 
 
-def _released(name: str, version: int | None) -> tuple[dict, dict | None]:  # type: ignore[type-arg]
+def _released(name: str, version: int | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     with get_store().read() as conn:
         if principal().role != "admin":
             access.require(conn, principal(), name, "statistics")
@@ -76,7 +78,7 @@ def _version_arg() -> int | None:
     raw = request.args.get("version")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 2**31 - 1:
+    if not (raw.isdigit() and len(raw) <= 10) or not 1 <= int(raw) <= schema.MAX_INT:
         raise ApiError(400, "bad_request", "version must be a whole number >= 1 (a fitted schema version)")
     return int(raw)
 

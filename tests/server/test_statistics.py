@@ -234,6 +234,15 @@ def test_device_only_roles_and_admin_only_opening(make_live):
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_config"
         r = lv.call("POST", "/v1/statistics/tasks", token, json={"model": "bank"})
         assert r.status_code == 409 and r.json()["error"]["code"] == "no_task"
+        # releases are read by admins and marketers only, through the one access decision
+        assert lv.call("GET", "/v1/models/bank/statistics", token).status_code == 403
+        mt = lv.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "ana"}).json()["token"]
+        r = lv.call("GET", "/v1/models/bank/readiness", mt)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_model"  # not published: hidden
+        for bad in ("abc", "0", "9" * 5000):
+            r = lv.admin("GET", f"/v1/models/bank/statistics?version={bad}")
+            assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", bad
+        assert lv.admin("GET", "/v1/models/bank/statistics").json()["error"]["code"] == "no_statistics"
 
 
 def test_readiness_names_the_cell_that_is_not_ready(make_live, tmp_path, capsys):
