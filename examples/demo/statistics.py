@@ -40,7 +40,7 @@ BANK_DECLARATION: dict[str, Any] = {
 }
 
 #: The statistics release's default privacy settings in the demo (see docs/GOVERNANCE.md).
-DEFAULT_CONFIG: dict[str, Any] = {"noise_multiplier": 1.0, "clip": 50.0, "k": 5, "delta": 1e-5}
+DEFAULT_CONFIG: dict[str, Any] = {"noise_multiplier": 1.0, "clip": 50.0, "k": 5, "delta": 1e-5, "selection_sd": 2.0}
 
 
 def declaration(extra_drop: Sequence[str] = ("consent",)) -> dict[str, Any]:

@@ -26,7 +26,7 @@ How one release is computed, and why:
 * **Category values** are released only if at least ``k`` distinct devices
   hold them (counted exactly: the server is trusted with the individual
   contributions, as with updates) *and* their noised total count reaches
-  ``selection_sd * z * clip * sqrt(cells)`` (default three noise standard
+  ``selection_sd * z * clip * sqrt(cells)`` (default two noise standard
   deviations of the total), so that the
   presence of a rare value does not hinge on one device.  That threshold is
   the usual DP partition selection; its small extra delta is *not* in the RDP
@@ -61,7 +61,7 @@ class StatisticsConfig:
     delta: float = 1e-5
     max_records: int = 100_000
     #: how many noise standard deviations (of the fleet total) a category value's noised count must reach
-    selection_sd: float = 3.0
+    selection_sd: float = 2.0
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "StatisticsConfig":
