@@ -175,11 +175,15 @@ def contribute(svc: RoundService, who: Principal, task_id: str, raw: bytes,
 
     def store_one(conn: Any) -> Any:
         """The durable part, in the next group-commit transaction."""
-        state = conn.execute(select(_T.c.state).where(_T.c.id == task_id)).scalar_one()
+        # A no-op conditional UPDATE first: it takes the task row's lock (PostgreSQL) / the write lock (SQLite),
+        # so a release that locked the row first makes this one see "released" and refuse, and a release
+        # that comes later waits for this contribution and folds it.  Never a 202 for an unfolded body.
+        still_open = conn.execute(update(_T).where(_T.c.id == task_id, _T.c.state == OPEN)
+                                  .values(state=OPEN)).rowcount
         rec = conn.execute(select(_R).where(_R.c.task_id == task_id, _R.c.device_id == who.device_id)).first()
         if rec is not None:
             return rec
-        if state != OPEN:
+        if not still_open:
             raise ApiError(409, "task_closed", f"statistics task {task_id} was released before this arrived")
         rid = conn.execute(_R.insert().values(
             task_id=task_id, device_id=who.device_id, region=cell.region, partner=cell.partner, idem_key=key,
@@ -216,12 +220,13 @@ def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
     now = svc.now
     with svc._st().write() as conn:
         row = _task_row(conn, task_id)
-        if row.state != OPEN:
+        # lock the row as "releasing" before reading the contributions (see store_one in contribute)
+        if not conn.execute(update(_T).where(_T.c.id == task_id, _T.c.state == OPEN).values(state="releasing")).rowcount:
             raise ApiError(409, "task_closed", f"statistics task {task_id} was already released")
         plan = StatisticsPlan.from_declaration(json.loads(row.plan))
         cfg = StatisticsConfig.from_json(json.loads(row.config))
         reports = conn.execute(select(_R).where(_R.c.task_id == task_id).order_by(_R.c.id)).all()
-        if not reports:
+        if not reports:  # raising rolls the "releasing" mark back: the task stays open
             raise ApiError(409, "no_contributions", f"no device has contributed to {task_id} yet; wait for devices")
         prev = conn.execute(select(_T.c.ledger, _T.c.schema_version).where(_T.c.model == row.model,
                                                                            _T.c.state == RELEASED)
