@@ -118,7 +118,9 @@ def prepare(out: Path, devices: Sequence[Any], k: int, config: Mapping[str, Any]
     rows = [{"figure": "devices that contributed", "value": res["contributed"]},
             {"figure": "clipped contributions", "value": rel["clipped_devices"]},
             {"figure": "epsilon of the release (delta 1e-5)", "value": rel["epsilon"]},
-            {"figure": "category values withheld (< k devices)", "value": sum(rel["suppressed_values"].values())},
+            {"figure": "category values withheld (k rule, noise threshold)",
+             "value": sum(rel["suppressed_values"].values())},
+            {"figure": "columns hashed (no value released)", "value": ", ".join(rel["hashed_columns"]) or "none"},
             {"figure": "readiness", "value": " ".join(a["summary"])}]
     return res["schema"], {"rules": rules_of(BANK_DECLARATION), "rows": rows,
             "epsilon": rel["epsilon"], "assessment": a, "contributed": res["contributed"],

@@ -38,13 +38,15 @@ from fedmark.contract.features import Column, FeatureSchema, parse_bool, signed_
 
 __all__ = ["StatisticsError", "StatColumn", "StatisticsPlan", "Validation", "check_records", "local_statistics",
            "parse_contribution", "fit_from_totals", "DEFAULT_MAX_VALUES", "MAX_COLUMNS", "MAX_VALUE_CHARS",
-           "rule_names", "rules_of", "load_fitted"]
+           "rule_names", "rules_of", "load_fitted", "HASH_FALLBACK"]
 
 DEFAULT_MAX_VALUES = 64
 MAX_COLUMNS = 256
 MAX_VALUE_CHARS = 64
 _DEFAULT_MAX_VOCAB = 20  # as models.tabular.DEFAULT_MAX_VOCAB: a declaration without max_vocab fits the same
 _YES = ("yes", "1", "true", "y", "t")
+#: Buckets of the hash column that replaces a categorical column without any released value.
+HASH_FALLBACK = 8
 
 
 class StatisticsError(ContractError):
@@ -385,7 +387,9 @@ def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any], *, std_floo
 
     The rules of ``models.tabular.fit_schema``: numeric mean / population std over present values
     (``missing: indicator`` adds the indicator slot); categorical vocabulary = the ``max_vocab`` most
-    frequent released values (ties by value), sorted; boolean fill 0; hash unchanged; the label rule.
+    frequent released values (ties by value), sorted — a column none of whose values was released
+    becomes a ``hash`` column of ``max(tail_buckets, HASH_FALLBACK)`` buckets (no vocabulary to leak,
+    and the model still sees the column); boolean fill 0; hash unchanged; the label rule.
     ``std_floor``: see :func:`_moments` (the server passes a small one for noised releases).
     """
     if "columns" in totals and isinstance(totals["columns"], Mapping):
@@ -403,9 +407,9 @@ def fit_from_totals(plan: StatisticsPlan, totals: Mapping[str, Any], *, std_floo
             counts = totals[c.name]["values"]
             cap = int(spec.get("max_vocab", _DEFAULT_MAX_VOCAB))
             vocab = tuple(sorted(v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]))
-            if not vocab:
-                raise StatisticsError(f"column {c.name!r}: no value was released (all held by fewer than k "
-                                      "devices); lower k, wait for more devices, or drop the column", "empty_release")
+            if not vocab:  # no value passed the k rule / the threshold: a hashed column needs no vocabulary
+                cols.append(Column(c.name, "hash", buckets=max(int(spec.get("tail_buckets", 0)), HASH_FALLBACK)))
+                continue
             cols.append(Column(c.name, "onehot", vocabulary=vocab, tail_buckets=int(spec.get("tail_buckets", 0))))
         else:
             cols.append(Column(c.name, "hash", buckets=int(spec["buckets"])))

@@ -240,6 +240,8 @@ def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
             out["fit_error"] = None
         except StatisticsError as exc:
             fitted, out["fit_error"] = None, str(exc)
+        out["hashed_columns"] = [c.name for c in plan.columns  # no value released: fitted as a hash column
+                                 if c.kind == "categorical" and not out["totals"]["columns"][c.name]["values"]]
         version = (prev.schema_version if prev is not None else 0) + 1
         out.update(task_id=task_id, model=row.model, schema_version=version, fitted_schema=fitted,
                    purpose=row.purpose, released_at=now, contributors=len(reports), declaration=plan.to_json())

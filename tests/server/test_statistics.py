@@ -93,20 +93,24 @@ def test_noise_off_k1_equals_the_central_fit(live, tmp_path, bank_rows):
 
 def test_rare_categories_need_k_devices(make_live, tmp_path):
     decl = {"label": "y", "positive": "yes", "columns": {"x": {"kind": "numeric", "range": [0, 10]},
-                                                         "city": {"kind": "categorical"}}}
+                                                         "city": {"kind": "categorical"},
+                                                         "street": {"kind": "categorical"}}}
     with make_live() as lv:
         task = _open(lv, decl, noise_multiplier=0, k=3, clip=1e9)
         for d in range(4):
             city = ["lisbon"] * 5 + (["faro"] if d < 2 else []) + (["braga"] if d < 3 else [])
-            rows = [{"x": i, "city": c, "y": "yes" if i % 2 else "no", "consent": PURPOSE}
-                    for i, c in enumerate(city)]
+            rows = [{"x": i, "city": c, "street": f"street-of-{d}", "y": "yes" if i % 2 else "no",
+                     "consent": PURPOSE} for i, c in enumerate(city)]
             _client(lv, tmp_path, f"k{d}").report_statistics("bank", rows)
         rel = _release(lv, task)
         values = rel["totals"]["columns"]["city"]["values"]
         assert values == {"lisbon": 20, "braga": 3}  # faro: 2 devices < k = 3, withheld with its count
-        assert rel["suppressed_values"] == {"city": 1}
-        assert "faro" not in json.dumps(rel)
+        assert rel["suppressed_values"] == {"city": 1, "street": 4}
+        assert "faro" not in json.dumps(rel) and "street-of" not in json.dumps(rel)
         assert rel["fitted_schema"]["columns"][1]["vocabulary"] == ["braga", "lisbon"]
+        # every street is one device's: nothing released, so the column is hashed (no vocabulary to leak)
+        assert rel["hashed_columns"] == ["street"]
+        assert rel["fitted_schema"]["columns"][2] == {"name": "street", "kind": "hash", "buckets": 8}
 
 
 def test_epsilon_is_in_the_ledger_and_the_audit(make_live, tmp_path):
