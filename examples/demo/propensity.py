@@ -51,6 +51,8 @@ class PropensityConfig:
     eval_rows_per_device: int = 500   # the held-out split spread over evaluating devices
     gate_max_regression: float = 0.01
     k_min: int = 5
+    # Prepare (#15): overrides of examples.demo.statistics.DEFAULT_CONFIG for the schema's statistics release
+    statistics: dict[str, Any] = field(default_factory=dict)
     # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
     server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.01})
 
@@ -101,7 +103,8 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
     from models.export import export
     from examples.demo import statistics as prepare_step  # Prepare (#15): the schema is fitted federatedly
     fitted, prepared = prepare_step.prepare(out, make_devices(train, cfg, "propensity_scoring", out / "stats-devices",
-                                                      np.random.default_rng(cfg.seed)), cfg.k_min)
+                                                      np.random.default_rng(cfg.seed)), cfg.k_min,
+                                            cfg.statistics)
     export("propensity", artifact, train_records=train, seed=cfg.seed,
            epochs=cfg.local_epochs, learning_rate=cfg.learning_rate,
            schema=fitted, rules=prepared["rules"])

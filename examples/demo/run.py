@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.demo.propensity import PropensityConfig
+from examples.demo.statistics import FAST_STATISTICS
 from examples.demo.recommender import RecommenderConfig
 
 
@@ -26,7 +27,8 @@ class DemoConfig:
     def fast() -> "DemoConfig":
         return DemoConfig(
             PropensityConfig(rows=6000, rounds=6, goal=20, eval_every=3, central_epochs=3,
-                             local_only_devices=8, local_only_epochs=10),
+                             local_only_devices=8, local_only_epochs=10,
+                             statistics=FAST_STATISTICS),
             RecommenderConfig(customers=500, rounds=4, goal=30, eval_users=150, eval_every=2, central_epochs=1))
 
 

@@ -17,7 +17,9 @@ a record.  Per cell it reads:
   label, against the previous release of the same model
   (:func:`fedmark.metrics.population_stability_index`).
 
-A cell is *not ready* when any check misses its threshold (``THRESHOLDS``,
+A cell whose (noised) records are fewer than ``NOISE_RECORDS`` noise standard
+deviations is not judged on the shares (they would mostly be noise) but
+reported as not ready for that reason.  A cell is *not ready* when any check misses its threshold (``THRESHOLDS``,
 chosen as common rules of thumb: PSI > 0.25 is the usual "significant shift"
 line); the answer says which check and by how much, in a plain sentence.
 Cells under the k rule are reported as suppressed, never judged.
@@ -30,7 +32,7 @@ import numpy as np
 
 from fedmark.metrics import population_stability_index
 
-__all__ = ["THRESHOLDS", "assess"]
+__all__ = ["THRESHOLDS", "NOISE_RECORDS", "assess"]
 
 THRESHOLDS = {
     "conformity": 0.95,        # at least 95 % of records pass the quality rules
@@ -40,6 +42,9 @@ THRESHOLDS = {
     "records_per_device": 5.0,  # enough local records to train on
     "psi": 0.25,               # population stability index against the previous release
 }
+#: A cell is judged only if its records are at least this many noise standard deviations: below, the
+#: shares computed from it would mostly be noise.
+NOISE_RECORDS = 20
 
 
 def _share(part: float, whole: float) -> float | None:
@@ -55,8 +60,13 @@ def _psi(now: Mapping[str, float], before: Mapping[str, float]) -> float | None:
     return float(population_stability_index(b / b.sum(), a / a.sum()))
 
 
-def _judge(view: Mapping[str, Any], previous: Mapping[str, Any] | None, label: str | None) -> dict[str, Any]:
+def _judge(view: Mapping[str, Any], previous: Mapping[str, Any] | None, label: str | None,
+           noise_sd: float = 0.0) -> dict[str, Any]:
     records = float(view.get("records", 0.0))
+    if noise_sd > 0 and records < NOISE_RECORDS * noise_sd:
+        why = (f"too few records ({records:.0f}, clip-weighted) for the release's noise (standard deviation "
+               f"{noise_sd:.0f}) to judge this cell; gather more devices, or release with less noise")
+        return {"ready": False, "reasons": [why], "checks": {}, "devices": view.get("devices"), "records": records}
     excluded = view.get("excluded", {})
     rules_out, consent_out = float(excluded.get("rules", 0.0)), float(excluded.get("consent", 0.0))
     checks: dict[str, Any] = {
@@ -68,10 +78,10 @@ def _judge(view: Mapping[str, Any], previous: Mapping[str, Any] | None, label: s
     reasons: list[str] = []
     t = THRESHOLDS
     if checks["conformity"] is not None and checks["conformity"] < t["conformity"]:
+        broken = [f"{k} ({v:g})" for k, v in sorted(view.get("violations", {}).items(), key=lambda kv: -kv[1])[:3]
+                  if v > 0]
         reasons.append(f"only {checks['conformity']:.0%} of records pass the quality rules (needs "
-                       f"{t['conformity']:.0%}); most broken: " + ", ".join(
-                           f"{k} ({v:g})" for k, v in sorted(view.get("violations", {}).items(),
-                                                             key=lambda kv: -kv[1])[:3] if v > 0))
+                       f"{t['conformity']:.0%})" + (f"; most broken: {', '.join(broken)}" if broken else ""))
     if checks["consent"] is not None and checks["consent"] < t["consent"]:
         reasons.append(f"consent covers {checks['consent']:.0%} of records for the purpose (needs {t['consent']:.0%})")
     for col, share in checks["missing"].items():
@@ -115,7 +125,7 @@ def assess(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> di
                           "reasons": [f"fewer than k={current.get('k')} devices: not shown"]}
             continue
         prev = (previous or {}).get("cells", {}).get(key) if previous else None
-        judged = _judge(view, prev, label)
+        judged = _judge(view, prev, label, float(current.get("noise_stddev") or 0.0))
         cells[key] = dict(judged, region=region, partner=partner, suppressed=False)
         if not judged["ready"]:
             summary.append(f"{region} / {partner} is not ready: " + "; ".join(judged["reasons"]) + ".")

@@ -305,3 +305,18 @@ def test_export_takes_the_released_schema(make_live, tmp_path, capsys):
     assert m.features["rules"] == {"columns": {"x": {"kind": "numeric", "range_rule": True, "range": [0, 10]},
                                                "c": {"kind": "categorical", "required": True}}}
     assert m.extra["data"]["schema"] == "federated statistics release v1"
+
+
+def test_readiness_does_not_judge_cells_drowned_in_noise():
+    from server.governance import readiness
+
+    view = {"records": 150.0, "devices": 6, "excluded": {"consent": 0.0, "rules": 0.0}, "violations": {},
+            "columns": {"x": {"missing": 80.0, "count": 70.0, "sum": 0.0, "sumsq": 0.0}}}
+    rel = {"model": "m", "schema_version": 1, "k": 5, "epsilon": 4.7, "declaration": {"label": None},
+           "cells": {"eu|acme": view}, "noise_stddev": 50.0}
+    a = readiness.assess(rel, None)
+    cell = a["cells"]["eu|acme"]
+    assert cell["ready"] is False and cell["reasons"][0].startswith("too few records (150")
+    assert "missing" not in " ".join(cell["reasons"])  # the 53 % missing is not claimed: it is mostly noise
+    quiet = readiness.assess(dict(rel, noise_stddev=0.0), None)["cells"]["eu|acme"]
+    assert quiet["ready"] is False and "column 'x' is missing in 53% of records" in quiet["reasons"][0]
