@@ -20,6 +20,8 @@ The demo's ``DEFAULT_CONFIG`` was chosen from this grid (docs/GOVERNANCE.md §11
 
     .venv/bin/python sweeps/statistics_fit.py           # writes sweeps/results/statistics_fit.json
     .venv/bin/python sweeps/statistics_fit.py --render  # only rewrites the table in docs/GOVERNANCE.md §11
+    .venv/bin/python sweeps/statistics_fit.py --noise-seeds 4   # the threshold over several noise draws,
+                                                    # offline (same device and server code, no HTTP)
 """
 from __future__ import annotations
 
@@ -96,7 +98,55 @@ def write_doc(results: dict[str, Any]) -> None:
     DOC.write_text(head + BEGIN + "\n" + "\n".join(render(results)) + "\n" + END + tail)
 
 
+def noise_seeds(n: int) -> int:
+    """selection_sd 0-3 at the default clip over ``n`` noise draws (the release computed in process)."""
+    from edge_sdk import statistics as edge_stats
+    from edge_sdk.consent import has_consent
+    from edge_sdk.errors import ConsentError
+    from examples.demo import propensity as demo_prop
+    from examples.demo import statistics as demo_stats
+    from fedmark.contract.statistics import StatisticsPlan, fit_from_totals, parse_contribution
+    from models import data as data_mod
+    from server.aggregation.statistics import DeviceContribution, StatisticsConfig, release
+    from server.rounds.statistics import STD_FLOOR
+
+    cfg = demo_prop.PropensityConfig()
+    train, test = data_mod.stratified_split(data_mod.load_bank(), seed=cfg.seed)
+    plan = StatisticsPlan.from_declaration(demo_stats.BANK_DECLARATION)
+    task = {"declaration": demo_stats.BANK_DECLARATION, "purpose": "propensity_scoring"}
+    with tempfile.TemporaryDirectory() as tmp:
+        devices = demo_prop.make_devices(train, cfg, "propensity_scoring", Path(tmp), np.random.default_rng(cfg.seed))
+    consented = [r for d in devices for r in d.records if has_consent(r, "propensity_scoring")]
+    contributions = []
+    for d in devices:
+        try:
+            body = edge_stats.measure(d.records, task).body
+        except ConsentError:
+            continue
+        contributions.append(DeviceContribution(d.device_id, f"{d.region}|{d.partner}",
+                                                parse_contribution(body, plan, 100_000)))
+    central = float(np.mean(_auc(demo_stats.central_schema(consented), consented, test, cfg)))
+    rows: dict[str, Any] = {}
+    for sd in (0.0, 1.0, 2.0, 3.0):
+        deltas, withheld = [], []
+        for seed in range(n):
+            conf = StatisticsConfig.from_json(dict(demo_stats.DEFAULT_CONFIG, selection_sd=sd))
+            out = release(plan, contributions, conf, np.random.default_rng(1000 + seed))
+            schema = fit_from_totals(plan, out["totals"], std_floor=STD_FLOOR)
+            deltas.append(float(np.mean(_auc(schema, consented, test, cfg))) - central)
+            withheld.append(sum(out["suppressed_values"].values()))
+        rows[f"selection_sd={sd:g}"] = {"auc_delta": deltas, "auc_delta_mean": float(np.mean(deltas)),
+                                        "withheld_values": withheld}
+        print(sd, json.dumps(rows[f"selection_sd={sd:g}"]))
+    path = RESULT.with_name("statistics_fit_seeds.json")
+    path.write_text(json.dumps({"central_auc": central, "noise_draws": n, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def main() -> int:
+    if "--noise-seeds" in sys.argv:
+        return noise_seeds(int(sys.argv[sys.argv.index("--noise-seeds") + 1]))
     if "--render" in sys.argv:
         write_doc(json.loads(RESULT.read_text()))
         return 0
