@@ -26,31 +26,23 @@ GRID = [(1.0, 50.0, 2.0), (0.5, 20.0, 2.0), (0.5, 10.0, 1.0), (0.3, 20.0, 2.0), 
 
 
 def main() -> int:
-    from edge_sdk import statistics as edge_stats
-    from edge_sdk.errors import ConsentError
     from examples.demo import propensity as demo_prop
     from examples.demo import statistics as demo_stats
-    from fedmark.contract.statistics import StatisticsPlan, fit_from_totals, parse_contribution
+    from fedmark.contract.statistics import StatisticsPlan, fit_from_totals
     from models import data as data_mod
     from server.aggregation import PrivacyLedger
-    from server.aggregation.statistics import DeviceContribution, StatisticsConfig, release
+    from server.aggregation.statistics import StatisticsConfig, release
     from server.rounds.statistics import STD_FLOOR
+    from sweeps.statistics_fit import contributions_of
 
     cfg = demo_prop.PropensityConfig(rows=6000)  # the fast variant's subset, drawn as propensity.run draws it
     rng = np.random.default_rng(cfg.seed)
     train, _ = data_mod.stratified_split(data_mod.load_bank(), seed=cfg.seed)
     train = [train[i] for i in sorted(rng.choice(len(train), int(cfg.rows * 0.75), replace=False))]
     plan = StatisticsPlan.from_declaration(demo_stats.BANK_DECLARATION)
-    task = {"declaration": demo_stats.BANK_DECLARATION, "purpose": "propensity_scoring"}
-    contributions = []
     with tempfile.TemporaryDirectory() as tmp:
-        for d in demo_prop.make_devices(train, cfg, "propensity_scoring", Path(tmp), np.random.default_rng(cfg.seed)):
-            try:
-                body = edge_stats.measure(d.records, task).body
-            except ConsentError:
-                continue
-            contributions.append(DeviceContribution(d.device_id, f"{d.region}|{d.partner}",
-                                                    parse_contribution(body, plan, 100_000)))
+        contributions = contributions_of(demo_prop.make_devices(train, cfg, "propensity_scoring", Path(tmp),
+                                                                np.random.default_rng(cfg.seed)))
     rows = []
     for z, clip, sd in GRID:
         out = release(plan, contributions, StatisticsConfig(noise_multiplier=z, clip=clip, k=cfg.k_min,

@@ -16,7 +16,8 @@ consented training rows pooled.  For each setting it records
 Settings: noise off with k = 1 (differs from the central fit only where the
 declared ranges clip), then z = 1, k = 5 with the value threshold
 ``selection_sd`` from 0 to 3 noise SDs at clip 50, and clip 20 / 150 at 2 SDs.
-The demo's ``DEFAULT_CONFIG`` was chosen from this grid (docs/GOVERNANCE.md §11).
+The demo's ``DEFAULT_CONFIG`` (selection_sd = 1) was chosen from this grid and ``--noise-seeds``
+(docs/GOVERNANCE.md §11).
 
     .venv/bin/python sweeps/statistics_fit.py           # writes sweeps/results/statistics_fit.json
     .venv/bin/python sweeps/statistics_fit.py --render  # only rewrites the table in docs/GOVERNANCE.md §11
@@ -86,6 +87,17 @@ def render(results: dict[str, Any]) -> list[str]:
         out.append(f"| {name} | {eps} | {r['clipped_devices']} of {r['contributors']} | {worst:.3f} | "
                    f"{min(ratios):.2f} – {max(ratios):.2f} | {sum(r['suppressed_values'].values())} | "
                    f"{r['auc_mean']:.4f} | {r['auc_delta_vs_central']:+.4f} |")
+    seeds = RESULT.with_name("statistics_fit_seeds.json")
+    if seeds.exists():
+        d = json.loads(seeds.read_text())
+        out += ["", f"The value threshold over {d['noise_draws']} noise draws (`--noise-seeds`, clip 50, the release "
+                    "computed in process by the same device and server code; "
+                    "`sweeps/results/statistics_fit_seeds.json`):", "",
+                "| value threshold | Δ AUC vs central fit, mean | per draw | values withheld per draw |",
+                "|---|---|---|---|"]
+        for name, r in d["rows"].items():
+            out.append(f"| {name} | {r['auc_delta_mean']:+.4f} | " + ", ".join(f"{v:+.4f}" for v in r["auc_delta"])
+                       + " | " + ", ".join(map(str, r["withheld_values"])) + " |")
     return out
 
 
@@ -98,33 +110,43 @@ def write_doc(results: dict[str, Any]) -> None:
     DOC.write_text(head + BEGIN + "\n" + "\n".join(render(results)) + "\n" + END + tail)
 
 
+def contributions_of(devices: Any) -> list[Any]:
+    """Every consenting device's statistics as the server parses them (the device and server code, no HTTP)."""
+    from edge_sdk import statistics as edge_stats
+    from edge_sdk.errors import ConsentError
+    from examples.demo import statistics as demo_stats
+    from fedmark.contract.statistics import StatisticsPlan, parse_contribution
+    from server.aggregation.statistics import DeviceContribution
+
+    plan = StatisticsPlan.from_declaration(demo_stats.BANK_DECLARATION)
+    task = {"declaration": demo_stats.BANK_DECLARATION, "purpose": "propensity_scoring"}
+    out = []
+    for d in devices:
+        try:
+            body = edge_stats.measure(d.records, task).body
+        except ConsentError:
+            continue  # nothing of this device may be used: it sends nothing
+        out.append(DeviceContribution(d.device_id, f"{d.region}|{d.partner}", parse_contribution(body, plan, 100_000)))
+    return out
+
+
 def noise_seeds(n: int) -> int:
     """selection_sd 0-3 at the default clip over ``n`` noise draws (the release computed in process)."""
-    from edge_sdk import statistics as edge_stats
     from edge_sdk.consent import has_consent
-    from edge_sdk.errors import ConsentError
     from examples.demo import propensity as demo_prop
     from examples.demo import statistics as demo_stats
-    from fedmark.contract.statistics import StatisticsPlan, fit_from_totals, parse_contribution
+    from fedmark.contract.statistics import StatisticsPlan, fit_from_totals
     from models import data as data_mod
-    from server.aggregation.statistics import DeviceContribution, StatisticsConfig, release
+    from server.aggregation.statistics import StatisticsConfig, release
     from server.rounds.statistics import STD_FLOOR
 
     cfg = demo_prop.PropensityConfig()
     train, test = data_mod.stratified_split(data_mod.load_bank(), seed=cfg.seed)
     plan = StatisticsPlan.from_declaration(demo_stats.BANK_DECLARATION)
-    task = {"declaration": demo_stats.BANK_DECLARATION, "purpose": "propensity_scoring"}
     with tempfile.TemporaryDirectory() as tmp:
         devices = demo_prop.make_devices(train, cfg, "propensity_scoring", Path(tmp), np.random.default_rng(cfg.seed))
     consented = [r for d in devices for r in d.records if has_consent(r, "propensity_scoring")]
-    contributions = []
-    for d in devices:
-        try:
-            body = edge_stats.measure(d.records, task).body
-        except ConsentError:
-            continue
-        contributions.append(DeviceContribution(d.device_id, f"{d.region}|{d.partner}",
-                                                parse_contribution(body, plan, 100_000)))
+    contributions = contributions_of(devices)
     central = float(np.mean(_auc(demo_stats.central_schema(consented), consented, test, cfg)))
     rows: dict[str, Any] = {}
     for sd in (0.0, 1.0, 2.0, 3.0):

@@ -41,7 +41,7 @@ BANK_DECLARATION: dict[str, Any] = {
 }
 
 #: The statistics release's default privacy settings in the demo (see docs/GOVERNANCE.md).
-DEFAULT_CONFIG: dict[str, Any] = {"noise_multiplier": 1.0, "clip": 50.0, "k": 5, "delta": 1e-5, "selection_sd": 2.0}
+DEFAULT_CONFIG: dict[str, Any] = {"noise_multiplier": 1.0, "clip": 50.0, "k": 5, "delta": 1e-5, "selection_sd": 1.0}
 
 
 #: The fast variant's fleet (151 devices of ~30 records) drowns at z = 1: its vocabularies lost most values

@@ -26,11 +26,12 @@ How one release is computed, and why:
 * **Category values** are released only if at least ``k`` distinct devices
   hold them (counted exactly: the server is trusted with the individual
   contributions, as with updates) *and* their noised total count reaches
-  ``selection_sd * z * clip * sqrt(cells)`` (default two noise standard
-  deviations of the total), so that the
-  presence of a rare value does not hinge on one device.  That threshold is
-  the usual DP partition selection; its small extra delta is *not* in the RDP
-  accountant's epsilon (docs/GOVERNANCE.md says so).
+  ``selection_sd * z * clip * sqrt(cells)`` (default one noise standard
+  deviation of the total, chosen in sweeps/statistics_fit.py), so that the
+  presence of a rare value does not hinge on one device alone.  That
+  threshold is the usual DP partition selection but a weak one at this
+  setting, and it is *not* in the RDP accountant's epsilon: the k rule is
+  what protects a value's presence (docs/GOVERNANCE.md says so).
 * Cells with fewer than ``k`` devices are left out of the per-cell view (they
   still count in the totals).
 """
@@ -61,7 +62,7 @@ class StatisticsConfig:
     delta: float = 1e-5
     max_records: int = 100_000
     #: how many noise standard deviations (of the fleet total) a category value's noised count must reach
-    selection_sd: float = 2.0
+    selection_sd: float = 1.0
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "StatisticsConfig":
