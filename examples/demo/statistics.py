@@ -100,7 +100,7 @@ def fit_federated(base_url: str, admin_token: str, devices: Sequence[Any], keys:
 
 
 def prepare(out: Path, devices: Sequence[Any], k: int, config: Mapping[str, Any] | None = None,
-            purpose: str = "propensity_scoring") -> tuple[FeatureSchema, dict[str, Any]]:
+            purpose: str = "propensity_scoring", seed: int = 0) -> tuple[FeatureSchema, dict[str, Any]]:
     """The demo's Prepare step on its own server: (the fitted schema, a JSON-able summary with its quality
     ``rules`` and the report's ``rows``)."""
     import shutil
@@ -113,7 +113,9 @@ def prepare(out: Path, devices: Sequence[Any], k: int, config: Mapping[str, Any]
     server_dir = out / "server-statistics"
     shutil.rmtree(server_dir, ignore_errors=True)
     cfg = dict(DEFAULT_CONFIG, **(config or {}), k=k)
-    with running_server(server_dir) as srv:
+    # A fixed noise secret: the release's noise (seeded from it and the task id) is then the same draw on
+    # every run with the same fleet, as the demo's other seeds are fixed.  A real server keeps its secret.
+    with running_server(server_dir, extra_env={"FEDMARK_NOISE_SECRET": f"fedmark-demo-statistics-{seed}"}) as srv:
         res = fit_federated(srv.base_url, srv.admin_token, devices, AppKeys(Fleet(srv.base_url, srv.admin_token)),
                             purpose, cfg, purpose=purpose)
     for d in devices:  # the simulated devices' storage: nothing reads it now

@@ -213,8 +213,8 @@ def contribute(svc: RoundService, who: Principal, task_id: str, raw: bytes,
     return 200, _answer(task_id, out.id)
 
 
-def _seed(secret: str, task_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"fedmark-statistics|{secret}|{task_id}".encode()).digest()[:8], "little")
+def _seed(secret: str, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"fedmark-statistics|{secret}|{key}".encode()).digest()[:8], "little")
 
 
 def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
@@ -234,8 +234,12 @@ def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
                                                                            _T.c.state == RELEASED)
                             .order_by(_T.c.schema_version.desc()).limit(1)).first()
         ledger = PrivacyLedger.from_json(json.loads(prev.ledger)) if prev is not None and prev.ledger else PrivacyLedger()
+        version = (prev.schema_version if prev is not None else 0) + 1
+        # noise seeded from (server secret, model, release number): a re-run with the same secret and the same
+        # contributions draws the same noise; the secret keeps it unpredictable to anyone else
         out = release(plan, [DeviceContribution(r.device_id, f"{r.region}|{r.partner}", json.loads(r.body))
-                             for r in reports], cfg, np.random.default_rng(_seed(svc.secret, task_id)), ledger)
+                             for r in reports], cfg, np.random.default_rng(_seed(svc.secret, f"{row.model}|{version}")),
+                      ledger)
         try:
             fitted: dict[str, Any] | None = fit_from_totals(
                 plan, out["totals"], std_floor=STD_FLOOR if cfg.noise_multiplier > 0 else 0.0).to_json()
@@ -244,7 +248,6 @@ def release_task(svc: RoundService, task_id: str, actor: str) -> dict[str, Any]:
             fitted, out["fit_error"] = None, str(exc)
         out["hashed_columns"] = [c.name for c in plan.columns  # no value released: fitted as a hash column
                                  if c.kind == "categorical" and not out["totals"]["columns"][c.name]["values"]]
-        version = (prev.schema_version if prev is not None else 0) + 1
         out.update(task_id=task_id, model=row.model, schema_version=version, fitted_schema=fitted,
                    purpose=row.purpose, released_at=now, contributors=len(reports), declaration=plan.to_json())
         text = json.dumps(out)  # not key-sorted: column order is the schema's order
