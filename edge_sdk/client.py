@@ -22,6 +22,7 @@ differs between propensity and recommender models) and
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 
 from edge_sdk import data as data_mod
 from edge_sdk import families
+from edge_sdk import statistics as stats_mod
 from edge_sdk.auth import Credentials
 from edge_sdk.config import ClientConfig, RetryPolicy
 from edge_sdk import consent as consent_mod
@@ -343,6 +345,20 @@ class Client:
         counts = segment_counts(self.score(model, records, version=version, signals=signals), cuts)
         self._request("POST", "/v1/segments/reports", json_body=segment_report(model, manifest, counts))
         return counts
+
+    def report_statistics(self, model: str, records: Any) -> dict[str, Any]:
+        """Federated feature statistics (issue #15): take the model's open statistics task, measure the
+        consented, rule-passing ``records`` (:mod:`edge_sdk.statistics`) and send only their sums and counts.
+        Returns the server's answer plus the local counts (``used``, ``excluded_no_consent``, ``failed_rules``)."""
+        task = self._request("POST", "/v1/statistics/tasks", json_body={"model": model}).json()
+        m = stats_mod.measure(data_mod.load_records(records), task, consent_field=self.consent_field,
+                              withdrawn=self._withdrawn())
+        body = json.dumps(m.body, sort_keys=True).encode()
+        answer = self._request("POST", str(task["report_url"]), body=body,
+                               headers={"Content-Type": "application/json",
+                                        "Idempotency-Key": stats_mod.idempotency_key(str(task["task_id"]), body)}
+                               ).json()
+        return dict(answer, used=m.used, excluded_no_consent=m.excluded_no_consent, failed_rules=m.failed_rules)
 
     def forget(self, model: str) -> bool:
         """Erase this device's personal state for ``model`` (e.g. after consent is withdrawn)."""

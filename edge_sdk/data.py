@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_sdk.consent import CONSENT_FIELD, split_by_consent
 from edge_sdk.errors import ConfigurationError, ConsentError, SchemaError
+from edge_sdk.statistics import rule_check
 from fedmark.contract import ContractError, Manifest, RowError, required_purposes
 
 Records = Sequence[Mapping[str, Any]]
@@ -44,6 +45,8 @@ class DataReport:
     rejected: int
     skipped_unknown_items: int = 0
     row_errors: tuple[RowError, ...] = field(default=(), repr=False)
+    #: records breaking each quality rule of the manifest's ``features.rules`` (counted in ``rejected``)
+    rule_violations: Mapping[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, "used": self.used, "excluded_no_consent": self.excluded_no_consent,
@@ -143,12 +146,14 @@ def prepare_tabular(records: Records, manifest: Manifest, *, with_label: bool, s
     used, excluded = _consented(records, manifest, consent_field, purposes)
     names = [c.name for c in schema.columns] + ([schema.label] if with_label and schema.label else [])
     _check_columns_present(records, used, names)
-    subset = [records[i] for i in used]
+    # quality rules first (features.rules, issue #15): a record that breaks one never trains
+    passing, rule_errors, violations = rule_check(records, manifest.features.get("rules"), used)
+    subset = [records[i] for i in passing]
     x, y, errors = schema.encode(subset, with_label=with_label, strict=False)
-    row_errors = tuple(RowError(used[e.row], e.column, e.reason) for e in errors)
-    bad = {used[e.row] for e in errors}
-    kept = [i for i in used if i not in bad]
-    report = DataReport(len(records), len(kept), excluded, len(bad), 0, row_errors)
+    row_errors = rule_errors + tuple(RowError(passing[e.row], e.column, e.reason) for e in errors)
+    bad = {passing[e.row] for e in errors} | (set(used) - set(passing))
+    kept = [i for i in passing if i not in bad]
+    report = DataReport(len(records), len(kept), excluded, len(bad), 0, row_errors, violations)
     if row_errors and (strict or not kept):
         raise SchemaError(f"{len(bad)} of {len(used)} consented record(s) do not match the model's schema",
                           row_errors)

@@ -69,7 +69,10 @@ def _add_recommender(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tabular(p: argparse.ArgumentParser) -> None:
-    _table_input(p, required=True)
+    _table_input(p, required=False)
+    p.add_argument("--fitted-schema", metavar="FILE", default=None,
+                   help="a federated statistics release (`fedmark statistics MODEL --out FILE`) or a fitted schema "
+                        "to export with, instead of fitting on --data (then --data is not needed)")
     p.add_argument("--label", default=None, help="the column to predict (or 'label' in --schema)")
     task = p.add_mutually_exclusive_group()
     task.add_argument("--positive", default=None, help="binary task: the label value that is the positive outcome")
@@ -132,7 +135,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         named.update(data_path=args.data, sep=args.sep, schema_path=args.schema, purpose=args.purpose)
         if fam == "tabular":
             named.update(label=args.label, positive=args.positive, task=args.task, drop=args.drop, hidden=args.hidden,
-                         embed=dict(args.embed) or None)
+                         embed=dict(args.embed) or None, fitted_schema_path=args.fitted_schema)
         else:
             named["model_fn"] = args.model_fn
     opts.update({k: v for k, v in named.items() if v is not None})

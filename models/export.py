@@ -79,14 +79,17 @@ def _prepare_dir(out_dir: str | os.PathLike[str]) -> str:
 def export_family(family: Any, out_dir: str | os.PathLike[str], *, name: str | None = None,
                   purpose: str = "marketing", version: int = 1, seed: int = 0,
                   params: Sequence[np.ndarray] | None = None, clip_norm: float = 1.0,
-                  noise_multiplier: float = 1.0, data: Mapping[str, Any] | None = None) -> Manifest:
+                  noise_multiplier: float = 1.0, data: Mapping[str, Any] | None = None,
+                  rules: Mapping[str, Any] | None = None) -> Manifest:
     """Write the trainer artifact of a family: a :class:`models.family.Family` (protocol
     ``supervised-tabular/1``) or a :class:`models.recommender.ReconstructionFamily` (``mf-reconstruction/1``).
 
     The family supplies its graphs (``onnx_graphs()``), parameters and manifest
     fields; this writes them, hashes every file and checks the manifest parses.
     ``params`` overrides the family's seeded initial parameters (e.g. a
-    centrally pre-trained model); ``data`` describes the training data in ``extra``.
+    centrally pre-trained model); ``data`` describes the training data in ``extra``; ``rules`` (a
+    declaration's quality rules, ``fedmark.contract.statistics.rules_of``) go to ``features.rules``, which
+    devices check before training.
     """
     from models import onnx_export as oe
     from models.recommender import ReconstructionFamily
@@ -100,6 +103,8 @@ def export_family(family: Any, out_dir: str | os.PathLike[str], *, name: str | N
         raise ExportError(f"params have shapes {[p.shape for p in init]}, the model needs {[s.shape for s in specs]}")
     built = family.onnx_graphs()
     fields = family.manifest_fields()
+    if rules:
+        fields = dict(fields, features=dict(fields["features"], rules=dict(rules)))
     out = _prepare_dir(out_dir)
     graphs, io = _write_graphs(out, built)
     _write_params(out, init)
@@ -119,24 +124,28 @@ def export_propensity(out_dir: str | os.PathLike[str], *, data_path: str | None 
                       learning_rate: float = prop.DEFAULT_LR, epochs: int = prop.DEFAULT_EPOCHS,
                       clip_norm: float = 1.0, noise_multiplier: float = 1.0, model: str = "propensity",
                       version: int = 1, train_records: Sequence[dict[str, Any]] | None = None,
-                      params: Sequence[np.ndarray] | None = None) -> Manifest:
+                      params: Sequence[np.ndarray] | None = None, schema: Any = None,
+                      rules: Mapping[str, Any] | None = None) -> Manifest:
     """Export the Bank Marketing propensity model (the :func:`models.propensity.family` recipe).
 
     The feature schema is fitted on the stratified training split (seed
     ``seed``) of ``data_path`` (default: the bundled bank-full.csv.gz), unless
     ``train_records`` are given.  ``params`` overrides the seeded initial
-    parameters (e.g. to publish a centrally pre-trained model).
+    parameters (e.g. to publish a centrally pre-trained model).  ``schema``: a fitted
+    ``FeatureSchema`` to use instead (e.g. from a federated statistics release, issue #15), with its
+    quality ``rules``.
     """
     if batch_size <= 0 or hidden < 0:
         raise ExportError("batch_size must be positive and hidden >= 0 (0 = logistic regression)")
     if train_records is None:
         train_records, _ = data_mod.stratified_split(data_mod.load_bank(data_path), seed=seed)
-    fam = prop.family(prop.build_schema(train_records), hidden, batch_size=batch_size, learning_rate=learning_rate,
+    fam = prop.family(schema if schema is not None else prop.build_schema(train_records), hidden, batch_size=batch_size, learning_rate=learning_rate,
                       epochs=epochs)
     return export_family(fam, out_dir, name=model, purpose="propensity_scoring", version=version, seed=seed,
                          params=params, clip_norm=clip_norm, noise_multiplier=noise_multiplier,
                          data={"source": "UCI Bank Marketing (bank-full), CC BY 4.0, doi:10.24432/C5K306",
-                               "train_rows": len(train_records)})
+                               "train_rows": len(train_records),
+                               "schema": "central" if schema is None else "given"}, rules=rules)
 
 
 # --------------------------------------------------------------------------- recommender
@@ -230,13 +239,15 @@ def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = N
                    learning_rate: float = prop.DEFAULT_LR, epochs: int = 1, seed: int = 0, clip_norm: float = 1.0,
                    noise_multiplier: float = 1.0, model: str = "tabular", purpose: str = "marketing",
                    version: int = 1, params: Sequence[np.ndarray] | None = None,
-                   embed: Mapping[str, int] | None = None) -> Manifest:
+                   embed: Mapping[str, int] | None = None, fitted_schema_path: str | None = None) -> Manifest:
     """Export an MLP for any table: read ``data_path`` (or ``rows``), declare or infer the schema, fit, export.
 
     Without ``schema_path``/``declaration`` the schema is inferred from the
     data and written to ``schema.inferred.json`` in ``out_dir`` for review
     (pass it back as ``schema_path`` after editing).  ``embed`` ({column: width})
     feeds those categorical columns to Embedding layers (``--embed COL:DIM``).
+    ``fitted_schema_path`` (``--fitted-schema``): a federated statistics release (``fedmark statistics
+    MODEL --out FILE``) or a fitted schema; nothing is fitted here and no training table is read.
     """
     from models.tasks import TASKS
 
@@ -248,15 +259,53 @@ def export_tabular(out_dir: str | os.PathLike[str], *, data_path: str | None = N
     stale = os.path.join(out, INFERRED_SCHEMA_FILE)
     if os.path.exists(stale):
         os.remove(stale)
-    schema, n_rows, origin = _fitted_schema(data_path, rows, label=label, task=task, positive=positive,
-                                            schema_path=schema_path, declaration=declaration, drop=drop, sep=sep,
-                                            out=out, embed=embed)
+    rules = None
+    if fitted_schema_path:
+        if embed:
+            raise ExportError("--embed applies to a schema fitted here; with --fitted-schema, declare "
+                              "\"embed\" in the schema declaration the statistics task was opened with")
+        schema, rules, n_rows, origin = _given_schema(fitted_schema_path)
+    else:
+        schema, n_rows, origin = _fitted_schema(data_path, rows, label=label, task=task, positive=positive,
+                                                schema_path=schema_path, declaration=declaration, drop=drop, sep=sep,
+                                                out=out, embed=embed)
+        if declaration is not None or schema_path:
+            from fedmark.contract.statistics import rules_of
+
+            rules = rules_of(declaration if declaration is not None else _declaration_file(schema_path))
     fam = tabular_family(schema, hidden=hidden, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                          name=model)
     source = os.path.basename(data_path) if data_path else "rows"
     return export_family(fam, out, name=model, purpose=purpose, version=version, seed=seed, params=params,
                          clip_norm=clip_norm, noise_multiplier=noise_multiplier,
-                         data={"source": source, "train_rows": n_rows, "schema": origin})
+                         data={"source": source, "train_rows": n_rows, "schema": origin}, rules=rules)
+
+
+def _declaration_file(path: str | None) -> Mapping[str, Any]:
+    from models import tabular
+
+    return tabular.load_declaration(path) if path else {}
+
+
+def _given_schema(path: str) -> tuple[Any, Mapping[str, Any] | None, int, str]:
+    """(schema, rules, rows, origin) from ``--fitted-schema FILE``: a statistics release or a fitted schema."""
+    from fedmark.contract import ContractError
+    from fedmark.contract.statistics import load_fitted
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        schema, rules = load_fitted(doc)
+    except OSError as exc:
+        raise ExportError(f"cannot read --fitted-schema {path}: {exc}") from None
+    except (ValueError, ContractError, KeyError, TypeError) as exc:
+        raise ExportError(f"--fitted-schema {path} is neither a statistics release nor a fitted schema: {exc}") from None
+    if not schema.label:
+        raise ExportError(f"--fitted-schema {path} has no label; the model needs one to train")
+    if "fitted_schema" in doc:
+        return schema, rules, int(doc.get("totals", {}).get("records") or 0), \
+            f"federated statistics release v{doc.get('schema_version')}"
+    return schema, rules, 0, "fitted schema file"
 
 
 def load_builder(spec: str) -> Callable[..., Any]:

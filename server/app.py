@@ -65,9 +65,10 @@ def create_app(config: Config | None = None) -> Flask:
     from server.api import activation, admin, consent, devices, evaluation, federation, governance, health, models
     from server.api import monitor as monitor_api
     from server.api import openapi, training
+    from server.api import statistics as statistics_api
 
     for module in (health, openapi, admin, devices, models, training, governance, evaluation, activation, consent,
-                   monitor_api, federation):
+                   monitor_api, federation, statistics_api):
         app.register_blueprint(module.bp)
     from server.api import web  # the browser trainer page (/train) and the files it loads
 

@@ -231,6 +231,22 @@ def register(subparsers: Any) -> None:
     client_args(p, marketer=True)
     p.set_defaults(func=_kpis)
 
+    p = subparsers.add_parser("assess", help="the data-readiness assessment of a model's fleet (from its newest "
+                                             "statistics release): which regions/partners are not ready, and why")
+    p.add_argument("model")
+    p.add_argument("--version", type=int, default=None, help="the statistics release (fitted schema) version")
+    p.add_argument("--json", action="store_true", help="print the raw JSON instead of the sentences and table")
+    client_args(p, marketer=True)
+    p.set_defaults(func=_assess)
+
+    p = subparsers.add_parser("statistics", help="fetch a model's federated statistics release; --out writes its "
+                                                 "fitted schema for `fedmark export tabular --fitted-schema`")
+    p.add_argument("model")
+    p.add_argument("--version", type=int, default=None, help="the release (fitted schema) version; default newest")
+    p.add_argument("--out", default=None, help="write the release JSON (with fitted_schema) to this file")
+    client_args(p, marketer=True)
+    p.set_defaults(func=_statistics)
+
 
 # ---------------------------------------------------------------------------- init
 def _init(args: argparse.Namespace) -> int:
@@ -653,4 +669,48 @@ def _device(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     print(json.dumps(_call(args, "POST", f"/v1/admin/tokens/{args.token_id}/revoke", b"{}")))
+    return 0
+
+
+# ---------------------------------------------------------------------------- statistics (#15)
+def _release_path(args: argparse.Namespace, what: str) -> str:
+    if args.version is not None and args.version < 1:
+        raise SystemExit(f"--version must be at least 1, got {args.version}")
+    return f"/v1/models/{_quote(args.model)}/{what}" + (f"?version={args.version}" if args.version else "")
+
+
+def _assess(args: argparse.Namespace) -> int:
+    out = _call(args, "GET", _release_path(args, "readiness"))
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    eps = "no DP noise" if out.get("epsilon") is None else f"ε={out['epsilon']:.2f}"
+    print(f"model {out['model']}: readiness from statistics release v{out['schema_version']} ({eps}, k={out['k']}"
+          + (f", drift vs v{out['previous_version']}" if out.get("previous_version") else "") + ")")
+    print("\n".join(out["summary"]))
+    rows = []
+    for c in out["cells"].values():
+        ch = c.get("checks", {})
+        pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+        rows.append([c["region"], c["partner"], "suppressed" if c.get("suppressed") else
+                     ("ready" if c["ready"] else "NOT READY"), "-" if c.get("devices") is None else str(c["devices"]),
+                     pct(ch.get("conformity")), pct(ch.get("consent")),
+                     pct(max((v for v in (ch.get("missing") or {}).values() if v is not None), default=None)),
+                     pct(ch.get("label_minority")),
+                     "-" if not ch.get("psi") else f"{max(ch['psi'].values()):.2f}"])
+    print(_table(rows, ["region", "partner", "verdict", "devices", "conform", "consent", "max missing",
+                        "minority label", "max PSI"]))
+    return 0 if out["ready"] else 1
+
+
+def _statistics(args: argparse.Namespace) -> int:
+    out = _call(args, "GET", _release_path(args, "statistics"))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=2)
+            f.write("\n")
+        print(f"wrote release v{out['schema_version']} of {out['model']} to {args.out}; export with "
+              f"`fedmark export tabular --fitted-schema {args.out} ...`")
+    else:
+        print(json.dumps(out, indent=2))
     return 0

@@ -41,11 +41,11 @@ RULES: dict[str, set[str]] = {
 SERVER_FLOORS: list[set[str]] = [
     {"server.errors", "server.clock"},
     {"server.config"},
-    {"server.storage", "server.aggregation"},
+    {"server.storage", "server.aggregation"},   # aggregation also holds the statistics release maths (#15)
     {"server.migrations", "server.auth"},
     {"server.governance"},   # decisions only: eligible? exported? suppressed? (no version or round changes)
     {"server.registry"},     # versions, artifacts, lineage
-    {"server.rounds"},       # round state, tasks, ingestion, the fold
+    {"server.rounds"},       # round state, tasks, ingestion, the fold; statistics tasks (#15) are a round kind
     {"server.lifecycle"},    # use cases that change versions or end rounds: policy, gate, publish, rollback
     {"server.federation"},   # roles region/global: pull versions, push regional aggregates, global rounds
     {"server.api"},          # one blueprint per resource

@@ -57,6 +57,8 @@ class PropensityConfig:
     k_min: int = 5
     curve_bootstrap: int = 100         # resamples of the held-out rows per learning-curve point (its band)
     bootstrap: int = 300               # resamples for the headline runs' AUC interval
+    # Prepare (#15): overrides of examples.demo.statistics.DEFAULT_CONFIG for the schema's statistics release
+    statistics: dict[str, Any] = field(default_factory=dict)
     # FedAdam (Reddi et al. 2021) converged fastest in a sweep of FedAvg server lr 1/3 and FedAdam lr 0.01/0.03.
     server_optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "fedadam", "lr": 0.05})
     # The DP run keeps the earlier schedule: under noise (z = 0.7) FedAdam 0.05 with 2 epochs fell to AUC 0.701
@@ -109,8 +111,13 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
         train = [train[i] for i in sorted(rng.choice(len(train), keep, replace=False))]
         test = [test[i] for i in sorted(rng.choice(len(test), max(1, cfg.rows - keep), replace=False))]
     from models.export import export
+    from examples.demo import statistics as prepare_step  # Prepare (#15): the schema is fitted federatedly
+    fitted, prepared = prepare_step.prepare(out, make_devices(train, cfg, "propensity_scoring", out / "stats-devices",
+                                                      np.random.default_rng(cfg.seed)), cfg.k_min,
+                                            cfg.statistics)
     export("propensity", artifact, train_records=train, seed=cfg.seed,
-           epochs=cfg.local_epochs, learning_rate=cfg.learning_rate)
+           epochs=cfg.local_epochs, learning_rate=cfg.learning_rate,
+           schema=fitted, rules=prepared["rules"])
     manifest = load_artifact_manifest(artifact)
     schema = manifest.schema()
     x_test, y_test, _ = schema.encode(test)
@@ -121,7 +128,7 @@ def run(out: Path, artifact: Path, cfg: PropensityConfig, progress: Callable[...
         """Held-out scores from the artifact's exported inference graph (ONNX Runtime, as a device scores)."""
         return np.asarray(trainer.predict(params, x_test), dtype=np.float32).ravel()
 
-    results: dict[str, Any] = {"runs": {}, "curves": {}, "epsilon": [], "by_region": {}}
+    results: dict[str, Any] = {"runs": {}, "curves": {}, "epsilon": [], "by_region": {}, "statistics": prepared}
     device_root = out / "devices"
     shutil.rmtree(out / "eval-devices", ignore_errors=True)
     runs = [("federated", 0.0), ("federated + DP", cfg.noise_multiplier)]

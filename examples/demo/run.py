@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.demo.propensity import PropensityConfig
+from examples.demo.statistics import FAST_STATISTICS
 from examples.demo.recommender import RecommenderConfig
 
 
@@ -26,7 +27,7 @@ class DemoConfig:
     def fast() -> "DemoConfig":
         return DemoConfig(
             PropensityConfig(rows=6000, rounds=6, dp_rounds=None, goal=20, eval_every=3, central_epochs=3,
-                             local_only_devices=8, local_only_epochs=10),
+                             local_only_devices=8, local_only_epochs=10, statistics=FAST_STATISTICS),
             RecommenderConfig(customers=500, rounds=4, goal=30, eval_users=150, eval_every=2, central_epochs=1,
                               ease_rounds=2, ease_items=300, ease_k_min=2, ease_rank=64))
 
@@ -146,6 +147,7 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, Any]:
                 for name, r in rec["runs"].items()],
             "Targets": [{"target": k, "value": v["value"], "met": "yes" if v["met"] else "NO"} for k, v in targets.items()],
             "Governance (propensity, no-DP run)": _governance_rows(prop.get("governance", {})),
+            "Prepare (propensity): federated statistics and readiness": prop.get("statistics", {}).get("rows", []),
             "KPIs": _kpi_rows(kpis),
         },
         "curves": {

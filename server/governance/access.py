@@ -52,7 +52,8 @@ __all__ = ["PURPOSES", "Access", "Denial", "model_access", "require", "error", "
            "round_counts_shown"]
 
 #: What a route reads.  ``manifest`` and ``files`` are the model itself; the rest is information about it.
-PURPOSES = ("metadata", "manifest", "files", "training", "rounds", "evaluations", "kpis", "policy")
+PURPOSES = ("metadata", "manifest", "files", "training", "rounds", "evaluations", "kpis", "policy",
+            "statistics")  # statistics: released feature statistics and the readiness assessment (#15)
 _MODEL_ITSELF = ("manifest", "files")
 
 

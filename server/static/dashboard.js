@@ -233,6 +233,27 @@
     }
   }
 
+  // ------------------------------------------------------------------ readiness (Prepare)
+  function drawReadiness(a) {
+    const list = $('readiness-summary');
+    if (!a) {
+      list.replaceChildren();
+      return empty($('readiness'), 'no statistics release yet: open a statistics task (POST /v1/models/<name>/statistics)');
+    }
+    list.replaceChildren(...a.summary.map((line) => { const li = document.createElement('li'); li.textContent = line; return li; }));
+    const share = (v) => (v === null || v === undefined ? null : pct(v));
+    const maxOf = (o) => { const v = Object.values(o || {}).filter((x) => x !== null); return v.length ? Math.max(...v) : null; };
+    table($('readiness'), [['region'], ['partner'], ['verdict'], ['devices', true], ['conformity', true], ['consent', true],
+      ['max missing', true], ['minority label', true], ['max PSI', true], ['why']],
+    Object.values(a.cells).map((c) => {
+      const ch = c.checks || {};
+      const psi = maxOf(ch.psi);
+      return [c.region, c.partner, { pill: c.suppressed ? 'suppressed' : c.ready ? 'ready' : 'not-ready' }, c.devices,
+        share(ch.conformity), share(ch.consent), share(maxOf(ch.missing)), share(ch.label_minority),
+        psi === null ? null : fmt(psi, 2), (c.reasons || []).join('; ')];
+    }));
+  }
+
   // ------------------------------------------------------------------ load
   async function load() {
     window.dashboardReady = false;
@@ -245,12 +266,13 @@
     const sel = $('model');
     sel.replaceChildren(...listing.map((m) => { const o = document.createElement('option'); o.value = m.name; o.textContent = m.name; return o; }));
     sel.value = model;
-    const [detail, rounds, kpis, evaluation, federation] = await Promise.all([
+    const [detail, rounds, kpis, evaluation, federation, assessment] = await Promise.all([
       api(`/v1/models/${encodeURIComponent(model)}`),
       api(`/v1/models/${encodeURIComponent(model)}/rounds`),
       api(`/v1/kpis?model=${encodeURIComponent(model)}`),
       api(`/v1/models/${encodeURIComponent(model)}/evaluations`).catch((e) => { if (e.status === 404) return null; throw e; }),
       api('/v1/federation/status'),
+      api(`/v1/models/${encodeURIComponent(model)}/readiness`).catch((e) => { if (e.status === 404) return null; throw e; }),
     ]);
     $('subtitle').textContent = `${model} · current version ${detail.current_version ?? '–'}${detail.candidate ? ` · candidate v${detail.candidate} awaiting its gate` : ''}${kpis.lines.length ? ` · regional lines: ${kpis.lines.join(', ')}` : ''}`;
     drawKpis(kpis);
@@ -265,6 +287,7 @@
     table($('rounds'), [['round'], ['state'], ['version', true], ['accepted', true], ['goal', true], ['result', true], ['reason']],
       rounds.rounds.slice().reverse().map((r) => [`#${r.seq}`, { pill: r.state }, r.version, r.accepted, r.goal, r.result_version === null ? null : `v${r.result_version}`, r.reason]));
     drawFederation(federation, model);
+    drawReadiness(assessment);
     status(`Loaded ${model} at ${new Date().toLocaleTimeString()}.`);
     window.dashboardReady = true;
   }

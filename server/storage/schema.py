@@ -452,3 +452,42 @@ federation_pushes = Table(
     Column("detail", Text, nullable=True),
     Column("at", Float, nullable=False),
 )
+
+
+# ---------------------------------------------------------------------------- statistics (migration 0008)
+#: Federated feature statistics tasks (server.rounds.statistics): a declared schema to measure, its privacy
+#: settings, and once released the noised, k-suppressed release and the fitted schema (``schema_version``
+#: counts the model's fitted schemas).  ``ledger`` is the model's statistics privacy ledger after this release.
+statistics_tasks = Table(
+    "statistics_tasks", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("plan", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("purpose", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("released_at", Float, nullable=True),
+    Column("release", Text, nullable=True),
+    Column("schema_version", Integer, nullable=True),
+    Column("epsilon", Float, nullable=True),
+    Column("ledger", Text, nullable=True),
+)
+
+#: One device's statistics contribution to a task (one per device: that bounds what a device adds).  The
+#: body is emptied once released; the row remains as the record of who contributed (and the receipt:
+#: ``idem_key`` + ``body_sha`` answer a retry with the original answer).
+statistics_reports = Table(
+    "statistics_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(40), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("partner", String(128), nullable=False),
+    Column("idem_key", String(200), nullable=False),
+    Column("body_sha", String(71), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("task_id", "device_id", name="uq_statistics_reports_device"),
+)

@@ -42,6 +42,9 @@ def test_fast_demo_completes_and_beats_trivial_baselines(tmp_path):
     assert prop["federated"]["lift_top_decile"] > 1.3  # a random ranking has lift 1
     assert prop["federated + DP"]["epsilon"] is not None and prop["federated + DP"]["epsilon"] > 0
     assert prop["federated"]["epsilon"] is None     # no noise, no finite guarantee claimed
+    # Prepare (#15): the propensity schema was fitted from a DP statistics release, and the fleet assessed
+    prepared = res["propensity"]["statistics"]
+    assert prepared["contributed"] > 0 and prepared["epsilon"] > 0 and prepared["assessment"]["summary"]
 
     rec = res["recommender"]
     fed = rec["runs"]["federated"]

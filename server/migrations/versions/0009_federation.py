@@ -4,11 +4,8 @@ Coordinator side: region credentials, federated models, global rounds and the re
 pushed into them.  Region side: the links between local and global versions, and the push outbox.
 Both roles share one schema; a server's role decides which tables it fills.
 
-Named 0009 with ``down_revision`` 0007: migration 0008 (federated statistics, issue #15) was written in
-parallel; the two are chained when merged.
-
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

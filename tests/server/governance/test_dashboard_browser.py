@@ -43,6 +43,7 @@ def test_dashboard_renders_charts_in_chromium(tmp_path, fleet_for, populate):
         for d in fl.devices[:4]:
             d.call("POST", "/v1/segments/reports", json={"model": "toy", "version": fl.model()["current_version"],
                                                          "purpose": "propensity_scoring", "counts": {"high": 5}})
+        _statistics_release(fl)
         mt = fl.marketer("ana")
         fl.call("POST", "/v1/activation/segments", mt, json={"model": "toy", "purpose": "propensity_scoring"})
         fl.call("POST", "/v1/activation/segments", mt, json={"model": "toy", "purpose": "ads"})
@@ -57,6 +58,22 @@ def test_dashboard_renders_charts_in_chromium(tmp_path, fleet_for, populate):
     views = json.loads((tmp_path / "out.json").read_text())["views"]
     for width, out in views.items():
         check_view(int(width), out, mt, versions, rounds)
+
+
+def _statistics_release(fl) -> None:
+    """A federated statistics release of the toy model's feature (issue #15): the readiness panel's data."""
+    from fedmark.contract.statistics import StatisticsPlan, local_statistics
+
+    decl = {"label": "y", "positive": "1", "columns": {"x0": {"kind": "numeric", "range": [-10, 10]}}}
+    task = fl.ok("POST", "/v1/models/toy/statistics", 201,
+                 json={"declaration": decl, "config": {"noise_multiplier": 0, "k": 2, "clip": 1e9}})
+    plan = StatisticsPlan.from_declaration(decl)
+    for d in fl.devices:
+        rows = [{"x0": float(v[0]), "y": str(int(t))} for v, t in zip(d.x, d.y)]
+        body = dict(local_statistics(rows, plan), violations={}, excluded={"consent": 0, "rules": 0})
+        r = d.call("POST", task["report_url"], json=body, headers={"Idempotency-Key": f"s-{d.device_id}"})
+        assert r.status_code == 202, r.text
+    fl.ok("POST", f"/v1/models/toy/statistics/{task['task_id']}/release", 200)
 
 
 def png_size(path: str) -> tuple[int, int]:
@@ -82,6 +99,9 @@ def check_view(width: int, out: dict, mt: str, versions: list, rounds: list) -> 
     assert out["region_axis_min"] > 0, "the region axis spans the data instead of starting at 0"
     assert len(out["partner_bars"]) == 2
     assert out["version_rows"] == len(versions) and out["round_rows"] == len(rounds) == 2
+    # the readiness panel: eu and us of acme judged, the one-device cells suppressed (k = 2)
+    assert sorted(out["readiness_rows"]) == ["ready", "ready", "suppressed", "suppressed", "suppressed"], out
+    assert out["readiness_summary"][0] == "All 2 region/partner cells are ready to train.", out["readiness_summary"]
     assert out["kpis"]["kpi-gtc"] == "100.0%" and out["kpis"]["kpi-car"] == "50.0%"
     assert out["kpis"]["kpi-rdmr"].startswith("0 of ") and out["kpis"]["kpi-pl"].endswith("×")
     # nothing wider than the viewport (tables scroll inside their boxes), and the screenshot says the same

@@ -62,6 +62,8 @@ try {
         federation_shown: !document.getElementById('federation-regions').hidden,
         federation_rows: [...document.querySelectorAll('#federation tbody tr')].map((r) => r.textContent),
         federation_log: [...document.querySelectorAll('#federation-log tbody tr')].map((r) => r.textContent),
+        readiness_rows: [...document.querySelectorAll('#readiness tbody tr')].map((r) => r.cells[2].textContent),
+        readiness_summary: [...document.querySelectorAll('#readiness-summary li')].map((li) => li.textContent),
         kpis,
         scroll_width: document.documentElement.scrollWidth,
         inner_width: window.innerWidth,
