@@ -32,6 +32,10 @@ def _f(v: Any, digits: int = 3) -> str:
     return "—" if v is None or v == "" else f"{v:.{digits}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _interval(ci: Any) -> str:
+    return f"{_f(ci[0])} – {_f(ci[1])}" if ci else "—"
+
+
 def render(results: Mapping[str, Any]) -> str:
     """The Markdown of the figures block (verdict, tables, targets, KPIs) from one run's results."""
     from examples.demo.report import kpi_cards, verdicts
@@ -43,18 +47,18 @@ def render(results: Mapping[str, Any]) -> str:
         lines.append(f"- **{v['model']}: {v['headline']}.** {v['text']}")
     lines += ["", f"**Propensity, Bank Marketing** ({prop['train_rows']:,} training rows on devices, "
               f"{prop['test_rows']:,} held out):", "",
-              "| model | AUC | buyers in top 10 % vs random | calibration error (ECE) | Brier | ε (δ = 1e-5) |",
-              "|---|---|---|---|---|---|"]
+              "| model | AUC | 95 % interval (bootstrap over held-out rows) | buyers in top 10 % vs random | "
+              "calibration error (ECE) | Brier | ε (δ = 1e-5) |",
+              "|---|---|---|---|---|---|---|"]
     for name, r in prop["runs"].items():
-        lines.append(f"| {name} | {_f(r.get('auc'))} | {_f(r.get('lift_top_decile'), 2)} | {_f(r.get('ece'))} | "
-                     f"{_f(r.get('brier'))} | {_f(r.get('epsilon'), 2)} |")
+        lines.append(f"| {name} | {_f(r.get('auc'))} | {_interval(r.get('auc_ci'))} | {_f(r.get('lift_top_decile'), 2)} | "
+                     f"{_f(r.get('ece'))} | {_f(r.get('brier'))} | {_f(r.get('epsilon'), 2)} |")
     lines += ["", f"**Recommendations, Online Retail** ({rec['customers']:,} customers as devices, "
               f"{rec['items']:,} items; last basket held out):", "",
               "| model | HR@10 | 95 % interval (bootstrap over users) | NDCG@10 | users |", "|---|---|---|---|---|"]
     for name, r in rec["runs"].items():
-        ci = r.get("hr@10_ci")
-        interval = f"{_f(ci[0])} – {_f(ci[1])}" if ci else "—"
-        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {interval} | {_f(r.get('ndcg@10'))} | {_f(r.get('users'))} |")
+        lines.append(f"| {name} | {_f(r.get('hr@10'))} | {_interval(r.get('hr@10_ci'))} | {_f(r.get('ndcg@10'))} | "
+                     f"{_f(r.get('users'))} |")
     lines += ["", "**Targets:**", "", "| target | result | met |", "|---|---|---|"]
     for name, t in results["targets"].items():
         lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else '**no**'} |")

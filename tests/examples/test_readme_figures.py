@@ -33,7 +33,8 @@ def test_render_quotes_the_json_and_rewriting_is_idempotent(tmp_path):
     text = readme.read_text()
     assert "typed figures" not in text and text.startswith("intro") and text.endswith("rest\n")
     fed = FAST["propensity"]["runs"]["federated"]
-    assert f"| federated | {fed['auc']:.3f} | {fed['lift_top_decile']:.2f} |" in text
+    lo, hi = fed["auc_ci"]
+    assert f"| federated | {fed['auc']:.3f} | {lo:.3f} – {hi:.3f} | {fed['lift_top_decile']:.2f} |" in text
     dp = FAST["propensity"]["runs"]["federated + DP"]
     assert f"{dp['epsilon']:.2f} |" in text
     n = FAST["kpis"]["Raw Data Movement Reduction"]["records_on_devices"]
