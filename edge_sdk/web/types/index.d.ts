@@ -43,7 +43,13 @@ export interface ClientOptions {
 
 export interface ProgressEvent { stage: 'task' | 'sync' | 'train' | 'upload' | 'done'; [key: string]: unknown }
 
-export interface DataReport { total: number; used: number; excluded_no_consent?: number; rejected?: number; [key: string]: unknown }
+export interface DataReport {
+  total: number; used: number; excluded_no_consent?: number; excludedNoConsent?: number; rejected?: number;
+  /** Consented records breaking each quality rule of the manifest's features.rules (`column:rule`, non-zero only;
+   * counted in `rejected`, never trained on). */
+  ruleViolations?: Record<string, number>;
+  [key: string]: unknown;
+}
 
 export interface TrainReport {
   model: string; version: number; roundId: string; status: 'accepted' | 'duplicate' | 'queued';
