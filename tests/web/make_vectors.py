@@ -673,7 +673,56 @@ def rules_vectors() -> dict[str, Any]:
                         row_errors=[[e.row, e.column, e.reason] for e in report.row_errors])
         prepare.append(case)
     assert any(p.get("rule_violations") for p in prepare) and any("message" in p for p in prepare)
-    return {"plans": plans, "refused": refused, "prepare": prepare}
+    return {"plans": plans, "refused": refused, "prepare": prepare, "statistics": statistics_vectors()}
+
+
+STATS_DECLARATION = {"label": "y", "positive": "yes", "columns": {
+    "age": {"kind": "numeric", "range": [18, 95], "range_rule": True},
+    "balance": {"kind": "numeric", "range": [-5000, 100000], "transform": "log1p"},
+    "duration": {"kind": "numeric", "range": [0.5, 4918.25]},
+    "job": {"kind": "categorical", "max_values": 3},
+    "note": {"kind": "categorical", "allowed": ["a", "b", "c", "São", "東京🙂"]},
+    "vip": {"kind": "boolean", "required": True},
+    "city": {"kind": "hash", "buckets": 7}}}
+
+
+def statistics_vectors() -> list[dict[str, Any]]:
+    """local_statistics bodies and their exact bytes (json.dumps sort_keys, as Client.report_statistics sends
+    them), and measure() on a task document: consent, rules, the body, its Idempotency-Key."""
+    from edge_sdk import statistics as edge_stats
+    from fedmark.contract.statistics import StatisticsPlan, local_statistics
+
+    rng = np.random.default_rng(15)
+    jobs = ["admin.", "technician", "services", "retired", "student", "São", "x" * 70 + "é", "東京🙂"]
+    records: list[dict[str, Any]] = []
+    for i in range(120):
+        records.append({"age": int(rng.integers(10, 100)), "balance": float(rng.normal(1500, 4000)),
+                        "duration": float(rng.exponential(300)) if i % 7 else str(round(float(rng.uniform(0, 9)), 3)),
+                        "job": jobs[int(rng.integers(0, len(jobs)))] if i % 11 else None,
+                        "note": ["a", "b", "c", "São", "東京🙂", "z"][i % 6], "vip": ["yes", "no", 1, 0, True][i % 5],
+                        "city": f"c{i % 5}", "y": ["yes", "no", "no"][i % 3],
+                        "consent": "analytics" if i % 9 else "marketing"})
+    records[3].update(balance="nan", age="42")
+    records[4].update(duration=1e9, balance=-1e9)
+    records[5].update(vip="maybe")
+    records[6].update(age=float("nan"), y=None)
+    records[7].update(duration="", job=3)
+    records[8].update(balance=" 1_000.5 ", job=True)
+    plan = StatisticsPlan.from_declaration(STATS_DECLARATION)
+    out = []
+    for name, recs in [("all", records), ("few", records[:5]), ("empty", [])]:
+        body = local_statistics(recs, plan)
+        out.append({"name": name, "declaration": STATS_DECLARATION, "records": _json_safe(recs),
+                    "body": json.dumps(body, sort_keys=True)})
+    for name, task in [("measure", {"task_id": "st-1", "declaration": STATS_DECLARATION, "purpose": "analytics",
+                                    "consent_purposes": ["analytics"]}),
+                       ("measure_default_purpose", {"task_id": "st-2", "declaration": STATS_DECLARATION})]:
+        m = edge_stats.measure(records, task, consent_field="consent")
+        body = json.dumps(m.body, sort_keys=True).encode()
+        out.append({"name": name, "task": task, "records": _json_safe(records), "body": body.decode(),
+                    "key": edge_stats.idempotency_key(task["task_id"], body), "used": m.used,
+                    "excluded_no_consent": m.excluded_no_consent, "failed_rules": m.failed_rules})
+    return out
 
 
 def main(argv: list[str]) -> int:

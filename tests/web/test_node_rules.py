@@ -31,7 +31,7 @@ def test_javascript_rules_decide_like_python(tmp_path, run_node, js_tests):
     assert sum(1 for p in v["prepare"] if "message" in p) == 2
     output = run_node([js_tests / "rules.test.mjs"], {"FEDMARK_VECTORS": str(out)})
     passed = re.search(r"# pass (\d+)", output) or re.search(r"ℹ pass (\d+)", output)
-    assert passed and int(passed.group(1)) == 3, output
+    assert passed and int(passed.group(1)) == 5, output
 
 
 # --------------------------------------------------------------------------- a Node device, a real server

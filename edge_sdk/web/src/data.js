@@ -9,7 +9,7 @@ import { CONSENT_FIELD, splitByConsent } from './consent.js';
 import { ConfigurationError, ConsentError, SchemaError } from './errors.js';
 import { requiredPurposes } from './protocol.js';
 import { pyRepr } from './pycompat.js';
-import { ruleCheck } from './quality.js';
+import { ruleCheck } from './device_statistics.js';
 
 /** Check the app's input: an array of plain objects. */
 export function loadRecords(records) {

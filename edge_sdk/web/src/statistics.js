@@ -5,7 +5,7 @@
 // would train on the other, and "failing records never train" would hold only for some devices.  So the
 // declaration reader, the rule names, the per-record decision, the error messages (quoted with Python's
 // repr) and the local statistics body are the Python module's; tests/web/make_vectors.py records what it
-// decides and tests/web/js/statistics.test.mjs demands the same here.  Fitting a schema and the server's
+// decides and tests/web/js/rules.test.mjs demands the same here.  Fitting a schema and the server's
 // reading of a body (fit_from_totals, parse_contribution) are not ported: no device does either.
 
 import { ContractError } from './contract_errors.js';
@@ -226,4 +226,85 @@ export function checkRecords(records, plan) {
 /** True when a manifest's `features.rules` holds any rule (Python: `if not rules`). */
 export function hasRules(rules) {
   return pyTruthy(rules);
+}
+
+/**
+ * Python's math.fsum: the correctly rounded sum (Shewchuk's partials, then round-half-even on the last
+ * partials, as CPython does), so a device's column sums are the Python SDK's to the last bit, whatever the
+ * order of additions.  Inputs are finite (values are clipped to the declared range).
+ */
+export function fsum(values) {
+  const partials = [];
+  for (let x of values) {
+    let i = 0;
+    for (let j = 0; j < partials.length; j += 1) {
+      let y = partials[j];
+      if (Math.abs(x) < Math.abs(y)) [x, y] = [y, x];
+      const hi = x + y;
+      const lo = y - (hi - x);
+      if (lo) partials[i++] = lo;
+      x = hi;
+    }
+    partials.length = i;
+    partials.push(x);
+  }
+  let n = partials.length;
+  if (!n) return 0.0;
+  let hi = partials[--n];
+  let lo = 0.0;
+  while (n > 0) {
+    const x = hi;
+    const y = partials[--n];
+    hi = x + y;
+    lo = y - (hi - x);
+    if (lo) break;
+  }
+  if (n > 0 && ((lo < 0 && partials[n - 1] < 0) || (lo > 0 && partials[n - 1] > 0))) {
+    const y = lo * 2;
+    const x = hi + y;
+    if (y === x - hi) hi = x;
+  }
+  return hi;
+}
+
+/** Python's string order (code points, not UTF-16 units). */
+export function pyCompare(a, b) {
+  const x = Array.from(a);
+  const y = Array.from(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i += 1) {
+    const d = x[i].codePointAt(0) - y[i].codePointAt(0);
+    if (d) return d;
+  }
+  return x.length - y.length;
+}
+
+/**
+ * The sufficient statistics of `records` (already consent-filtered and rule-checked): the body's core, as
+ * local_statistics: {records: n, columns: {name: {count, sum, sumsq, missing} | {values: {v: n}, missing[, other]}}}.
+ * More than `max_values` distinct values: the most frequent ones travel and the rest count as "other".
+ */
+export function localStatistics(records, plan) {
+  const out = {};
+  for (const c of plan.measured) {
+    const vals = records.map((r) => get(r, c.name));
+    if (c.kind === 'numeric') {
+      const xs = vals.filter((v) => !isMissing(v)).map((v) => c.value(v));
+      const nums = xs.filter((x) => x !== null);
+      out[c.name] = { count: nums.length, sum: fsum(nums), sumsq: fsum(nums.map((x) => x * x)),
+        missing: vals.length - xs.length };
+    } else {
+      const counts = new Map();
+      for (const v of vals) {
+        if (!isMissing(v)) {
+          const key = Array.from(pyStr(v)).slice(0, MAX_VALUE_CHARS).join('');
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      const top = [...counts.entries()].sort((a, b) => b[1] - a[1] || pyCompare(a[0], b[0]));
+      const entry = { values: Object.fromEntries(top.slice(0, c.maxValues)), missing: vals.filter(isMissing).length };
+      if (top.length > c.maxValues) entry.other = top.slice(c.maxValues).reduce((n, [, k]) => n + k, 0);
+      out[c.name] = entry;
+    }
+  }
+  return { records: records.length, columns: out };
 }

@@ -8,7 +8,10 @@ import { test } from 'node:test';
 import { prepareTabular } from '../../../edge_sdk/web/src/data.js';
 import { ServerError } from '../../../edge_sdk/web/src/errors.js';
 import { Manifest } from '../../../edge_sdk/web/src/manifest.js';
-import { StatisticsError, StatisticsPlan, checkRecords, ruleNames } from '../../../edge_sdk/web/src/statistics.js';
+import { idempotencyKey, measure, statisticsBodyBytes } from '../../../edge_sdk/web/src/device_statistics.js';
+import {
+  StatisticsError, StatisticsPlan, checkRecords, fsum, localStatistics, ruleNames,
+} from '../../../edge_sdk/web/src/statistics.js';
 
 const path = process.env.FEDMARK_VECTORS;
 if (!path) throw new Error('set FEDMARK_VECTORS to the JSON file written by tests/web/make_vectors.py');
@@ -66,4 +69,29 @@ test('prepareTabular: failing records never train; report counts and row errors 
   const ruled = V.prepare.find((p) => p.name === 'rules');
   const plain = V.prepare.find((p) => p.name === 'no_rules');
   assert.ok(ruled.kept.length < plain.kept.length, 'the rules exclude records the schema alone would train on');
+});
+
+test('local statistics bodies are byte-identical to the Python SDK, and so are their Idempotency-Keys', async () => {
+  const dec = new TextDecoder();
+  assert.ok(V.statistics.length >= 5);
+  for (const s of V.statistics) {
+    const records = unNaN(s.records);
+    if (s.task) {
+      const m = measure(records, s.task, { consentField: 'consent' });
+      const body = statisticsBodyBytes(m.body);
+      assert.equal(dec.decode(body), s.body, `${s.name}: measured body`);
+      assert.equal(await idempotencyKey(s.task.task_id, body), s.key, `${s.name}: key`);
+      assert.deepEqual([m.used, m.excludedNoConsent, m.failedRules], [s.used, s.excluded_no_consent, s.failed_rules]);
+    } else {
+      const plan = StatisticsPlan.fromDeclaration(s.declaration);
+      assert.equal(dec.decode(statisticsBodyBytes(localStatistics(records, plan))), s.body, `${s.name}: body`);
+    }
+  }
+});
+
+test('fsum is correctly rounded where a naive sum is not', () => {
+  assert.equal(fsum([0.1, 0.2, 0.3]), 0.6);
+  assert.equal(fsum([1e100, 1.0, -1e100, 1e-100, 1e50, -1.0, -1e50]), 1e-100);
+  assert.equal(fsum([2 ** 53, 1, 1]), 2 ** 53 + 2);
+  assert.equal(fsum([]), 0);
 });
