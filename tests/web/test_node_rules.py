@@ -120,3 +120,51 @@ def test_node_device_trains_a_rules_bearing_model_like_python(tmp_path, rules_se
     for rnd in r.json()["rounds"]:
         got = requests.get(f"{srv.base_url}/v1/rounds/{rnd['round_id']}", headers=h, timeout=30)
         assert got.status_code == 200 and got.json()["accepted"] == 0, got.text
+
+
+STATS_DECLARATION = {"label": "y", "positive": "yes", "columns": {
+    "age": {"kind": "numeric", "range": [25, 60], "range_rule": True},
+    "balance": {"kind": "numeric", "range": [-10000, 110000], "transform": "log1p"},
+    "job": {"kind": "categorical", "allowed": BANK_RULES["columns"]["job"]["allowed"]},
+    "marital": {"kind": "categorical", "required": True},
+    "housing": {"kind": "boolean"}}}
+
+
+def test_node_device_reports_statistics_like_python(tmp_path, rules_server, bank_records, run_node, js_tests,
+                                                    node_modules):
+    from edge_sdk import statistics as edge_stats
+
+    srv, h, app_key, _ = rules_server
+    r = requests.post(f"{srv.base_url}/v1/models/bankstats/statistics", headers=h, timeout=30,
+                      json={"declaration": STATS_DECLARATION, "purpose": "propensity_scoring",
+                            "config": {"noise_multiplier": 0, "k": 1, "clip": 1e12}})
+    assert r.status_code == 201, r.text
+    task = r.json()
+    records = bank_records(300)
+    spec = {"server": srv.base_url, "app_key": app_key, "model": "bankstats", "records": records,
+            "storage": str(tmp_path / "devices"), "out": str(tmp_path / "o.json")}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run_node([js_tests / "stats_report.test.mjs"], {"FEDMARK_STATS_REPORT": str(tmp_path / "spec.json")})
+    out = json.loads((tmp_path / "o.json").read_text())
+
+    device_task = {"task_id": task["task_id"], "declaration": STATS_DECLARATION, "purpose": "propensity_scoring"}
+    m = edge_stats.measure(records, device_task, consent_field="consent")
+    body = json.dumps(m.body, sort_keys=True).encode()
+    # the same bytes: the key is a hash of the task and the body
+    assert out["idempotencyKey"] == edge_stats.idempotency_key(task["task_id"], body)
+    assert (out["used"], out["excludedNoConsent"], out["failedRules"]) == (m.used, m.excluded_no_consent,
+                                                                             m.failed_rules)
+    assert m.failed_rules > 20 and m.excluded_no_consent == 30
+    r = requests.post(f"{srv.base_url}/v1/models/bankstats/statistics/{task['task_id']}/release", headers=h,
+                      timeout=30)
+    assert r.status_code == 200, r.text
+    totals = r.json()["totals"]
+    assert totals["records"] == m.used
+    for name, col in m.body["columns"].items():
+        got = totals["columns"][name]
+        if "sum" in col:
+            # the server's fold (clip scale, noise of 0) may move the last bit; the body itself was byte-identical
+            assert got["count"] == col["count"], name
+            assert (got["sum"], got["sumsq"]) == pytest.approx((col["sum"], col["sumsq"]), rel=1e-12, abs=1e-12), name
+        else:
+            assert got["values"] == col["values"], name

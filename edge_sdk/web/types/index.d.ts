@@ -51,6 +51,12 @@ export interface DataReport {
   [key: string]: unknown;
 }
 
+/** The server's answer to a statistics contribution plus the device's local counts. */
+export interface StatisticsReport {
+  accepted: boolean; task_id: string; report_id: number; idempotencyKey: string;
+  used: number; excludedNoConsent: number; failedRules: number; [key: string]: unknown;
+}
+
 export interface TrainReport {
   model: string; version: number; roundId: string; status: 'accepted' | 'duplicate' | 'queued';
   idempotencyKey: string; updateId: string | null; httpStatus: number | null; numExamples: number; loss: number;
@@ -114,6 +120,11 @@ export class Client {
     data: DataReport }>;
   /** Scores on the device, reports only counts per audience segment; resolves to the counts sent. */
   reportSegments(model: string, records: DeviceRecord[], options?: { cuts?: [string, number][]; signals?: ConsentSignals | null }): Promise<Record<string, number>>;
+  /**
+   * Answer the model's open statistics task (issue #15): consent, the declaration's quality rules, then only the
+   * local sums and counts travel, under an Idempotency-Key derived from the body (the Python SDK's bytes and key).
+   */
+  reportStatistics(model: string, records: DeviceRecord[]): Promise<StatisticsReport>;
   personalize(model: string, records: DeviceRecord[], options?: { seed?: number | null; plan?: unknown }): Promise<DataReport>;
   recommend(model: string, k?: number, options?: { exclude?: string[] }): Promise<string[]>;
   /** Consent withdrawn: drops queued updates computed from the subject's records (docs/CONSENT.md). */
