@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import { prepareTabular } from '../../../edge_sdk/web/src/data.js';
-import { ServerError } from '../../../edge_sdk/web/src/errors.js';
+import { SchemaError, ServerError } from '../../../edge_sdk/web/src/errors.js';
 import { Manifest } from '../../../edge_sdk/web/src/manifest.js';
 import { idempotencyKey, measure, statisticsBodyBytes } from '../../../edge_sdk/web/src/device_statistics.js';
 import {
@@ -69,6 +69,10 @@ test('prepareTabular: failing records never train; report counts and row errors 
   const ruled = V.prepare.find((p) => p.name === 'rules');
   const plain = V.prepare.find((p) => p.name === 'no_rules');
   assert.ok(ruled.kept.length < plain.kept.length, 'the rules exclude records the schema alone would train on');
+  // strict: a broken rule is an error, as in the Python SDK (SchemaError with every row error)
+  assert.throws(() => prepareTabular(unNaN(ruled.records), Manifest.fromJSON(ruled.manifest), { strict: true }),
+    (exc) => exc instanceof SchemaError && exc.errors.length === ruled.row_errors.length
+      && exc.errors.some((e) => e.reason === 'breaks quality rule age:range'));
 });
 
 test('local statistics bodies are byte-identical to the Python SDK, and so are their Idempotency-Keys', async () => {
