@@ -560,6 +560,171 @@ def consent_vectors() -> list[dict[str, Any]]:
     return out
 
 
+# --------------------------------------------------------------------------- quality rules (issue #15)
+RULES_DECLARATION = {"label": "y", "positive": "yes", "columns": {
+    "age": {"kind": "numeric", "range": [18, 100], "range_rule": True, "required": True},
+    "job": {"kind": "categorical", "allowed": ["admin", "technician", "3", "True", "2.5"]},
+    "vip": {"kind": "boolean", "required": 1},
+    "spend": {"kind": "numeric", "range": [-0.5, 1e6], "range_rule": "yes", "transform": "log1p"},
+    "score": "numeric",
+    "city": {"kind": "hash", "required": True, "buckets": 7},
+    "plain": {"kind": "categorical"}}}
+
+RULE_RECORDS: list[Any] = [
+    {"age": 30, "job": "admin", "vip": "yes", "spend": 3, "score": 1, "city": "Lisbon", "plain": "a", "y": "yes"},
+    {"age": 12, "job": "admin", "vip": True, "spend": 3, "score": "1_0", "city": "x", "y": "no"},
+    {"age": None, "job": "cook", "vip": "maybe", "spend": -1, "score": "abc", "city": "", "y": None},
+    {"age": "18", "job": 3, "vip": 0, "spend": "1e6", "score": " 2.5 ", "city": 0, "y": float("nan")},
+    {"age": "100.0001", "job": True, "vip": 1.0, "spend": "inf", "score": "nan", "city": False},
+    {"age": float("nan"), "job": 2.5, "vip": " T ", "spend": 1e7, "score": [1], "city": "São", "y": "yes"},
+    {"age": "", "job": "", "vip": "", "spend": "", "score": "", "city": None, "y": ""},
+    {"age": True, "job": "technician", "vip": 2, "spend": {"a": 1}, "score": "-Infinity", "city": "c", "y": 1},
+    {"age": " 42 ", "job": "Admin", "vip": "no", "spend": "+1_2.5", "score": "0x10", "city": "c", "y": "no"},
+    ["not", "a", "mapping"],
+    {"age": "1e400", "job": "technician", "vip": "f", "spend": -0.5, "score": 1e-05, "city": "東京", "y": "yes"},
+    {},
+]
+
+
+def _plan_case(name: str, decl: Any, measuring: bool, records: list[Any]) -> dict[str, Any]:
+    from fedmark.contract.statistics import StatisticsError, StatisticsPlan, check_records, rule_names
+
+    case: dict[str, Any] = {"name": name, "declaration": decl, "measuring": measuring}
+    try:
+        plan = StatisticsPlan.from_declaration(decl, measuring=measuring)
+    except StatisticsError as exc:
+        return {**case, "message": str(exc), "code": exc.code}
+    v = check_records(records, plan)
+    return {**case, "records": _json_safe(records), "rules": rule_names(plan), "passed": v.passed,
+            "violations": v.violations, "broken": [list(b) for b in v.broken], "failed": v.failed}
+
+
+def rules_vectors() -> dict[str, Any]:
+    """Records x rules -> which records pass, counts per rule, the rules each broke; refused declarations with
+    their messages; and prepare_tabular on a manifest carrying features.rules (rows kept, violations, row errors)."""
+    from edge_sdk.data import prepare_tabular
+    from edge_sdk.errors import ServerError
+    from fedmark.contract.statistics import rules_of
+
+    manifest_rules = rules_of(RULES_DECLARATION)
+    plans = [_plan_case("manifest_rules", manifest_rules, False, RULE_RECORDS),
+             _plan_case("declaration", RULES_DECLARATION, False, RULE_RECORDS),
+             _plan_case("regression_label", {"label": "v", "task": "regression",
+                                              "label_spec": {"range": [0, 5], "range_rule": True},
+                                              "columns": {"a": {"kind": "numeric", "range": [0, 1]}}},
+                        True, [{"a": 0.5, "v": 6}, {"a": 2, "v": 5}, {"a": "x", "v": None}, {"v": "4.5"}]),
+             _plan_case("string_specs", {"columns": {"n": "numeric", "b": "boolean", "c": "categorical"}}, False,
+                        [{"n": "1", "b": "y", "c": 1}, {"n": "one", "b": "two", "c": None}, {"n": None, "b": None}])]
+    bad_decls: list[tuple[str, Any, bool]] = [
+        ("not_object", ["columns"], False),
+        ("no_columns", {"label": "y"}, False),
+        ("empty_columns", {"columns": {}}, False),
+        ("columns_list", {"columns": [{"name": "a"}]}, False),
+        ("too_many", {"columns": {f"c{i}": "numeric" for i in range(257)}}, False),
+        ("spec_number", {"columns": {"a": 3}}, False),
+        ("spec_list", {"columns": {"a": ["numeric"]}}, False),
+        ("bad_kind", {"columns": {"a": {"kind": "text"}}}, False),
+        ("kind_missing", {"columns": {"a": {"required": True}}}, False),
+        ("allowed_not_list", {"columns": {"a": {"kind": "categorical", "allowed": "admin"}}}, False),
+        ("allowed_numbers", {"columns": {"a": {"kind": "categorical", "allowed": ["a", 1]}}}, False),
+        ("range_reversed", {"columns": {"a": {"kind": "numeric", "range": [5, 1], "range_rule": True}}}, False),
+        ("range_short", {"columns": {"a": {"kind": "numeric", "range": [5]}}}, False),
+        ("range_text", {"columns": {"a": {"kind": "numeric", "range": ["0", "1"]}}}, False),
+        ("range_missing_measuring", {"columns": {"a": "numeric"}}, True),
+        ("max_values", {"columns": {"a": {"kind": "categorical", "max_values": 0}}}, False),
+        ("max_values_text", {"columns": {"a": {"kind": "categorical", "max_values": "9"}}}, False),
+        ("label_is_feature", {"label": "a", "columns": {"a": "numeric"}}, False),
+        ("label_not_text", {"label": 3, "columns": {"a": "numeric"}}, False),
+        ("regression_label_range", {"label": "v", "task": "regression", "columns": {"a": "hash"}}, True),
+    ]
+    refused = [_plan_case(n, d, m, []) for n, d, m in bad_decls]
+    assert all("message" in r for r in refused), [r["name"] for r in refused if "message" not in r]
+
+    h = "sha256:" + "0" * 64
+    features = dict(c.FeatureSchema.from_json(SCHEMA_JSON).to_json())
+    features["rules"] = {"columns": {"age": {"kind": "numeric", "required": True, "range_rule": True,
+                                             "range": [18, 100]},
+                                     "job": {"kind": "categorical", "allowed": ["admin", "tech", "São"]},
+                                     "y": {"kind": "categorical", "allowed": ["yes", "no"]}}}
+    base = c.Manifest(model="m", family="propensity", version=1, params=(c.ParamSpec("w", (4,)),), batch_size=8,
+                      graphs={}, files={"params.bin": h}, features=features, purpose="marketing")
+    prep_records = [dict(r, consent="marketing") if isinstance(r, dict) else r
+                    for r in TRICKY_RECORDS if isinstance(r, dict)]
+    prep_records[3]["consent"] = "analytics"  # not consented: never checked, never counted
+    prepare = []
+    for name, rules in [("rules", features["rules"]), ("no_rules", None), ("empty_rules", {}),
+                        ("unreadable", {"columns": {"age": {"kind": "numeric", "range": [1, "x"]}}}),
+                        ("not_object", "age>18")]:
+        feats = dict(features)
+        if rules is None:
+            feats.pop("rules")
+        else:
+            feats["rules"] = rules
+        m = c.Manifest.from_json(dict(base.to_json(), features=feats))
+        case: dict[str, Any] = {"name": name, "manifest": m.to_json(), "records": _json_safe(prep_records)}
+        try:
+            _, y, kept, report = prepare_tabular(prep_records, m, with_label=True)
+        except ServerError as exc:
+            case["message"] = str(exc)
+        else:
+            case.update(kept=kept, rejected=report.rejected, used=report.used,
+                        excluded_no_consent=report.excluded_no_consent,
+                        rule_violations=dict(report.rule_violations), y=_hex(y, "<f4"),
+                        row_errors=[[e.row, e.column, e.reason] for e in report.row_errors])
+        prepare.append(case)
+    assert any(p.get("rule_violations") for p in prepare) and any("message" in p for p in prepare)
+    return {"plans": plans, "refused": refused, "prepare": prepare, "statistics": statistics_vectors()}
+
+
+STATS_DECLARATION = {"label": "y", "positive": "yes", "columns": {
+    "age": {"kind": "numeric", "range": [18, 95], "range_rule": True},
+    "balance": {"kind": "numeric", "range": [-5000, 100000], "transform": "log1p"},
+    "duration": {"kind": "numeric", "range": [0.5, 4918.25]},
+    "job": {"kind": "categorical", "max_values": 3},
+    "note": {"kind": "categorical", "allowed": ["a", "b", "c", "São", "東京🙂"]},
+    "vip": {"kind": "boolean", "required": True},
+    "city": {"kind": "hash", "buckets": 7}}}
+
+
+def statistics_vectors() -> list[dict[str, Any]]:
+    """local_statistics bodies and their exact bytes (json.dumps sort_keys, as Client.report_statistics sends
+    them), and measure() on a task document: consent, rules, the body, its Idempotency-Key."""
+    from edge_sdk import statistics as edge_stats
+    from fedmark.contract.statistics import StatisticsPlan, local_statistics
+
+    rng = np.random.default_rng(15)
+    jobs = ["admin.", "technician", "services", "retired", "student", "São", "x" * 70 + "é", "東京🙂"]
+    records: list[dict[str, Any]] = []
+    for i in range(120):
+        records.append({"age": int(rng.integers(10, 100)), "balance": float(rng.normal(1500, 4000)),
+                        "duration": float(rng.exponential(300)) if i % 7 else str(round(float(rng.uniform(0, 9)), 3)),
+                        "job": jobs[int(rng.integers(0, len(jobs)))] if i % 11 else None,
+                        "note": ["a", "b", "c", "São", "東京🙂", "z"][i % 6], "vip": ["yes", "no", 1, 0, True][i % 5],
+                        "city": f"c{i % 5}", "y": ["yes", "no", "no"][i % 3],
+                        "consent": "analytics" if i % 9 else "marketing"})
+    records[3].update(balance="nan", age="42")
+    records[4].update(duration=1e9, balance=-1e9)
+    records[5].update(vip="maybe")
+    records[6].update(age=float("nan"), y=None)
+    records[7].update(duration="", job=3)
+    records[8].update(balance=" 1_000.5 ", job=True)
+    plan = StatisticsPlan.from_declaration(STATS_DECLARATION)
+    out = []
+    for name, recs in [("all", records), ("few", records[:5]), ("empty", [])]:
+        body = local_statistics(recs, plan)
+        out.append({"name": name, "declaration": STATS_DECLARATION, "records": _json_safe(recs),
+                    "body": json.dumps(body, sort_keys=True)})
+    for name, task in [("measure", {"task_id": "st-1", "declaration": STATS_DECLARATION, "purpose": "analytics",
+                                    "consent_purposes": ["analytics"]}),
+                       ("measure_default_purpose", {"task_id": "st-2", "declaration": STATS_DECLARATION})]:
+        m = edge_stats.measure(records, task, consent_field="consent")
+        body = json.dumps(m.body, sort_keys=True).encode()
+        out.append({"name": name, "task": task, "records": _json_safe(records), "body": body.decode(),
+                    "key": edge_stats.idempotency_key(task["task_id"], body), "used": m.used,
+                    "excluded_no_consent": m.excluded_no_consent, "failed_rules": m.failed_rules})
+    return out
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -569,7 +734,7 @@ def main(argv: list[str]) -> int:
         "tabular_features": tabular_feature_vectors(),
         "manifests": manifest_vectors(), "schema_errors": schema_error_vectors(),
         "tasks": task_vectors(), "upload_headers": header_vectors(), "codes": code_vectors(),
-        "params_file": params_file_vectors(), "consent": consent_vectors(),
+        "params_file": params_file_vectors(), "consent": consent_vectors(), "rules": rules_vectors(),
         "headers": {"HDR_MODEL_VERSION": c.HDR_MODEL_VERSION, "HDR_NUM_EXAMPLES": c.HDR_NUM_EXAMPLES,
                     "HDR_WITHIN_CLIP": c.HDR_WITHIN_CLIP, "HDR_IDEMPOTENCY": c.HDR_IDEMPOTENCY,
                     "HDR_ROUND": c.HDR_ROUND, "MAX_HEADER_INT": c.MAX_HEADER_INT, "PARAMS_FILE": c.PARAMS_FILE,

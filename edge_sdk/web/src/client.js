@@ -23,6 +23,7 @@ import { parseRequirement } from './consent_signals.js';
 import { DEFAULT_SEGMENT_CUTS, segmentCounts } from './reports.js';
 import { CONSENT_FIELD } from './consent.js';
 import { loadRecords } from './data.js';
+import { idempotencyKey as statisticsKey, measure, statisticsBodyBytes } from './device_statistics.js';
 import { PersonalStore } from './personal.js';
 import { ensureEligible } from './eligibility.js';
 import {
@@ -582,6 +583,24 @@ export class Client {
     const counts = segmentCounts(await this.score(model, records, { version, signals }), cuts);
     await this._request('POST', '/v1/segments/reports', { json: { model, version: manifest.version, purpose: manifest.purpose, counts } });
     return counts;
+  }
+
+  /**
+   * Federated feature statistics (issue #15, as the Python SDK's report_statistics): take the model's open
+   * statistics task, measure the consented, rule-passing records (device_statistics.js measure) and send only
+   * their sums and counts, under an Idempotency-Key derived from the body (a retry replays).  Resolves to the
+   * server's answer plus the local counts (used, excludedNoConsent, failedRules).
+   */
+  async reportStatistics(model, records) {
+    const task = (await this._request('POST', '/v1/statistics/tasks', { json: { model } })).json();
+    const rows = loadRecords(records);
+    const m = measure(rows, task, { consentField: this.consentField, withdrawn: await this._withdrawnTest(rows) });
+    const body = statisticsBodyBytes(m.body);
+    const key = await statisticsKey(String(task.task_id), body);
+    const answer = (await this._request('POST', String(task.report_url), {
+      body, headers: { 'Content-Type': 'application/json', 'Idempotency-Key': key }, accept: [200, 201, 202] })).json();
+    return { ...answer, used: m.used, excludedNoConsent: m.excludedNoConsent, failedRules: m.failedRules,
+      idempotencyKey: key };
   }
 
   // ------------------------------------------------------------------ consent withdrawal

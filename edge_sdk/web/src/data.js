@@ -9,6 +9,7 @@ import { CONSENT_FIELD, splitByConsent } from './consent.js';
 import { ConfigurationError, ConsentError, SchemaError } from './errors.js';
 import { requiredPurposes } from './protocol.js';
 import { pyRepr } from './pycompat.js';
+import { ruleCheck } from './device_statistics.js';
 
 /** Check the app's input: an array of plain objects. */
 export function loadRecords(records) {
@@ -69,11 +70,17 @@ export function prepareTabular(records, manifest, { withLabel = true, strict = f
     throw new SchemaError(`column(s) ${JSON.stringify(absent)} are absent from every record; the model expects columns `
       + `${JSON.stringify(names)} — rename your fields to match`);
   }
-  const enc = schema.encode(used.map((i) => records[i]), { withLabel, strict: false });
-  const rowErrors = enc.errors.map((e) => new RowError(used[e.row], e.column, e.reason));
-  const bad = new Set(enc.errors.map((e) => used[e.row]));
-  const kept = enc.kept.map((j) => used[j]);
-  const report = { total: records.length, used: kept.length, excludedNoConsent: excluded, rejected: bad.size, rowErrors };
+  // quality rules first (features.rules, issue #15): a record that breaks one never trains
+  const rules = ruleCheck(records, manifest.features?.rules ?? null, used);
+  const passing = rules.passing;
+  const enc = schema.encode(passing.map((i) => records[i]), { withLabel, strict: false });
+  const rowErrors = [...rules.errors, ...enc.errors.map((e) => new RowError(passing[e.row], e.column, e.reason))];
+  const bad = new Set(enc.errors.map((e) => passing[e.row]));
+  const passed = new Set(passing);
+  for (const i of used) if (!passed.has(i)) bad.add(i);
+  const kept = enc.kept.map((j) => passing[j]);
+  const report = { total: records.length, used: kept.length, excludedNoConsent: excluded, rejected: bad.size, rowErrors,
+    ruleViolations: rules.violations };
   if (rowErrors.length && (strict || !kept.length)) {
     throw new SchemaError(`${bad.size} of ${used.length} consented record(s) do not match the model's schema`, rowErrors);
   }

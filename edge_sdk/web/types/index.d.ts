@@ -43,7 +43,19 @@ export interface ClientOptions {
 
 export interface ProgressEvent { stage: 'task' | 'sync' | 'train' | 'upload' | 'done'; [key: string]: unknown }
 
-export interface DataReport { total: number; used: number; excluded_no_consent?: number; rejected?: number; [key: string]: unknown }
+export interface DataReport {
+  total: number; used: number; excluded_no_consent?: number; excludedNoConsent?: number; rejected?: number;
+  /** Consented records breaking each quality rule of the manifest's features.rules (`column:rule`, non-zero only;
+   * counted in `rejected`, never trained on). */
+  ruleViolations?: Record<string, number>;
+  [key: string]: unknown;
+}
+
+/** The server's answer to a statistics contribution plus the device's local counts. */
+export interface StatisticsReport {
+  accepted: boolean; task_id: string; report_id: number; idempotencyKey: string;
+  used: number; excludedNoConsent: number; failedRules: number; [key: string]: unknown;
+}
 
 export interface TrainReport {
   model: string; version: number; roundId: string; status: 'accepted' | 'duplicate' | 'queued';
@@ -108,6 +120,11 @@ export class Client {
     data: DataReport }>;
   /** Scores on the device, reports only counts per audience segment; resolves to the counts sent. */
   reportSegments(model: string, records: DeviceRecord[], options?: { cuts?: [string, number][]; signals?: ConsentSignals | null }): Promise<Record<string, number>>;
+  /**
+   * Answer the model's open statistics task (issue #15): consent, the declaration's quality rules, then only the
+   * local sums and counts travel, under an Idempotency-Key derived from the body (the Python SDK's bytes and key).
+   */
+  reportStatistics(model: string, records: DeviceRecord[]): Promise<StatisticsReport>;
   personalize(model: string, records: DeviceRecord[], options?: { seed?: number | null; plan?: unknown }): Promise<DataReport>;
   recommend(model: string, k?: number, options?: { exclude?: string[] }): Promise<string[]>;
   /** Consent withdrawn: drops queued updates computed from the subject's records (docs/CONSENT.md). */
