@@ -111,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
                    test_fraction=args.test_fraction, no_consent=args.no_consent, engine=args.engine,
                    workers=args.workers, ray_address=args.ray_address, seed=args.seed, eval_every=args.eval_every,
                    central_epochs=args.central_epochs, local_only_devices=args.local_only_devices,
-                   local_only_epochs=args.local_only_epochs, curve_users=args.curve_users, customers=args.customers,
+                   local_only_epochs=args.local_only_epochs, curve_users=args.curve_users,
+                   customers=args.customers,
                    work_dir=str(Path(args.out).resolve().parent))
     progress = None
     if not args.no_progress:
@@ -122,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         doc = assess(prep, opts, progress=progress, baselines=not args.no_baselines)
     except (DataError, ConfigError, PartitionError, EngineError) as exc:
         return _fail(str(exc))
+    if sys.argv[1:2] == ["simulate"]:  # the command line that made the document (a report cites it)
+        import shlex
+
+        doc["command"] = "fedmark " + shlex.join(sys.argv[1:])
     write(doc, args.out)
     png = str(Path(args.out).with_suffix(".png"))
     plot_curve(doc, png)

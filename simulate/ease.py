@@ -96,7 +96,7 @@ def recommendations(score_of: Callable[[np.ndarray], np.ndarray], local: Sequenc
     for u in users:
         s = score_of(local[u]) if local[u].size else np.zeros(cat.size)
         recs.append([int(cat[i]) for i in top_k(s, k, local[u].tolist())])
-        truth.append(list(test[u]))
+        truth.append([int(i) for i in test[u]])
     return recs, truth
 
 
@@ -106,7 +106,6 @@ def summary(recs: list[list[int]], truth: list[list[int]], k: int, resamples: in
     hits = np.array([1.0 if set(r[:k]) & set(t) else 0.0 for r, t in zip(recs, truth)])
     _mean, lo, hi = bootstrap_mean(hits, resamples=resamples, seed=seed)
     out[f"hr@{k}_ci"] = [lo, hi]
-    out["users"] = len(recs)
     return out
 
 
@@ -163,7 +162,9 @@ class EaseWorkload:
         """As a device scores: the artifact's ONNX ``infer`` graph on its history."""
         return lambda items: np.asarray(self.trainer.predict(list(params), items, local=None), np.float64)
 
-    def score(self, score_of: Callable[[np.ndarray], np.ndarray], users: Sequence[int], resamples: int) -> dict[str, Any]:
+    def score(self, score_of: Callable[[np.ndarray], np.ndarray], users: Sequence[int],
+              resamples: int) -> dict[str, Any]:
+        """HR@k / NDCG@k of ``score_of`` on ``users`` over the catalogue, with a bootstrap interval."""
         recs, truth = recommendations(score_of, self.local, self.cat, self.retail.test, users, self.k)
         return summary(recs, truth, self.k, resamples, self.seed)
 
