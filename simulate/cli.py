@@ -25,6 +25,14 @@ examples:
   fedmark simulate --family recommender --data online_retail.csv.gz --rounds 100 \\
       --devices-per-round 60 --out sim/recommender.json
   fedmark simulate --artifact out/propensity --data bank.csv --one-per-record --engine ray ...
+  fedmark simulate --family ease --data online_retail.csv.gz --no-consent 0.05 --rounds 4 \
+      --dropout 0.1 --out sim/ease.json        # federated EASE, as the demo runs it
+
+Federated EASE (family ease, protocol ease-gram/1) sends each device's sparse Gram
+counts once (edge_sdk.families.ease), folds them with Accumulator.add_sparse and
+publishes the server's solve (server.aggregation.ease) when a round closes; items,
+cap, k, lambda and rank are the artifact's hyperparams.gram.  Without --config it
+uses the demo's training document (simulate.ease.training_config).
 """
 
 
@@ -35,7 +43,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--artifact", metavar="DIR", help="an exported trainer artifact (manifest.json + graphs)")
-    src.add_argument("--family", choices=("propensity", "recommender"),
+    src.add_argument("--family", choices=("propensity", "recommender", "ease"),
                      help="export this model family from --data first (needs the build extra: TensorFlow)")
     p.add_argument("--data", metavar="FILE", help="the records the fleet holds (CSV, optionally gzip)")
     p.add_argument("--config", metavar="FILE", help="training configuration JSON (as PUT /v1/models/{name}/training)")
@@ -52,6 +60,8 @@ def register(subparsers: Any) -> None:
     part.add_argument("--label", help="label column (default: the artifact schema's label)")
     part.add_argument("--no-consent", type=float, default=0.0,
                       help="share of records without consent when the data has no consent column (default 0)")
+    part.add_argument("--customers", type=int, metavar="N",
+                      help="EASE: a seeded subset of N customers (default: all)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out share (tabular, default 0.25)")
     p.add_argument("--engine", choices=("processes", "ray", "inline"), default="processes",
                    help="where devices run: local processes (default), Ray (pip install 'fedmark[sim]'), inline")
@@ -82,9 +92,9 @@ def _run(args: argparse.Namespace) -> int:
     from simulate.federation import ConfigError
     from simulate.partition import PartitionError
     from simulate.plot import plot_curve
-    from simulate.run import DEFAULT_CONFIG, Options, assess, prepare, write
+    from simulate.run import Options, assess, prepare, write
 
-    config: Any = dict(DEFAULT_CONFIG)
+    config: Any = None  # the family's default: DEFAULT_CONFIG, or the demo's EASE document
     if args.config:
         try:
             config = json.loads(Path(args.config).read_text())
@@ -102,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
                    workers=args.workers, ray_address=args.ray_address, seed=args.seed, eval_every=args.eval_every,
                    central_epochs=args.central_epochs, local_only_devices=args.local_only_devices,
                    local_only_epochs=args.local_only_epochs, curve_users=args.curve_users,
+                   customers=args.customers,
                    work_dir=str(Path(args.out).resolve().parent))
     progress = None
     if not args.no_progress:
@@ -112,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         doc = assess(prep, opts, progress=progress, baselines=not args.no_baselines)
     except (DataError, ConfigError, PartitionError, EngineError) as exc:
         return _fail(str(exc))
+    if sys.argv[1:2] == ["simulate"]:  # the command line that made the document (a report cites it)
+        import shlex
+
+        doc["command"] = "fedmark " + shlex.join(sys.argv[1:])
     write(doc, args.out)
     png = str(Path(args.out).with_suffix(".png"))
     plot_curve(doc, png)

@@ -100,6 +100,7 @@ class FederatedRun:
     epsilon: float | None = None
     stopped: str | None = None
     locals_: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    contributors: list[list[int]] = field(default_factory=list)   # Gram rounds: whose counts each published sum holds
 
     @property
     def upload_bytes(self) -> int:

@@ -24,8 +24,8 @@ def plot_curve(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     ax.plot(xs, [p[metric] for p in doc["curve"]], marker="o", ms=3, label="federated")
     central = doc["runs"].get("centralized")
     if central:
-        ax.axhline(central[metric], color="tab:green", ls="--", label="centralized (converged)" if
-                   doc["family"] == "propensity" else "centralized (equal user steps)")
+        ax.axhline(central[metric], color="tab:green", ls="--", label={"propensity": "centralized (converged)",
+                   "ease": "centralized (same model, pooled)"}.get(doc["family"], "centralized (equal user steps)"))
         ci = central.get(f"{metric}_ci")
         if ci:
             ax.axhspan(ci[0], ci[1], color="tab:green", alpha=0.12)

@@ -39,7 +39,7 @@ class Options:
     artifact: str | None = None
     family: str | None = None
     data: str | None = None
-    config: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_CONFIG))
+    config: Mapping[str, Any] | None = None   # None: DEFAULT_CONFIG, or for EASE the demo's (simulate.ease.training_config)
     rounds: int = 50
     devices_per_round: int | None = None
     dropout: float = 0.0
@@ -63,6 +63,7 @@ class Options:
     local_only_epochs: int = 20
     curve_users: int | None = None
     k: int = 10
+    customers: int | None = None   # EASE: a seeded subset of customers (the demo's fast variant); None: all
     work_dir: str | None = None
 
 
@@ -82,8 +83,8 @@ def _artifact(opts: Options) -> str:
             raise data_mod.DataError(f"--artifact {opts.artifact}: no manifest.json there; export one with "
                                      "`fedmark export FAMILY --out DIR` or pass --family")
         return opts.artifact
-    if opts.family not in ("propensity", "recommender"):
-        raise data_mod.DataError("give --artifact DIR or --family propensity|recommender")
+    if opts.family not in ("propensity", "recommender", "ease"):
+        raise data_mod.DataError("give --artifact DIR or --family propensity|recommender|ease")
     from models.export import export  # build time only: TensorFlow
 
     out = Path(opts.work_dir or tempfile.mkdtemp(prefix="fedmark-sim-")) / f"artifact-{opts.family}"
@@ -92,8 +93,48 @@ def _artifact(opts: Options) -> str:
     return str(out)
 
 
+def _prepare_ease(opts: Options) -> Prepared:
+    """The demo's EASE fleet: every consented customer with a catalogue item is a device (its whole history once).
+
+    ``--family ease`` exports the artifact as the demo does: the catalogue is the items the most consented
+    customers bought, the Gram settings are ``models.ease``'s (chosen by sweeps/recommender_ease.py)."""
+    from models import data as models_data
+    from simulate.ease import EaseWorkload, consenting, customers
+
+    if opts.partition_by or opts.one_per_record or opts.dirichlet is not None:
+        raise data_mod.DataError("the EASE device is one customer: drop --partition-by/--one-per-record/--dirichlet")
+    try:
+        retail = models_data.load_retail(opts.data)
+    except (OSError, models_data.DataError) as exc:
+        raise data_mod.DataError(f"--data {opts.data}: {exc}") from exc
+    users = customers(retail, opts.customers, opts.seed)
+    consent = consenting(len(retail.customers), opts.no_consent, opts.seed)
+    if opts.artifact:
+        artifact = _artifact(opts)
+    else:
+        from models.ease import DEFAULT_ITEMS, catalogue, export_ease  # build time only: ONNX
+
+        out = Path(opts.work_dir or tempfile.mkdtemp(prefix="fedmark-sim-")) / "artifact-ease"
+        cat = catalogue([retail.train[u] for u in users if consent[u]], retail.items, DEFAULT_ITEMS)
+        export_ease(out, items=cat, model="recommender", seed=opts.seed)
+        artifact = str(out)
+    trainer = Trainer(artifact)
+    try:
+        work = EaseWorkload(trainer, retail, users, consent, k=opts.k, seed=opts.seed, curve_users=opts.curve_users)
+    except ValueError as exc:
+        raise data_mod.DataError(str(exc)) from exc
+    s = work.space
+    info = {"family": "ease", "devices": len(work.devices), "customers": len(users), "consented": len(work.consented),
+            "held_out_users": len(work.held), "items": retail.n_items, "catalogue": s.items,
+            "model": {"items": s.items, "cap": s.cap, "lambda": s.lam, "k_min": s.k_min, "rank": s.rank},
+            "partition": "one customer per device (CustomerID), each contributing once"}
+    return Prepared(artifact, trainer, work, info)
+
+
 def prepare(opts: Options) -> Prepared:
     """Load the artifact and the data, split and partition it (no training yet)."""
+    if opts.family == "ease" or (opts.artifact and _is_gram(opts.artifact)):
+        return _prepare_ease(opts)
     artifact = _artifact(opts)
     trainer = Trainer(artifact)
     m = trainer.manifest
@@ -131,10 +172,66 @@ def prepare(opts: Options) -> Prepared:
     return Prepared(artifact, trainer, work, info)
 
 
+def _is_gram(artifact: str) -> bool:
+    from fedmark.contract import load_artifact_manifest
+    from fedmark.contract.gram import gram_space
+
+    try:
+        return gram_space(load_artifact_manifest(artifact).hyperparams) is not None
+    except Exception:  # noqa: BLE001 - a broken artifact is reported by _artifact / Trainer with its own message
+        return False
+
+
+def assess_ease(prep: Prepared, opts: Options, *, progress: Callable[..., Any] | None = None,
+                baselines: bool = True, noise_seed: Callable[[int], int] | None = None) -> dict[str, Any]:
+    """Federated EASE (:func:`simulate.ease.run_gram`) against the same model pooled and popularity."""
+    from simulate.ease import run_gram, training_config
+
+    work = prep.workload
+    doc_cfg = opts.config if opts.config is not None else training_config(work.space, len(work.devices), opts.rounds,
+                                                                          opts.dropout)
+    cfg = load_config(doc_cfg, devices_per_round=opts.devices_per_round)
+    settings = FederationSettings(opts.rounds, opts.dropout, opts.seed, opts.eval_every, noise_seed)
+    t0 = time.perf_counter()
+    engine = make_engine(opts.engine, prep.artifact, work.data, workers=opts.workers, address=opts.ray_address)
+    try:
+        fed = run_gram(engine, prep.trainer.manifest, cfg, settings, len(work.devices), work.evaluate, progress)
+    finally:
+        engine.close()
+    federated = work.report(fed.params)
+    contributed = [work.devices[d] for r in fed.contributors for d in r]
+    federated.update(rounds=len(fed.rounds), closed_rounds=sum(r.state == "closed" for r in fed.rounds),
+                     updates=fed.updates, participating=len(contributed), devices=len(work.devices),
+                     epsilon=fed.epsilon, upload_bytes=fed.upload_bytes, download_bytes=fed.download_bytes,
+                     seconds=round(fed.seconds, 3), train_seconds=round(fed.train_seconds, 3),
+                     updates_per_second=fed.updates / fed.train_seconds if fed.train_seconds else None,
+                     stopped=fed.stopped)
+    doc: dict[str, Any] = {
+        "family": "ease", "metric": work.primary, "setup": prep.info, "config": cfg.to_json(),
+        "settings": {"rounds": opts.rounds, "devices_per_round": cfg.goal, "dropout": opts.dropout,
+                     "engine": opts.engine, "workers": engine.workers, "seed": opts.seed},
+        "runs": {"federated": federated},
+        "curve": [{"round": r, **m} for r, m in fed.curve],
+        "rounds": [vars(r) for r in fed.rounds],
+        "epsilon": fed.epsilon,
+    }
+    if baselines:
+        central, b = work.centralized(contributed)
+        fed_b = fed.params[0].astype(np.float64) @ fed.params[1]
+        central["max_abs_weight_difference"] = float(np.abs(fed_b - b).max())
+        doc["runs"]["centralized"] = central
+        doc["baseline"] = {"popularity": work.popularity()}
+    doc["seconds"] = round(time.perf_counter() - t0, 3)
+    return doc
+
+
 def assess(prep: Prepared, opts: Options, *, progress: Callable[..., Any] | None = None,
            baselines: bool = True, noise_seed: Callable[[int], int] | None = None) -> dict[str, Any]:
     """Run the federated training (and, with ``baselines``, centralized and local-only); the results document."""
-    cfg = load_config(opts.config, devices_per_round=opts.devices_per_round)
+    if prep.info["family"] == "ease":
+        return assess_ease(prep, opts, progress=progress, baselines=baselines, noise_seed=noise_seed)
+    cfg = load_config(opts.config if opts.config is not None else DEFAULT_CONFIG,
+                      devices_per_round=opts.devices_per_round)
     work, trainer = prep.workload, prep.trainer
     init = trainer.initial_params()
     settings = FederationSettings(opts.rounds, opts.dropout, opts.seed, opts.eval_every, noise_seed)

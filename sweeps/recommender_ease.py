@@ -25,12 +25,13 @@ from scipy import sparse
 
 from common import RETAIL, data_file, log, save  # type: ignore[import-not-found]
 
-from fedmark.contract.gram import capped_items, clip_norm_for, gram_from_triu, history_seed, triu_size
+from fedmark.contract.gram import clip_norm_for, gram_from_triu, triu_size
 from fedmark.contract.wire import decode_sparse_update, sparse_size
 from edge_sdk.families.ease import contribution_body
 from server.aggregation.accumulator import Accumulator
 from server.aggregation.clipping import BOUNDARY_RTOL
 from server.aggregation.ease import ease_weights, low_rank_factors, threshold_counts
+from simulate.ease import capped_matrix, consenting
 from simulate.stats import bootstrap_mean
 
 SEED = 0
@@ -41,19 +42,19 @@ def load() -> tuple[Any, list[int], list[int]]:
     from models.data import load_retail
 
     data = load_retail(data_file(RETAIL))
-    consent = np.random.default_rng(SEED + 3).random(len(data.customers)) >= NO_CONSENT
+    consent = consenting(len(data.customers), NO_CONSENT, SEED)
     devices = [u for u in range(len(data.train)) if consent[u] and len(data.train[u])]
     held = [u for u, t in enumerate(data.test) if len(t) and len(data.train[u])]
     return data, devices, held
 
 
 def catalogue(data: Any, devices: list[int], n_items: int) -> np.ndarray:
-    """The top ``n_items`` items by how many devices bought them (ties by index), as global ids."""
-    counts = np.zeros(data.n_items)
-    for u in devices:
-        counts[np.unique(data.train[u])] += 1
-    order = np.lexsort((np.arange(data.n_items), -counts))
-    return np.sort(order[:n_items])
+    """The top ``n_items`` items by how many devices bought them (ties by index), as global ids
+    (``models.ease.catalogue``, the artifact's rule)."""
+    from models.ease import catalogue as codes
+
+    index = {code: i for i, code in enumerate(data.items)}
+    return np.array(sorted(index[c] for c in codes([data.train[u] for u in devices], data.items, n_items)), np.int64)
 
 
 def device_matrix(data: Any, users: list[int], cat: np.ndarray, cap: int | None) -> tuple[sparse.csr_matrix, np.ndarray]:
@@ -61,17 +62,8 @@ def device_matrix(data: Any, users: list[int], cat: np.ndarray, cap: int | None)
     and each row's contributed item count."""
     pos = -np.ones(data.n_items, np.int64)
     pos[cat] = np.arange(cat.size)
-    rows, cols, sizes = [], [], []
-    for r, u in enumerate(users):
-        local = pos[np.unique(data.train[u])]
-        mine = local[local >= 0]
-        chosen = capped_items(mine, cap, np.random.default_rng(history_seed(mine)))  # the protocol's own sample
-        rows.append(np.full(chosen.size, r))
-        cols.append(chosen)
-        sizes.append(chosen.size)
-    m = sparse.csr_matrix((np.ones(sum(sizes)), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(len(users), cat.size))
-    return m, np.array(sizes)
+    local = [pos[np.unique(data.train[u])] for u in users]
+    return capped_matrix([h[h >= 0] for h in local], cat.size, cap)  # the protocol's own sample
 
 
 def hr10(scores_of: Any, x_full: sparse.csr_matrix, data: Any, held: list[int], cat: np.ndarray) -> dict[str, Any]:

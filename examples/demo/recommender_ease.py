@@ -14,48 +14,25 @@ graph.  Compared on the same held-out last baskets, all held-out customers:
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from bench.fleet import Fleet
 from examples.demo.fleet import AppKeys, SimDevice, published_params, run_sync_round
-from examples.demo.recommender import (PARTNER, RecommenderConfig, _records, _with_interval, customers, popularity,
-                                       region_of)
+from examples.demo.recommender import PARTNER, RecommenderConfig, _records, customers, popularity, region_of
 from fedmark.contract import load_artifact_manifest
-from fedmark.contract.gram import capped_items, clip_norm_for, history_seed
+from fedmark.contract.gram import gram_space
 from fedmark.metrics import top_k
+from simulate.ease import central_gram, recommendations, summary, training_config
 
 __all__ = ["run_ease"]
 
 
-def _recs(score_of: Callable[[np.ndarray], np.ndarray], local: Sequence[np.ndarray], cat: np.ndarray, data: Any,
-          users: Sequence[int], k: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Top-k catalogue items (as global item ids) per user, their own catalogue items excluded."""
-    recs, truth = [], []
-    for u in users:
-        s = score_of(local[u]) if local[u].size else np.zeros(cat.size)
-        recs.append([int(cat[i]) for i in top_k(s, k, local[u].tolist())])
-        truth.append(data.test[u].tolist())
-    return recs, truth
-
-
 def _metrics(recs: list[list[int]], truth: list[list[int]], cfg: RecommenderConfig, resamples: int) -> dict[str, Any]:
-    return _with_interval(recs, truth, cfg.k, resamples, cfg.seed)
-
-
-def _central(data: Any, users: Sequence[int], local: Sequence[np.ndarray], cap: int | None, n: int) -> np.ndarray:
-    """X'X over the catalogue from these users' histories, each capped as its device caps it."""
-    from scipy import sparse
-
-    rows = [capped_items(local[u], cap, np.random.default_rng(history_seed(local[u]))) for u in users]
-    x = sparse.csr_matrix((np.ones(sum(r.size for r in rows)),
-                           (np.repeat(np.arange(len(rows)), [r.size for r in rows]), np.concatenate(rows))),
-                          shape=(len(rows), n))
-    return (x.T @ x).toarray()
+    return summary(recs, truth, cfg.k, resamples, cfg.seed)
 
 
 def run_ease(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
@@ -92,7 +69,8 @@ def run_ease(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callab
     devices = [SimDevice(f"cust-{data.customers[u]}", region_of(data.countries[u]), PARTNER,
                          _records(data, u, manifest.purpose, True), out / "rec-devices" / str(u)) for u in eligible]
     by_id = dict(zip((d.device_id for d in devices), eligible))
-    goal = max(1, math.ceil(len(devices) * (1 - cfg.dropout) / cfg.ease_rounds))
+    training = training_config(gram_space(manifest.hyperparams), len(devices), cfg.ease_rounds, cfg.dropout)
+    goal = training["goal"]
     results: dict[str, Any] = {"runs": {}, "curve": []}
     server_dir = out / "server-rec"
     shutil.rmtree(server_dir, ignore_errors=True)
@@ -101,11 +79,10 @@ def run_ease(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callab
         admin = Fleet(srv.base_url, srv.admin_token)
         keys = AppKeys(admin)
         admin.publish_dir(artifact, manifest.model)
-        admin.train(manifest.model, mode="sync", goal=goal, min_clients=1, over_select=1.3, deadline_s=60.0,
-                    clip={"norm": clip_norm_for(cfg.ease_cap), "adaptive": False}, noise_multiplier=0.0,
-                    server_optimizer={"name": "fedavg", "lr": 1.0})
+        admin.train(manifest.model, **training)
         params = trainer.initial_params()
-        point = _metrics(*_recs(device_scores(params), local, cat, data, eval_users, cfg.k), cfg, cfg.curve_bootstrap)
+        point = _metrics(*recommendations(device_scores(params), local, cat, data.test, eval_users, cfg.k), cfg,
+                         cfg.curve_bootstrap)
         results["curve"].append((0, point[f"hr@{cfg.k}"], *point[f"hr@{cfg.k}_ci"]))
         round_rng = np.random.default_rng(cfg.seed + 1)
         for r in progress(range(1, cfg.ease_rounds + 1), desc="recommender federated (EASE)", unit="round"):
@@ -115,7 +92,7 @@ def run_ease(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callab
                 stats[key] += getattr(o, key)
             info = admin.model(manifest.model)
             params = published_params(admin, manifest.model, info["current_version"], manifest)
-            point = _metrics(*_recs(device_scores(params), local, cat, data, eval_users, cfg.k), cfg,
+            point = _metrics(*recommendations(device_scores(params), local, cat, data.test, eval_users, cfg.k), cfg,
                              cfg.curve_bootstrap)
             results["curve"].append((r, point[f"hr@{cfg.k}"], *point[f"hr@{cfg.k}_ci"]))
         info = admin.model(manifest.model)
@@ -124,27 +101,28 @@ def run_ease(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callab
         rounds = {rid for d in devices for rid in d.rounds}
         closed = {rid for rid in rounds if admin.round(rid)["state"] == "closed"}
     shutil.rmtree(out / "rec-devices", ignore_errors=True)
-    fed = _metrics(*_recs(device_scores(params), local, cat, data, held, cfg.k), cfg, cfg.bootstrap)
+    fed = _metrics(*recommendations(device_scores(params), local, cat, data.test, held, cfg.k), cfg, cfg.bootstrap)
     contributed = [by_id[d.device_id] for d in devices if set(d.rounds) & closed]
     fed.update(stats, version=info["current_version"], devices=len(devices), participating=len(contributed),
                raw_bytes_on_devices=sum(d.raw_bytes for d in devices if d.contributed))
     results["runs"]["federated"] = fed
 
     # The same model from the same devices' histories pooled: the Gram, k-threshold, solve and factors.
-    b = ease_weights(_central(data, contributed, local, cfg.ease_cap, cat.size), cfg.ease_lambda, cfg.ease_k_min)
+    b = ease_weights(central_gram([local[u] for u in contributed], cat.size, cfg.ease_cap), cfg.ease_lambda,
+                     cfg.ease_k_min)
     left, right = low_rank_factors(b, space_rank)
     fed_b = params[0].astype(np.float64) @ params[1]
-    central = _metrics(*_recs(lambda x: left[x].astype(np.float64).sum(axis=0) @ right, local, cat, data, held, cfg.k),
-                       cfg, cfg.bootstrap)
+    central = _metrics(*recommendations(lambda x: left[x].astype(np.float64).sum(axis=0) @ right, local, cat,
+                                        data.test, held, cfg.k), cfg, cfg.bootstrap)
     central["max_abs_weight_difference"] = float(np.abs(fed_b - left.astype(np.float64) @ right).max())
     central["devices"] = len(contributed)
     results["runs"]["centralized"] = central
     # The ceiling: EASE on every item and purchase of every consented customer, no cap, no k.
     all_items = [np.unique(t) for t in data.train]
-    g_all = _central(data, consented, all_items, None, data.n_items)
+    g_all = central_gram([all_items[u] for u in consented], data.n_items, None)
     b_all = ease_weights(g_all, cfg.ease_lambda, 1)
     recs = [top_k(b_all[all_items[u]].sum(axis=0), cfg.k, all_items[u].tolist()) for u in held]
-    results["runs"]["centralized EASE, every item, no cap or k"] = _with_interval(
+    results["runs"]["centralized EASE, every item, no cap or k"] = summary(
         recs, [data.test[u].tolist() for u in held], cfg.k, cfg.bootstrap, cfg.seed)
     results["runs"]["popularity"] = popularity(data, held, consented, cfg.k, cfg.bootstrap, cfg.seed)
     results["items"] = data.n_items
