@@ -25,6 +25,7 @@ from bench.fleet import Fleet
 from examples.demo.fleet import AppKeys, SimDevice, published_params, run_sync_round
 from fedmark.contract import load_artifact_manifest
 from fedmark.metrics import ranking_at_k, top_k
+from simulate.ease import consenting, customers as ease_customers, summary
 
 PARTNER = "retailer"
 
@@ -87,23 +88,12 @@ def _hits(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Sequence
     return recs, truth
 
 
-def _with_interval(recs: list[list[int]], truth: list[list[int]], k: int, resamples: int, seed: int) -> dict[str, Any]:
-    """HR@k / NDCG@k plus a bootstrap interval of HR@k over the evaluated users."""
-    from simulate.stats import bootstrap_mean
-
-    out: dict[str, Any] = dict(ranking_at_k(recs, truth, k))
-    hits = np.array([1.0 if set(r[:k]) & set(t) else 0.0 for r, t in zip(recs, truth)])
-    _mean, lo, hi = bootstrap_mean(hits, resamples=resamples, seed=seed)
-    out[f"hr@{k}_ci"] = [lo, hi]
-    return out
-
-
 def evaluate(trainer: Any, params: Sequence[np.ndarray], data: Any, users: Sequence[int], k: int, seed: int,
              resamples: int = 0) -> dict[str, Any]:
     """HR@k / NDCG@k with the user vector reconstructed on 'the device' from training items
     (``resamples`` > 0: with a bootstrap interval of HR@k over ``users``)."""
     recs, truth = _hits(trainer, params, data, users, k, seed)
-    return _with_interval(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
+    return summary(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
 
 
 def _point(r: int, metrics: dict[str, Any], k: int) -> tuple[int, float, float, float]:
@@ -119,7 +109,7 @@ def popularity(data: Any, users: Sequence[int], train_users: Sequence[int], k: i
         counts[data.train[u]] += 1
     recs = [top_k(counts, k, data.train[u].tolist()) for u in users]
     truth = [data.test[u].tolist() for u in users]
-    return _with_interval(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
+    return summary(recs, truth, k, resamples, seed) if resamples else dict(ranking_at_k(recs, truth, k))
 
 
 def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
@@ -132,13 +122,9 @@ def run(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..
 
 
 def customers(data: Any, cfg: RecommenderConfig) -> tuple[list[int], np.ndarray]:
-    """The demo's customers (all, or a seeded subset) with a training history, and who consented."""
-    rng = np.random.default_rng(cfg.seed)
-    users = np.arange(len(data.customers))
-    if cfg.customers:
-        users = np.sort(rng.choice(users, min(cfg.customers, users.size), replace=False))
-    consent = np.random.default_rng(cfg.seed + 3).random(len(data.customers)) >= cfg.no_consent
-    return [int(u) for u in users if len(data.train[u]) > 0], consent
+    """The demo's customers (all, or a seeded subset) with a training history, and who consented
+    (``simulate.ease`` holds both draws, so ``fedmark simulate`` picks the same fleet)."""
+    return ease_customers(data, cfg.customers, cfg.seed), consenting(len(data.customers), cfg.no_consent, cfg.seed)
 
 
 def run_mf(out: Path, artifact: Path, cfg: RecommenderConfig, progress: Callable[..., Any]) -> dict[str, Any]:
