@@ -174,8 +174,9 @@ def ingest(svc: RoundService, who: Principal, round_id: str, content_type: str |
         matching = [t for t in open_tasks if t.version == hdr.version] or open_tasks
         task = matching[-1]
         if space is not None and task.policy_version is not None:
-            raise ApiError(400, "bad_update", "a Gram-trained model cannot yet fold per governance cell: train it "
-                                              "without a policy (PUT /v1/models/{name}/policy)")
+            raise ApiError(400, "bad_update", "a Gram-trained (EASE) model cannot yet fold per governance cell, and "
+                                              "this model has a policy: train Gram models under a model name that "
+                                              "has no policy (docs/SIMULATE.md, federated EASE)")
         try:
             strategy.check_version(svc._view(cur), task.version, hdr.version)
         except StaleUpdate as exc:
