@@ -24,14 +24,14 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from server.api.bodies import read_body
 from server.api.common import json_body, now
-from server.auth import requires
+from server.auth import principal, requires
 from server.auth.tokens import count_failure, refuse_failing_address
 from server.errors import ApiError
 from server.federation import coordinator
 from server.federation.credentials import HDR_NONCE, HDR_PROOF, HDR_REGION, HDR_ROLE, issue, proof, region_of_secret
 from server.federation.roles import GLOBAL, require_role
 from server.federation.service import get_federation
-from server.governance import audit
+from server.governance import access, audit
 from server.storage import get_store
 
 bp = Blueprint("federation", __name__)
@@ -121,7 +121,28 @@ def push(model: str):  # type: ignore[no-untyped-def]
 @bp.get("/v1/federation/status")
 @requires("marketer")  # the dashboard's view: regions and k-thresholded counts, nothing of a device
 def status():  # type: ignore[no-untyped-def]
-    return jsonify(get_federation().status())
+    """What the caller may see of the federation: rounds, links and pushes only of models the one access
+    decision shows it (a partner-bound marketer sees nothing of another partner's models), and, for such a
+    marketer, no per-region totals (they sum over every federated model)."""
+    out = get_federation().status()
+    who = principal()
+    if who.role == "admin":
+        return jsonify(out)
+    with get_store().read() as conn:
+        seen: dict[str, bool] = {}
+
+        def shown(model: str) -> bool:
+            if model not in seen:
+                seen[model] = access.visible(conn, who, model)
+            return seen[model]
+
+        for key in ("rounds", "links", "pushes"):
+            if key in out:
+                out[key] = [entry for entry in out[key] if shown(entry["model"])]
+    if who.partner is not None:
+        for region in out.get("regions", []):
+            region["contributors_total"] = None
+    return jsonify(out)
 
 
 @bp.post("/v1/federation/tick")

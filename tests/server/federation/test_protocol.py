@@ -143,6 +143,16 @@ def test_a_region_trains_holds_pushes_and_resyncs(tmp_path: Path):
         assert r.status_code == 409 and "global coordinator" in r.json()["error"]["message"]
         region.admin("POST", "/v1/federation/tick")  # push -> every region in -> the coordinator publishes v2
         assert coord.model("toy")["current_version"] == 2
+        # the dashboard's status asks the one access decision: a partner-bound marketer sees nothing of a model
+        # not shared with its partner (an ungoverned model is shared with no partner), nor totals over all models
+        def marketer(**body: Any) -> dict[str, Any]:
+            tok = coord.admin("POST", "/v1/admin/tokens", json={"role": "marketer", "name": "m", **body}).json()["token"]
+            r = coord.call("GET", "/v1/federation/status", tok)
+            assert r.status_code == 200, r.text
+            return r.json()
+        assert {r["model"] for r in marketer()["rounds"]} == {"toy"}  # an unbound marketer sees every model
+        partner_view = marketer(partner="acme")
+        assert partner_view["rounds"] == [] and [g["contributors_total"] for g in partner_view["regions"]] == [None]
         # the region dies after the coordinator stored its push but before it recorded the answer: its outbox
         # lost the row, so it pushes again with the same key - stored once, answered as a duplicate
         with region.app.extensions["fedmark_store"].write() as conn:
