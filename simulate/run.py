@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -182,6 +182,30 @@ def _is_gram(artifact: str) -> bool:
         return False
 
 
+def _run_figures(fed: Any) -> dict[str, Any]:
+    """What every federated run reports about itself: rounds, updates, epsilon, bytes moved and time."""
+    return {"rounds": len(fed.rounds), "closed_rounds": sum(r.state == "closed" for r in fed.rounds),
+            "updates": fed.updates, "epsilon": fed.epsilon, "upload_bytes": fed.upload_bytes,
+            "download_bytes": fed.download_bytes, "seconds": round(fed.seconds, 3),
+            "train_seconds": round(fed.train_seconds, 3),
+            "updates_per_second": fed.updates / fed.train_seconds if fed.train_seconds else None,
+            "stopped": fed.stopped}
+
+
+def _document(family: str, metric: str, prep: Prepared, cfg: Any, opts: Options, workers: int,
+              federated: dict[str, Any], fed: Any) -> dict[str, Any]:
+    """The ``--out`` document every family shares (runs and baselines are added by the caller)."""
+    return {
+        "family": family, "metric": metric, "setup": prep.info, "config": cfg.to_json(),
+        "settings": {"rounds": opts.rounds, "devices_per_round": cfg.goal, "dropout": opts.dropout,
+                     "engine": opts.engine, "workers": workers, "seed": opts.seed},
+        "runs": {"federated": federated},
+        "curve": [{"round": r, **m} for r, m in fed.curve],
+        "rounds": [vars(r) for r in fed.rounds],
+        "epsilon": fed.epsilon,
+    }
+
+
 def assess_ease(prep: Prepared, opts: Options, *, progress: Callable[..., Any] | None = None,
                 baselines: bool = True, noise_seed: Callable[[int], int] | None = None) -> dict[str, Any]:
     """Federated EASE (:func:`simulate.ease.run_gram`) against the same model pooled and popularity."""
@@ -200,21 +224,8 @@ def assess_ease(prep: Prepared, opts: Options, *, progress: Callable[..., Any] |
         engine.close()
     federated = work.report(fed.params)
     contributed = [work.devices[d] for r in fed.contributors for d in r]
-    federated.update(rounds=len(fed.rounds), closed_rounds=sum(r.state == "closed" for r in fed.rounds),
-                     updates=fed.updates, participating=len(contributed), devices=len(work.devices),
-                     epsilon=fed.epsilon, upload_bytes=fed.upload_bytes, download_bytes=fed.download_bytes,
-                     seconds=round(fed.seconds, 3), train_seconds=round(fed.train_seconds, 3),
-                     updates_per_second=fed.updates / fed.train_seconds if fed.train_seconds else None,
-                     stopped=fed.stopped)
-    doc: dict[str, Any] = {
-        "family": "ease", "metric": work.primary, "setup": prep.info, "config": cfg.to_json(),
-        "settings": {"rounds": opts.rounds, "devices_per_round": cfg.goal, "dropout": opts.dropout,
-                     "engine": opts.engine, "workers": engine.workers, "seed": opts.seed},
-        "runs": {"federated": federated},
-        "curve": [{"round": r, **m} for r, m in fed.curve],
-        "rounds": [vars(r) for r in fed.rounds],
-        "epsilon": fed.epsilon,
-    }
+    federated.update(_run_figures(fed), participating=len(contributed), devices=len(work.devices))
+    doc = _document("ease", work.primary, prep, cfg, opts, engine.workers, federated, fed)
     if baselines:
         central, b = work.centralized(contributed)
         fed_b = fed.params[0].astype(np.float64) @ fed.params[1]
@@ -242,21 +253,9 @@ def assess(prep: Prepared, opts: Options, *, progress: Callable[..., Any] | None
     finally:
         engine.close()
     federated = work.report(fed.params, seed=opts.seed)
-    federated.update(rounds=len(fed.rounds), closed_rounds=sum(r.state == "closed" for r in fed.rounds),
-                     updates=fed.updates, epsilon=fed.epsilon, delta=cfg.delta if cfg.noise_multiplier else None,
-                     upload_bytes=fed.upload_bytes, download_bytes=fed.download_bytes,
-                     seconds=round(fed.seconds, 3), train_seconds=round(fed.train_seconds, 3),
-                     updates_per_second=fed.updates / fed.train_seconds if fed.train_seconds else None,
-                     final_clip_norm=fed.rounds[-1].clip_norm if fed.rounds else None, stopped=fed.stopped)
-    doc: dict[str, Any] = {
-        "family": prep.info["family"], "metric": work.primary, "setup": prep.info, "config": cfg.to_json(),
-        "settings": {"rounds": opts.rounds, "devices_per_round": cfg.goal, "dropout": opts.dropout,
-                     "engine": opts.engine, "workers": engine.workers, "seed": opts.seed},
-        "runs": {"federated": federated},
-        "curve": [{"round": r, **m} for r, m in fed.curve],
-        "rounds": [vars(r) for r in fed.rounds],
-        "epsilon": fed.epsilon,
-    }
+    federated.update(_run_figures(fed), delta=cfg.delta if cfg.noise_multiplier else None,
+                     final_clip_norm=fed.rounds[-1].clip_norm if fed.rounds else None)
+    doc = _document(prep.info["family"], work.primary, prep, cfg, opts, engine.workers, federated, fed)
     if not baselines:
         doc["seconds"] = round(time.perf_counter() - t0, 3)
         return doc

@@ -12,9 +12,7 @@ server, and train the allowed records in the same explicit order into the same u
 """
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from edge_sdk.consent import decide_records
 from edge_sdk.trainer import Trainer
 from edge_sdk.update import build_update
 from fedmark.contract import consent as c
+from tests.web.conftest import _artifact_tgz
 from tests.web.parity import assert_native_identical, assert_wasm_close
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,14 +31,6 @@ VECTORS_PATH = ROOT / "tests" / "contract" / "tcf_vectors.json"
 VECTORS = json.loads(VECTORS_PATH.read_text())
 ADS = VECTORS["requirements"]["personalised_ads"]
 GRANTED = {"ad_user_data": "granted", "ad_personalization": "granted"}
-
-
-def _tgz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(directory.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
 
 
 def _records(rows: list[dict]) -> list[dict]:
@@ -66,7 +57,7 @@ def test_consent_decisions_and_updates_match_across_python_node_and_browser(tmp_
                                                                           bank_records, run_node, js_tests):
     base, h = live_model.base_url, {"Authorization": f"Bearer {live_model.admin_token}"}
     model = "p-ads-parity"
-    r = requests.post(f"{base}/v1/models/{model}/versions", data=_tgz(live_model.artifact),
+    r = requests.post(f"{base}/v1/models/{model}/versions", data=_artifact_tgz(live_model.artifact),
                       headers={**h, "Content-Type": "application/gzip"}, timeout=60)
     assert r.status_code in (200, 201), r.text
     r = requests.put(f"{base}/v1/models/{model}/policy", headers=h, timeout=30,

@@ -10,10 +10,7 @@ recommendations identical.
 """
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +19,10 @@ import requests
 from edge_sdk import Client, DeviceConditions, RetryPolicy
 from edge_sdk.trainer import Trainer
 from fedmark.contract import Manifest
+from tests.web.conftest import _artifact_tgz
 from tests.web.parity import assert_native_identical, assert_wasm_close
 
 EPOCHS, LR, CLIP = 2, 0.5, 0.05
-
-
-def _tgz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(directory.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
 
 
 def _blocks(b) -> dict:
@@ -50,7 +40,7 @@ def test_js_sdk_matches_python_sdk_in_node_and_browser(tmp_path, live_model, pag
     pmodel, rmodel = "p-parity", "r-parity"
     purpose = Manifest.loads((live_model.artifact / "manifest.json").read_text()).purpose
     for name, art in ((pmodel, live_model.artifact), (rmodel, recommender_artifact)):
-        r = requests.post(f"{base}/v1/models/{name}/versions", data=_tgz(art),
+        r = requests.post(f"{base}/v1/models/{name}/versions", data=_artifact_tgz(art),
                           headers={**h, "Content-Type": "application/gzip"}, timeout=60)
         assert r.status_code in (200, 201), r.text
     requests.put(f"{base}/v1/models/{pmodel}/policy", headers=h, timeout=30, json={"purpose": purpose}).raise_for_status()

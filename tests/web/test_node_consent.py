@@ -7,20 +7,11 @@ manifest's purpose.  The Python SDK's twin is tests/edge_sdk/test_task_consent.p
 """
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-from pathlib import Path
 
 import requests
 
-
-def _artifact_tgz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(directory.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
+from tests.web.conftest import _artifact_tgz
 
 
 def test_node_client_trains_only_records_the_task_consents(tmp_path, live_model, bank_records, run_node, js_tests,

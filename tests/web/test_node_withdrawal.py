@@ -8,33 +8,24 @@ train again.  The Python SDK's twin is tests/edge_sdk/test_consent_signals.py.
 """
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
-import tarfile
 from pathlib import Path
 
 import requests
 
 from tests.edge_sdk.conftest import Proxy
+from tests.web.conftest import _artifact_tgz
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tgz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(directory.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
 
 
 def test_node_withdrawal_survives_a_kill_between_withdrawal_and_flush(tmp_path, live_model, bank_records, node,
                                                                       js_tests, node_modules):
     base, h = live_model.base_url, {"Authorization": f"Bearer {live_model.admin_token}"}
     model = "p-withdraw-js"
-    assert requests.post(f"{base}/v1/models/{model}/versions", data=_tgz(live_model.artifact),
+    assert requests.post(f"{base}/v1/models/{model}/versions", data=_artifact_tgz(live_model.artifact),
                          headers={**h, "Content-Type": "application/gzip"}, timeout=60).status_code in (200, 201)
     requests.put(f"{base}/v1/models/{model}/policy", headers=h, timeout=30,
                  json={"purpose": "propensity_scoring"}).raise_for_status()

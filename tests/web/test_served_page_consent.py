@@ -7,31 +7,23 @@ Global Privacy Control on, nothing trains again although the CMP still says "acc
 """
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.web.conftest import _artifact_tgz
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _tgz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(directory.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
 
 
 @pytest.mark.browser
 def test_served_page_trains_on_accept_and_not_on_reject(tmp_path, live_model, node_modules, run_node, js_tests):
     base, h = live_model.base_url, {"Authorization": f"Bearer {live_model.admin_token}"}
     model = "p-cmp-page"
-    assert requests.post(f"{base}/v1/models/{model}/versions", data=_tgz(live_model.artifact),
+    assert requests.post(f"{base}/v1/models/{model}/versions", data=_artifact_tgz(live_model.artifact),
                          headers={**h, "Content-Type": "application/gzip"}, timeout=60).status_code in (200, 201)
     requests.put(f"{base}/v1/models/{model}/policy", headers=h, timeout=30, json={
         "purpose": "personalised_ads",
