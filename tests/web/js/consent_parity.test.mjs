@@ -8,7 +8,7 @@ import { test } from 'node:test';
 
 import { Client, FileStorage, parseConsentRequirement } from '../../../edge_sdk/web/src/node.js';
 import { decideRecords } from '../../../edge_sdk/web/src/withdrawal.js';
-import { launch } from './chromium.mjs';
+import { withBrowser } from './chromium.mjs';
 
 const require = createRequire(new URL('../../../edge_sdk/web/package.json', import.meta.url));
 const ort = require('onnxruntime-node');
@@ -54,21 +54,13 @@ test('node: a visitor who withdraws in the CMP while the epochs run gets no upda
   }
 });
 
-test('browser: documented decisions and the same training run', { timeout: 90_000 }, async () => {
-  const browser = await launch();
-  try {
-    await browser.page.goto(`${spec.origin}/page/index.html`);
-    await browser.page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
-    results.browser = await browser.page.evaluate((s) => window.fedmarkConsent(s), {
-      vectors, appKey: spec.app_key, deviceId: 'consent-parity-browser', model: spec.model, records: spec.records,
-      orders: spec.orders, conditions: spec.conditions });
-  } catch (exc) {
-    console.log(browser.logs.join('\n'));
-    throw exc;
-  } finally {
-    await browser.close();
-  }
-});
+test('browser: documented decisions and the same training run', { timeout: 90_000 }, () => withBrowser(async ({ page }) => {
+  await page.goto(`${spec.origin}/page/index.html`);
+  await page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
+  results.browser = await page.evaluate((s) => window.fedmarkConsent(s), {
+    vectors, appKey: spec.app_key, deviceId: 'consent-parity-browser', model: spec.model, records: spec.records,
+    orders: spec.orders, conditions: spec.conditions });
+}));
 
 test('write results', () => {
   writeFileSync(spec.out, JSON.stringify(results));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { Client, FileStorage } from '../../../edge_sdk/web/src/node.js';
-import { launch } from './chromium.mjs';
+import { withBrowser } from './chromium.mjs';
 import { propensitySteps, recommenderSteps } from './sdk_parity_steps.mjs';
 
 const require = createRequire(new URL('../../../edge_sdk/web/package.json', import.meta.url));
@@ -26,21 +26,13 @@ test('node: evaluation, validation, segments and a recommender round', async () 
   }
 });
 
-test('browser: the same steps in headless Chromium', { timeout: 100_000 }, async () => {
-  const browser = await launch();
-  try {
-    await browser.page.goto(`${spec.origin}/page/index.html`);
-    await browser.page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
-    results.browser = await browser.page.evaluate((s) => window.fedmarkParity(s), spec);
-    assert.equal(results.browser.recommender.status, 'accepted');
-    results.browser_errors = browser.errors();
-  } catch (exc) {
-    console.log(browser.logs.join('\n'));
-    throw exc;
-  } finally {
-    await browser.close();
-  }
-});
+test('browser: the same steps in headless Chromium', { timeout: 100_000 }, () => withBrowser(async (browser) => {
+  await browser.page.goto(`${spec.origin}/page/index.html`);
+  await browser.page.waitForFunction(() => window.fedmarkReady === true, null, { timeout: 30_000 });
+  results.browser = await browser.page.evaluate((s) => window.fedmarkParity(s), spec);
+  assert.equal(results.browser.recommender.status, 'accepted');
+  results.browser_errors = browser.errors();
+}));
 
 test('write results', () => {
   writeFileSync(spec.out, JSON.stringify(results));
