@@ -152,7 +152,8 @@ def _number(meta: dict[str, Any], key: str, *, integer: bool = False, lo: float 
     if v is None and optional:
         return None
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or not math.isfinite(float(v)) or not lo <= float(v) <= hi:
+    # compared as given: float() of a JSON integer past 1e308 raises OverflowError (a 500, not a 400)
+    if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)) or not lo <= v <= hi:
         raise ApiError(400, "bad_aggregate", f"aggregate field {key!r} must be a{'n integer' if integer else ' number'} "
                                              f"between {lo:g} and {hi:g}", extra={"field": key})
     return v

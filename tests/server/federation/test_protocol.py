@@ -98,6 +98,9 @@ def test_pushes_are_exactly_once_and_a_late_region_is_left_out(tmp_path: Path):
         with pytest.raises(Refused) as exc:
             _push(us, 1, "us:r1", body=b"\x00" * 8)
         assert exc.value.code == "bad_aggregate" and exc.value.status == 400
+        with pytest.raises(Refused) as exc:  # a count past any float: refused by name, not a 500
+            _push(us, 1, "us:r1", contributors=10**400)
+        assert exc.value.code == "bad_aggregate" and exc.value.status == 400
         coord.clock.advance(11)  # past the deadline: us missed it
         with pytest.raises(Refused) as exc:
             _push(us, 1, "us:r1")
