@@ -279,8 +279,12 @@ def _count(v: Any, what: str, cap: int) -> int:
 
 
 def _real(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise StatisticsError(f"{what} must be a finite number, got {v!r}", "non_finite")
+    try:  # a JSON integer past 1e308 has no float: OverflowError, refused like infinity
+        finite = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise StatisticsError(f"{what} must be a finite number, got {str(v)[:40]!r}", "non_finite")
     return float(v)
 
 

@@ -193,6 +193,7 @@ def test_bad_bodies_are_refused_with_codes_and_nothing_is_folded(live, tmp_path)
         (variant(records=-1), None, "bad_statistics"),
         (variant(records=10 ** 12), None, "bad_statistics"),
         (variant(columns__x__sum=float("inf")), None, "bad_statistics"),   # JSON Infinity: not a finite number
+        (variant(columns__x__sum=10 ** 400), None, "bad_statistics"),      # an integer past any float
         (variant(columns__x__sum=1e6), None, "out_of_range"),              # impossible inside [0, 10]
         (variant(columns__x__sumsq=-4.0), None, "out_of_range"),
         (variant(columns__x__count=3), None, "bad_statistics"),            # more values than records
