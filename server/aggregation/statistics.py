@@ -72,7 +72,7 @@ class StatisticsConfig:
                                    float(d.get("clip", base.clip)), int(d.get("k", base.k)),
                                    float(d.get("delta", base.delta)), int(d.get("max_records", base.max_records)),
                                    float(d.get("selection_sd", base.selection_sd)))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400), int(Infinity)
             raise ConfigError(f"statistics config: {exc}") from None
         if not (math.isfinite(cfg.noise_multiplier) and cfg.noise_multiplier >= 0):
             raise ConfigError("noise_multiplier must be a finite number >= 0 (0: no DP noise)")

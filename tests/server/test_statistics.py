@@ -237,6 +237,11 @@ def test_device_only_roles_and_admin_only_opening(make_live):
         r = lv.admin("POST", "/v1/models/bank/statistics", json={"declaration": BANK_DECLARATION,
                                                                   "config": {"k": 0}})
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_config"
+        for bad in ({"clip": 10 ** 400}, {"k": float("inf")}):  # past any float / no integer: a 400, not a 500
+            r = lv.admin("POST", "/v1/models/bank/statistics", data=json.dumps({"declaration": BANK_DECLARATION,
+                                                                                "config": bad}),
+                         headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "bad_config", (bad, r.text)
         r = lv.call("POST", "/v1/statistics/tasks", token, json={"model": "bank"})
         assert r.status_code == 409 and r.json()["error"]["code"] == "no_task"
         # releases are read by admins and marketers only, through the one access decision
