@@ -79,7 +79,7 @@ def configure(store: Store, model: str, body: Any, now: float) -> dict[str, Any]
         raise _bad(", ".join(unknown), f"unknown key(s); known keys: {', '.join(sorted(DEFAULTS))}")
     cfg = {**DEFAULTS, **body}
     d = cfg["deadline_s"]
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.5 <= float(d) <= 7 * 86400:
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.5 <= d <= 7 * 86400:  # as given: float(10**400) raises
         raise _bad("deadline_s", "must be a number of seconds between 0.5 and 604800")
     k = cfg["min_regions"]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:

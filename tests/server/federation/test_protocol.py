@@ -80,6 +80,8 @@ def test_pushes_are_exactly_once_and_a_late_region_is_left_out(tmp_path: Path):
     with ExitStack() as stack:
         coord = _coordinator(stack, tmp_path)
         eu, us = (Upstream(coord.base_url, _credential(coord, r), r) for r in ("eu", "us"))
+        r = coord.admin("PUT", "/v1/federation/models/toy", json={"deadline_s": 10 ** 400})  # past any float: a 400
+        assert r.status_code == 400 and r.json()["error"]["field"] == "deadline_s", r.text
         _federate(coord, min_regions=1)
         with pytest.raises(Refused) as exc:  # no global round opened yet: retryable
             _push(eu, 1, "eu:r1")
